@@ -1,0 +1,12 @@
+"""Learning regularisation maps for TV denoising (SPEC sections 6-8).
+
+Modules
+-------
+unet      : the U-Net ``NET_Θ``.
+model     : ``LambdaNet`` — U-Net → Λ_Θ → ``tvfast.pdhg``; safetensors I/O.
+noise     : relative / absolute Gaussian noise (SPEC section 7).
+data      : image-folder dataset and ``load_grayscale``.
+train     : the trainer (``python -m tvfast.training.train``).
+evaluate  : best-scalar-λ vs learned Λ evaluation (``tvfast evaluate``).
+figures   : matplotlib figures for the evaluation.
+"""

@@ -1,0 +1,271 @@
+"""Image loading and the noisy/clean image-folder dataset (SPEC section 7).
+
+Images are read with scikit-image (PNG, JPEG, TIFF; 8- or 16-bit, bool or
+float), converted to grayscale float32 in [0, 1] by dividing integer data by
+the maximum of its dtype (255 for 8-bit, 65535 for 16-bit), centre-cropped to
+a square and resized (bicubic, Pillow) to ``size × size``.
+
+Noise follows :mod:`tvfast.training.noise`:
+
+* training (``train=True``): a fresh level ``s ~ U[s_min, s_max]`` and fresh
+  noise for every sample drawn, plus an optional random ``patch_size`` crop;
+* validation / test (``train=False``): the level and the noise of image ``i``
+  are drawn from a generator seeded with ``seed + i``, so they are identical
+  on every pass, in every process and on every machine.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import skimage.color
+import skimage.io
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from tvfast.training.noise import NOISE_MODES, add_noise
+
+__all__ = ["IMAGE_EXTENSIONS", "load_grayscale", "list_images", "ImageFolderDataset"]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
+def load_grayscale(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Read an image file as a grayscale float32 array in [0, 1].
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        PNG, JPEG or TIFF file.
+
+    Returns
+    -------
+    image : numpy.ndarray
+        ``(H, W)`` float32 in [0, 1]. Integer data is divided by its dtype's
+        maximum (``x / (2**b − 1)`` for ``b``-bit data); float data is taken
+        as already in [0, 1] and clipped; colour is converted with
+        ``skimage.color.rgb2gray`` (alpha is dropped).
+    bit_depth : int
+        Bits per sample of the stored data: 1 (bool), 8, 16, 32 or 64
+        (integers, or float32/float64).
+
+    Raises
+    ------
+    OSError
+        If the file cannot be read or decoded; the message names the file.
+    ValueError
+        If the array has a shape that is not a single 2-D image.
+    """
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            # imageio probes every plugin on undecodable files; some warn.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            arr = np.asarray(skimage.io.imread(path))
+    except Exception as exc:  # any decoder failure: corrupt, truncated, not an image
+        raise OSError(f"cannot read image file {str(path)!r}: {exc}") from exc
+
+    if arr.dtype == bool:
+        bit_depth = 1
+        img = arr.astype(np.float32)
+    elif np.issubdtype(arr.dtype, np.integer):
+        info = np.iinfo(arr.dtype)
+        bit_depth = info.bits
+        img = (np.clip(arr, 0, None).astype(np.float64) / info.max).astype(np.float32)
+    elif np.issubdtype(arr.dtype, np.floating):
+        bit_depth = arr.dtype.itemsize * 8
+        img = np.clip(np.nan_to_num(arr.astype(np.float32)), 0.0, 1.0)
+    else:
+        raise ValueError(f"unsupported pixel type {arr.dtype} in {str(path)!r}")
+
+    if img.ndim == 3 and img.shape[-1] in (3, 4):
+        img = skimage.color.rgb2gray(img[..., :3]).astype(np.float32)
+    elif img.ndim == 3 and img.shape[-1] in (1, 2):  # gray or gray + alpha
+        img = img[..., 0]
+    if img.ndim != 2:
+        raise ValueError(
+            f"{str(path)!r} is not a single 2-D image (array shape {arr.shape})"
+        )
+    return np.ascontiguousarray(img, dtype=np.float32), bit_depth
+
+
+def _centre_square_resize(img: np.ndarray, size: int) -> np.ndarray:
+    """Centre-crop ``img`` to a square and resize it (bicubic) to ``size × size``."""
+    H, W = img.shape
+    n = min(H, W)
+    top, left = (H - n) // 2, (W - n) // 2
+    img = img[top : top + n, left : left + n]
+    if n != size:
+        pil = Image.fromarray(np.ascontiguousarray(img, dtype=np.float32))  # mode "F"
+        pil = pil.resize((size, size), resample=Image.Resampling.BICUBIC)
+        img = np.clip(np.asarray(pil, dtype=np.float32), 0.0, 1.0)
+    return np.ascontiguousarray(img)
+
+
+def list_images(root: str | os.PathLike) -> list[Path]:
+    """Sorted image files (by extension, case-insensitive) directly in ``root``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``root`` does not exist.
+    NotADirectoryError
+        If ``root`` is not a directory.
+    ValueError
+        If ``root`` holds no image file.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"image folder not found: {str(root)!r}")
+    if not root.is_dir():
+        raise NotADirectoryError(f"not a folder: {str(root)!r}")
+    files = sorted(
+        p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
+    if not files:
+        raise ValueError(
+            f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in folder {str(root)!r}"
+        )
+    return files
+
+
+def _seed_from(*entropy: int) -> int:
+    """A 63-bit seed mixing several non-negative integers (numpy SeedSequence)."""
+    state = np.random.SeedSequence([int(e) for e in entropy]).generate_state(2, np.uint32)
+    return int((int(state[0]) << 31) ^ int(state[1]))
+
+
+class ImageFolderDataset(Dataset):
+    """Clean/noisy pairs from a folder of images.
+
+    Parameters
+    ----------
+    root : str or os.PathLike
+        Folder with PNG / JPEG / TIFF files (not searched recursively).
+    size : int or None
+        Images are centre-cropped to a square and resized to ``size × size``
+        (skipped when already that size). ``None`` keeps every image as read.
+    patch_size : int or None
+        Training only: a random ``patch_size × patch_size`` crop of the
+        (resized) image. Ignored when ``train=False``.
+    noise : {"relative", "absolute"}
+        ``z = x + s·std(x)·n`` or ``z = x + s·n`` (see :mod:`~tvfast.training.noise`).
+    noise_level : float or (float, float)
+        A fixed level ``s``, or a range ``(s_min, s_max)`` from which
+        ``s ~ U[s_min, s_max]`` is drawn for every sample (fixed per image
+        when ``train=False``). Default ``(0.1, 0.5)``, the seed's training range.
+    train : bool
+        Fresh random noise (and crop) per sample if True; fixed noise per
+        image if False.
+    seed : int
+        Seed of the fixed evaluation noise (image ``i`` uses ``seed + i``) and
+        of the per-epoch training noise once :meth:`set_epoch` was called.
+    cache : bool
+        Keep decoded, resized clean images in memory (per process).
+
+    Notes
+    -----
+    ``dataset[i]`` is a dict with ``"clean"`` and ``"noisy"`` (float32 tensors
+    ``(1, H, W)``), ``"s"`` (0-d float32 tensor, the noise level used) and
+    ``"index"`` (int). In training mode the randomness comes from the global
+    torch RNG (which ``DataLoader`` seeds per worker) until
+    :meth:`set_epoch` is called; from then on sample ``i`` of epoch ``e`` uses
+    a generator seeded from ``(seed, e, i)``, which makes a run — and a resumed
+    run — exactly reproducible whatever the number of workers or processes.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        size: int | None = 256,
+        patch_size: int | None = None,
+        noise: str = "relative",
+        noise_level: float | tuple[float, float] = (0.1, 0.5),
+        train: bool = True,
+        seed: int = 0,
+        cache: bool = True,
+    ) -> None:
+        if noise not in NOISE_MODES:
+            raise ValueError(f"unknown noise mode {noise!r}; expected one of {NOISE_MODES}")
+        if isinstance(noise_level, (tuple, list)):
+            lo, hi = (float(v) for v in noise_level)
+        else:
+            lo = hi = float(noise_level)
+        if not 0.0 <= lo <= hi:
+            raise ValueError(f"need 0 <= s_min <= s_max, got noise_level={noise_level!r}")
+        if size is not None and size < 1:
+            raise ValueError(f"size must be positive, got {size}")
+        if patch_size is not None:
+            if patch_size < 1:
+                raise ValueError(f"patch_size must be positive, got {patch_size}")
+            if size is not None and patch_size > size:
+                raise ValueError(f"patch_size {patch_size} exceeds image size {size}")
+
+        self.root = Path(root)
+        self.files = list_images(self.root)
+        self.size = size
+        self.patch_size = patch_size
+        self.noise = noise
+        self.noise_range = (lo, hi)
+        self.train = train
+        self.seed = int(seed)
+        self.cache = cache
+        self.epoch: int | None = None
+        self._cache: dict[int, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make training noise and crops a deterministic function of ``(seed, epoch, index)``."""
+        self.epoch = int(epoch)
+
+    def clean_image(self, index: int) -> torch.Tensor:
+        """The clean image ``index`` as a float32 tensor ``(1, H, W)`` in [0, 1]."""
+        if index in self._cache:
+            return self._cache[index]
+        img, _ = load_grayscale(self.files[index])
+        if self.size is not None:
+            img = _centre_square_resize(img, self.size)
+        x = torch.from_numpy(img)[None]
+        if self.cache:
+            self._cache[index] = x
+        return x
+
+    def _generator(self, index: int) -> torch.Generator | None:
+        if not self.train:
+            return torch.Generator().manual_seed(self.seed + index)
+        if self.epoch is not None:
+            return torch.Generator().manual_seed(_seed_from(self.seed, self.epoch, index))
+        return None  # global RNG
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} images")
+        x = self.clean_image(index)
+        g = self._generator(index)
+
+        if self.train and self.patch_size is not None:
+            H, W = x.shape[-2:]
+            p = self.patch_size
+            if p > H or p > W:
+                raise ValueError(
+                    f"patch_size {p} exceeds image {str(self.files[index])!r} of size {H}×{W}"
+                )
+            i = int(torch.randint(0, H - p + 1, (1,), generator=g))
+            j = int(torch.randint(0, W - p + 1, (1,), generator=g))
+            x = x[:, i : i + p, j : j + p]
+
+        lo, hi = self.noise_range
+        s = lo + (hi - lo) * float(torch.rand((), generator=g))
+        z = add_noise(x, s, self.noise, generator=g)
+        return {
+            "clean": x.contiguous(),
+            "noisy": z.contiguous(),
+            "s": torch.tensor(s, dtype=torch.float32),
+            "index": index,
+        }

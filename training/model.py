@@ -1,0 +1,236 @@
+"""``LambdaNet``: the learned regularisation map and the unrolled TV solver.
+
+For a noisy image ``z`` (SPEC section 6)::
+
+    o   = crop₄( UNet( reflect_pad₄(z) ) )              (B, 2, H, W)
+    Λ_Θ = 0.1 · softplus(o)          if up_bound == 0   (the seed's choice)
+    Λ_Θ = b · sigmoid(o)             if up_bound == b > 0
+    x_T = PDHG_T(z, Λ_Θ)                                 (``tvfast.pdhg``)
+
+Only output channel 0 is used (one map shared by both gradient directions,
+``Λ`` of shape ``(B, 1, H, W)``) unless ``directional=True``, in which case
+channel 0 weights the vertical and channel 1 the horizontal differences
+(``Λ`` of shape ``(B, 2, H, W)``).
+
+Weights are stored with safetensors (no pickle, safe to load from untrusted
+sources) next to a small JSON file holding the configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+import tvfast
+from tvfast.training.unet import UNet
+
+__all__ = ["LambdaNet", "pretrained_paths"]
+
+_FORMAT = "tvfast-lambdanet"
+_FORMAT_VERSION = 1
+
+
+def pretrained_paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    """Weight and config file locations for ``path``.
+
+    ``path`` may name the weights file (``*.safetensors``; the config is the
+    same name with ``.json``), the config file (``*.json``), or a directory
+    (holding ``model.safetensors`` and ``config.json``).
+
+    Returns
+    -------
+    (weights, config) : tuple of pathlib.Path
+    """
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return path, path.with_suffix(".json")
+    if path.suffix == ".json":
+        return path.with_suffix(".safetensors"), path
+    return path / "model.safetensors", path / "config.json"
+
+
+def _atomic_write(target: Path, write) -> None:
+    """Call ``write(tmp_path)`` on a temporary file next to ``target``, then
+    ``os.replace`` it onto ``target`` (atomic on POSIX and Windows)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _pad_mode(H: int, W: int, pad: int) -> str:
+    # Reflection needs pad < size; tiny images fall back to edge replication.
+    return "reflect" if pad < H and pad < W else "replicate"
+
+
+class LambdaNet(nn.Module):
+    """U-Net → regularisation map Λ_Θ → T iterations of PDHG.
+
+    Parameters
+    ----------
+    unet : torch.nn.Module, optional
+        Maps ``(B, 1, H, W)`` to ``(B, C, H, W)`` logits with ``C ≥ 1``
+        (``C ≥ 2`` when ``directional``). Default: ``UNet()`` (1,796,034
+        parameters, SPEC section 6).
+    n_iter : int
+        PDHG iterations ``T`` used by :meth:`forward`.
+    up_bound : float
+        ``0`` for ``Λ = 0.1·softplus(o)``; ``b > 0`` for ``Λ = b·sigmoid(o)``.
+    directional : bool
+        Two maps (vertical, horizontal) instead of one shared map.
+    pad : int
+        Reflection padding applied before the U-Net and cropped after it.
+    """
+
+    def __init__(
+        self,
+        unet: nn.Module | None = None,
+        n_iter: int = 256,
+        up_bound: float = 0.0,
+        directional: bool = False,
+        pad: int = 4,
+    ) -> None:
+        super().__init__()
+        if n_iter < 0:
+            raise ValueError(f"n_iter must be >= 0, got {n_iter}")
+        if up_bound < 0:
+            raise ValueError(f"up_bound must be >= 0, got {up_bound}")
+        if pad < 0:
+            raise ValueError(f"pad must be >= 0, got {pad}")
+        self.unet = unet if unet is not None else UNet()
+        out_ch = getattr(self.unet, "out_channels", None)
+        if directional and out_ch is not None and out_ch < 2:
+            raise ValueError("directional maps need a network with >= 2 output channels")
+        self.n_iter = int(n_iter)
+        self.up_bound = float(up_bound)
+        self.directional = bool(directional)
+        self.pad = int(pad)
+
+    @property
+    def config(self) -> dict:
+        """JSON-serialisable configuration (requires a ``UNet`` network)."""
+        if not isinstance(self.unet, UNet):
+            raise TypeError("config is only defined for a tvfast.training.unet.UNet network")
+        return {
+            "n_iter": self.n_iter,
+            "up_bound": self.up_bound,
+            "directional": self.directional,
+            "pad": self.pad,
+            "unet": self.unet.config,
+        }
+
+    @staticmethod
+    def _as_4d(z: torch.Tensor) -> torch.Tensor:
+        if z.ndim == 2:
+            return z[None, None]
+        if z.ndim == 3:
+            return z[:, None]
+        if z.ndim == 4 and z.shape[1] == 1:
+            return z
+        raise ValueError(f"expected z of shape (H, W), (B, H, W) or (B, 1, H, W), got {tuple(z.shape)}")
+
+    def lambda_map(self, z: torch.Tensor) -> torch.Tensor:
+        """Regularisation map Λ_Θ(z).
+
+        Parameters
+        ----------
+        z : torch.Tensor
+            Noisy images ``(B, 1, H, W)`` (``(H, W)`` and ``(B, H, W)`` accepted).
+
+        Returns
+        -------
+        torch.Tensor
+            Strictly positive ``(B, 1, H, W)``, or ``(B, 2, H, W)`` when
+            ``directional``.
+        """
+        z = self._as_4d(z)
+        H, W = z.shape[-2:]
+        p = self.pad
+        if p:
+            z = F.pad(z, (p, p, p, p), mode=_pad_mode(H, W, p))
+        out = self.unet(z)
+        if p:
+            out = out[..., p : p + H, p : p + W]
+        out = out[:, : 2 if self.directional else 1]
+        if self.up_bound == 0.0:
+            return 0.1 * F.softplus(out)
+        return self.up_bound * torch.sigmoid(out)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Denoise: ``x_T = tvfast.pdhg(z, Λ_Θ(z), n_iter=T)``, same shape as ``z``."""
+        lam = self.lambda_map(z)
+        x = tvfast.pdhg(self._as_4d(z), lam, n_iter=self.n_iter)
+        return x.reshape(z.shape)
+
+    # ------------------------------------------------------------------ I/O
+    def save_pretrained(self, path: str | os.PathLike) -> tuple[Path, Path]:
+        """Write weights (safetensors) and configuration (JSON), each atomically.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            ``name.safetensors`` (config written to ``name.json``) or a
+            directory (``model.safetensors`` + ``config.json``).
+
+        Returns
+        -------
+        (weights, config) : tuple of pathlib.Path
+        """
+        weights, config = pretrained_paths(path)
+        cfg = {"format": _FORMAT, "format_version": _FORMAT_VERSION, **self.config}
+        tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in self.state_dict().items()}
+        _atomic_write(weights, lambda tmp: save_file(tensors, tmp, metadata={"format": _FORMAT}))
+        text = json.dumps(cfg, indent=2, sort_keys=True) + "\n"
+        _atomic_write(config, lambda tmp: Path(tmp).write_text(text))
+        return weights, config
+
+    @classmethod
+    def load_pretrained(
+        cls, path: str | os.PathLike, map_location: str | torch.device = "cpu"
+    ) -> "LambdaNet":
+        """Build a ``LambdaNet`` from files written by :meth:`save_pretrained`.
+
+        Only JSON and safetensors are parsed — no pickle — so loading files of
+        unknown origin cannot execute code.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            As for :meth:`save_pretrained`.
+        map_location : str or torch.device
+            Device for the weights.
+        """
+        weights, config = pretrained_paths(path)
+        for f in (weights, config):
+            if not f.is_file():
+                raise FileNotFoundError(f"pretrained file not found: {str(f)!r}")
+        try:
+            cfg = json.loads(config.read_text())
+            if cfg.get("format", _FORMAT) != _FORMAT:
+                raise ValueError(f"unknown format {cfg.get('format')!r}")
+            unet = UNet(**cfg["unet"])
+            model = cls(
+                unet,
+                n_iter=int(cfg["n_iter"]),
+                up_bound=float(cfg["up_bound"]),
+                directional=bool(cfg["directional"]),
+                pad=int(cfg.get("pad", 4)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"invalid LambdaNet config {str(config)!r}: {exc}") from exc
+        state = load_file(str(weights), device=str(torch.device(map_location)))
+        model.load_state_dict(state, strict=True)
+        return model.to(map_location)
