@@ -1,0 +1,11 @@
+"""tvfast: fast, low-memory, differentiable TV denoising with per-pixel Λ maps.
+
+Public API: :func:`tvfast.pdhg` (the solver) and :func:`tvfast.pretrained`
+(the shipped U-Net Λ-map model). The reference loop lives in
+:mod:`tvfast.reference`.
+"""
+
+from tvfast.solver import pdhg
+
+__all__ = ["pdhg"]
+__version__ = "0.1.0"

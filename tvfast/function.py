@@ -1,0 +1,36 @@
+"""The autograd Function of the PDHG solver, with the mask-based backward.
+
+The forward runs T fused iterations and keeps only the packed clip masks
+(0.5 byte per pixel per iteration, :mod:`tvfast.clip_mask`); the backward
+replays the adjoint recursion of SPEC §4 over them. Both directions are
+delegated to a *solver module* — :mod:`tvfast.kernels.pdhg_step` (Triton) or
+:mod:`tvfast.torch_path` (PyTorch) — exposing ``solve_forward`` and
+``solve_backward`` with the same signatures.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["PDHGFunction"]
+
+
+class PDHGFunction(torch.autograd.Function):
+    """x_T = PDHG_T(z, Λ) for z (B, H, W) and a 4-D broadcastable Λ."""
+
+    @staticmethod
+    def forward(ctx, z, lam, n_iter, tau, sigma, theta, solver):
+        x, mask = solver.solve_forward(z, lam, n_iter, tau, sigma, theta, need_mask=True)
+        ctx.save_for_backward(mask)
+        ctx.config = (tuple(lam.shape), lam.dtype, tau, sigma, theta, solver)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad_x):
+        (mask,) = ctx.saved_tensors
+        lam_shape, lam_dtype, tau, sigma, theta, solver = ctx.config
+        need_glam = ctx.needs_input_grad[1]
+        grad_z, grad_lam = solver.solve_backward(grad_x.contiguous(), mask, lam_shape[1], need_glam, tau, sigma, theta)
+        if need_glam:
+            grad_lam = grad_lam.sum_to_size(lam_shape).to(lam_dtype)
+        return (grad_z if ctx.needs_input_grad[0] else None), grad_lam, None, None, None, None, None
