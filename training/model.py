@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -29,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import tvfast
+from tvfast.training.atomic import atomic_write, atomic_write_text
 from tvfast.training.unet import UNet
 
 __all__ = ["LambdaNet", "pretrained_paths"]
@@ -54,21 +54,6 @@ def pretrained_paths(path: str | os.PathLike) -> tuple[Path, Path]:
     if path.suffix == ".json":
         return path.with_suffix(".safetensors"), path
     return path / "model.safetensors", path / "config.json"
-
-
-def _atomic_write(target: Path, write) -> None:
-    """Call ``write(tmp_path)`` on a temporary file next to ``target``, then
-    ``os.replace`` it onto ``target`` (atomic on POSIX and Windows)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _pad_mode(H: int, W: int, pad: int) -> str:
@@ -192,9 +177,8 @@ class LambdaNet(nn.Module):
         weights, config = pretrained_paths(path)
         cfg = {"format": _FORMAT, "format_version": _FORMAT_VERSION, **self.config}
         tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in self.state_dict().items()}
-        _atomic_write(weights, lambda tmp: save_file(tensors, tmp, metadata={"format": _FORMAT}))
-        text = json.dumps(cfg, indent=2, sort_keys=True) + "\n"
-        _atomic_write(config, lambda tmp: Path(tmp).write_text(text))
+        atomic_write(weights, lambda tmp: save_file(tensors, tmp, metadata={"format": _FORMAT}))
+        atomic_write_text(config, json.dumps(cfg, indent=2, sort_keys=True) + "\n")
         return weights, config
 
     @classmethod

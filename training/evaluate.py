@@ -1,0 +1,306 @@
+"""Evaluate the learned map against the best scalar λ (SPEC sections 6 and 8).
+
+For every test image ``x`` and noise level ``s`` (fixed noise: image ``i``
+uses the generator seed ``seed + i``), with ``z = x + s·std(x)·n``:
+
+* **best scalar λ** — solve TV for every λ of a grid (default 81 values in
+  [0, 0.8]) as *one* batched ``tvfast.pdhg`` call (``K`` copies of ``z`` with
+  a per-batch ``Λ`` of shape ``(K,)``), then take, per image, the λ with the
+  highest PSNR and, separately, the λ with the highest SSIM;
+* **learned Λ** — ``x_T = tvfast.pdhg(z, Λ_Θ(z))`` with ``LambdaNet`` weights
+  from ``--weights``;
+* PSNR and SSIM against ``x`` with data range 1 (``skimage.metrics``).
+
+Outputs in ``--out`` (each written atomically):
+
+* ``per_image.csv`` — one row per (image, noise level);
+* ``results.md`` — mean ± std (population std) per noise level: noisy, best
+  scalar λ, learned Λ, for PSNR and for SSIM;
+* ``summary.json`` — the same numbers, machine-readable;
+* ``figures/`` — examples, Λ map, PSNR/SSIM-vs-λ curves (for the
+  ``--example`` image) and histograms of per-image differences.
+
+Usage::
+
+    python -m tvfast.training.evaluate --data DATA/test --weights W.safetensors --out runs/eval
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import tvfast
+from tvfast.training.atomic import atomic_write_text
+from tvfast.training.data import ImageFolderDataset
+from tvfast.training.figures import (
+    plot_denoising_examples,
+    plot_lambda_curves,
+    plot_lambda_map,
+    plot_metric_differences,
+)
+from tvfast.training.metrics import psnr, ssim
+from tvfast.training.model import LambdaNet
+
+__all__ = ["build_parser", "evaluate", "main", "lambda_grid_search"]
+
+CSV_COLUMNS = [
+    "image", "s",
+    "psnr_noisy", "ssim_noisy",
+    "lambda_best_psnr", "psnr_best_scalar", "ssim_at_best_psnr_lambda",
+    "lambda_best_ssim", "ssim_best_scalar",
+    "psnr_learned", "ssim_learned",
+    "lambda_learned_mean", "lambda_learned_min", "lambda_learned_max",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line options of the evaluation."""
+    p = argparse.ArgumentParser(
+        prog="tvfast evaluate",
+        description="Compare the learned regularisation map with the best scalar λ per image.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--data", required=True, help="folder of test images (PNG/JPEG/TIFF)")
+    p.add_argument("--weights", default=None,
+                   help="LambdaNet weights (.safetensors with its .json, or a folder); "
+                        "default: the shipped weights")
+    p.add_argument("--out", default="runs/evaluate", help="output folder")
+    p.add_argument("--noise-levels", type=float, nargs="+", default=[0.5], metavar="S",
+                   help="noise levels s to evaluate (relative: z = x + s·std(x)·n)")
+    p.add_argument("--noise", choices=("relative", "absolute"), default="relative", help="noise model")
+    p.add_argument("--lambda-max", type=float, default=0.8, help="largest scalar λ of the grid")
+    p.add_argument("--lambda-steps", type=int, default=81, help="grid size (linspace(0, max, steps))")
+    p.add_argument("--grid-batch", type=int, default=None,
+                   help="λ values per pdhg call (default: the whole grid in one call)")
+    p.add_argument("--iters", type=int, default=256, help="PDHG iterations T (scalar and learned)")
+    p.add_argument("--size", type=int, default=256,
+                   help="centre-crop and resize images to SIZE×SIZE (0: keep as read)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    p.add_argument("--seed", type=int, default=0, help="noise of image i is seeded with SEED + i")
+    p.add_argument("--example", type=int, default=0, help="index of the image shown in the figures")
+    p.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', ...")
+    p.add_argument("--no-figures", action="store_true", help="skip the figures")
+    return p
+
+
+def lambda_grid_search(
+    z: torch.Tensor,
+    clean: torch.Tensor,
+    lambdas: torch.Tensor,
+    n_iter: int,
+    batch: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, torch.Tensor, torch.Tensor]:
+    """Solve TV for every scalar λ of a grid and score each solution.
+
+    Parameters
+    ----------
+    z, clean : torch.Tensor
+        Noisy and clean image, ``(1, H, W)`` or ``(1, 1, H, W)``.
+    lambdas : torch.Tensor
+        ``(K,)`` grid.
+    n_iter : int
+        PDHG iterations.
+    batch : int, optional
+        λ values per ``tvfast.pdhg`` call; default all ``K`` in one call
+        (a batch of ``K`` copies of ``z`` with ``Λ`` of shape ``(K,)``).
+
+    Returns
+    -------
+    psnr_values, ssim_values : numpy.ndarray
+        ``(K,)`` metrics of each solution.
+    best_psnr_image, best_ssim_image : torch.Tensor
+        ``(H, W)`` solutions with the highest PSNR and SSIM.
+    """
+    z4 = z.reshape(1, 1, *z.shape[-2:])
+    K = lambdas.numel()
+    batch = K if batch is None or batch <= 0 else batch
+    psnr_values, ssim_values = np.empty(K), np.empty(K)
+    best = {"psnr": (-np.inf, None), "ssim": (-np.inf, None)}
+    with torch.no_grad():
+        for start in range(0, K, batch):
+            lam = lambdas[start : start + batch].to(z4)
+            xs = tvfast.pdhg(z4.expand(lam.numel(), 1, *z4.shape[-2:]).contiguous(), lam, n_iter=n_iter)
+            xs = xs.cpu()
+            for j in range(lam.numel()):
+                k = start + j
+                psnr_values[k] = psnr(clean, xs[j])
+                ssim_values[k] = ssim(clean, xs[j])
+                if psnr_values[k] > best["psnr"][0]:
+                    best["psnr"] = (psnr_values[k], xs[j, 0].clone())
+                if ssim_values[k] > best["ssim"][0]:
+                    best["ssim"] = (ssim_values[k], xs[j, 0].clone())
+    return psnr_values, ssim_values, best["psnr"][1], best["ssim"][1]
+
+
+def _mean_std(values) -> tuple[float, float]:
+    a = np.asarray(values, dtype=np.float64)
+    return float(a.mean()), float(a.std())
+
+
+def _summarise(rows: list[dict]) -> dict:
+    """Mean and std of each metric, per noise level."""
+    out = {}
+    for s in sorted({r["s"] for r in rows}):
+        rs = [r for r in rows if r["s"] == s]
+        out[f"{s:g}"] = {
+            "n_images": len(rs),
+            **{k: _mean_std([r[k] for r in rs]) for k in CSV_COLUMNS[2:]},
+            "delta_psnr": _mean_std([r["psnr_learned"] - r["psnr_best_scalar"] for r in rs]),
+            "delta_ssim": _mean_std([r["ssim_learned"] - r["ssim_best_scalar"] for r in rs]),
+        }
+    return out
+
+
+def _markdown(summary: dict, args: argparse.Namespace, weights: str) -> str:
+    lines = [
+        "# TV denoising: best scalar λ vs learned Λ",
+        "",
+        f"Images: `{args.data}`; noise: {args.noise}; grid: {args.lambda_steps} values of λ in "
+        f"[0, {args.lambda_max:g}] (best per image, separately for PSNR and SSIM); "
+        f"PDHG T = {args.iters}; weights: `{weights}`. Mean ± std over images.",
+        "",
+    ]
+    for s, m in summary.items():
+        def f(key, digits):
+            mu, sd = m[key]
+            return f"{mu:.{digits}f} ± {sd:.{digits}f}"
+
+        lines += [
+            f"## s = {s} ({m['n_images']} images)",
+            "",
+            "| metric | noisy | best scalar λ | learned Λ | learned − scalar |",
+            "|---|---:|---:|---:|---:|",
+            f"| PSNR (dB) | {f('psnr_noisy', 2)} | {f('psnr_best_scalar', 2)} | {f('psnr_learned', 2)} "
+            f"| {f('delta_psnr', 2)} |",
+            f"| SSIM | {f('ssim_noisy', 4)} | {f('ssim_best_scalar', 4)} | {f('ssim_learned', 4)} "
+            f"| {f('delta_ssim', 4)} |",
+            "",
+            f"Best scalar λ: {f('lambda_best_psnr', 3)} (PSNR), {f('lambda_best_ssim', 3)} (SSIM); "
+            f"learned Λ mean {f('lambda_learned_mean', 3)}.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def _csv_text(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    return buf.getvalue()
+
+
+def evaluate(args: argparse.Namespace, default_weights: str | None = None) -> dict:
+    """Run the evaluation described by ``args`` (see :func:`build_parser`).
+
+    Returns
+    -------
+    dict
+        ``{"summary": per-noise-level means and stds, "rows": per-image rows,
+        "files": written paths}``.
+    """
+    weights = args.weights or default_weights
+    if weights is None:
+        raise ValueError("no weights given: pass --weights PATH")
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
+                          else ("cpu" if args.device == "auto" else args.device))
+    model = LambdaNet.load_pretrained(weights, map_location=device).eval()
+    lambdas = torch.linspace(0.0, args.lambda_max, args.lambda_steps, dtype=torch.float32)
+    out = Path(args.out)
+    fig_dir = out / "figures"
+    files: list[Path] = []
+    rows: list[dict] = []
+
+    for s in args.noise_levels:
+        ds = ImageFolderDataset(args.data, size=args.size or None, noise=args.noise,
+                                noise_level=s, train=False, seed=args.seed)
+        n = len(ds) if args.limit is None else min(args.limit, len(ds))
+        example = min(max(args.example, 0), n - 1)
+        level_rows = []
+        for i in tqdm(range(n), desc=f"s = {s:g}", dynamic_ncols=True):
+            item = ds[i]
+            clean, z = item["clean"], item["noisy"]
+            zd = z.to(device)
+            p_grid, s_grid, x_psnr, _ = lambda_grid_search(zd, clean, lambdas, args.iters, args.grid_batch)
+            kp, ks = int(np.argmax(p_grid)), int(np.argmax(s_grid))
+            with torch.no_grad():
+                lam = model.lambda_map(zd[None])
+                x_learned = tvfast.pdhg(zd[None], lam, n_iter=args.iters)[0, 0].cpu()
+            lam = lam[0].cpu()
+            row = {
+                "image": ds.files[i].name, "s": float(s),
+                "psnr_noisy": psnr(clean, z), "ssim_noisy": ssim(clean, z),
+                "lambda_best_psnr": float(lambdas[kp]), "psnr_best_scalar": float(p_grid[kp]),
+                "ssim_at_best_psnr_lambda": float(s_grid[kp]),
+                "lambda_best_ssim": float(lambdas[ks]), "ssim_best_scalar": float(s_grid[ks]),
+                "psnr_learned": psnr(clean, x_learned), "ssim_learned": ssim(clean, x_learned),
+                "lambda_learned_mean": float(lam.mean()), "lambda_learned_min": float(lam.min()),
+                "lambda_learned_max": float(lam.max()),
+            }
+            level_rows.append(row)
+            if i == example and not args.no_figures:
+                tag, name = f"s{s:g}", ds.files[i].name
+                files.append(plot_denoising_examples(
+                    clean[0].numpy(), z[0].numpy(), x_psnr.numpy(), x_learned.numpy(),
+                    {"noisy": (row["psnr_noisy"], row["ssim_noisy"]),
+                     "scalar": (row["psnr_best_scalar"], row["ssim_at_best_psnr_lambda"]),
+                     "learned": (row["psnr_learned"], row["ssim_learned"])},
+                    fig_dir / f"examples_{tag}.png", lam_scalar=row["lambda_best_psnr"], name=name))
+                files.append(plot_lambda_map(lam[0].numpy() if lam.shape[0] == 1 else lam.numpy(),
+                                             fig_dir / f"lambda_map_{tag}.png", name=name))
+                files.append(plot_lambda_curves(
+                    lambdas.numpy(), p_grid, s_grid, fig_dir / f"lambda_curves_{tag}.png",
+                    learned=(row["psnr_learned"], row["ssim_learned"]), name=name))
+        if not args.no_figures:
+            files.append(plot_metric_differences(
+                [r["psnr_learned"] - r["psnr_best_scalar"] for r in level_rows],
+                [r["ssim_learned"] - r["ssim_best_scalar"] for r in level_rows],
+                fig_dir / f"differences_s{s:g}.png", title=f"s = {s:g}, {n} images"))
+        rows += level_rows
+
+    summary = _summarise(rows)
+    files.append(atomic_write_text(out / "per_image.csv", _csv_text(rows)))
+    files.append(atomic_write_text(out / "results.md", _markdown(summary, args, str(weights))))
+    files.append(atomic_write_text(out / "summary.json", json.dumps(
+        {"weights": str(weights), "iters": args.iters, "lambda_grid": [0.0, args.lambda_max, args.lambda_steps],
+         "noise": args.noise, "seed": args.seed, "levels": summary}, indent=2) + "\n"))
+    for s, m in summary.items():
+        tqdm.write(f"s = {s}: PSNR noisy {m['psnr_noisy'][0]:.2f}, best scalar {m['psnr_best_scalar'][0]:.2f}, "
+                   f"learned {m['psnr_learned'][0]:.2f} dB; SSIM {m['ssim_noisy'][0]:.4f}, "
+                   f"{m['ssim_best_scalar'][0]:.4f}, {m['ssim_learned'][0]:.4f}")
+    return {"summary": summary, "rows": rows, "files": files}
+
+
+def main(argv: list[str] | None = None, *, default_weights: str | None = None) -> int:
+    """Entry point of ``python -m tvfast.training.evaluate`` and ``tvfast evaluate``.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments (default ``sys.argv[1:]``).
+    default_weights : str, optional
+        Weights used when ``--weights`` is not given (the CLI passes the
+        shipped weights).
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.weights is None and default_weights is None:
+        parser.error("--weights is required (no default weights available)")
+    if args.limit is not None and args.limit < 1:
+        parser.error("--limit must be >= 1")
+    evaluate(args, default_weights=default_weights)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

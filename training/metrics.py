@@ -1,0 +1,35 @@
+"""Image-quality metrics against the clean image, with data range 1 (SPEC section 6).
+
+    PSNR(x, y) = 10 · log10( 1 / mean((x − y)²) )        [dB]
+    SSIM(x, y) = skimage.metrics.structural_similarity(x, y, data_range=1)
+
+Both come from ``skimage.metrics``; estimates are not clipped to [0, 1].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+__all__ = ["psnr", "ssim"]
+
+
+def _as_2d(a) -> np.ndarray:
+    if isinstance(a, torch.Tensor):
+        a = a.detach().to("cpu", torch.float64).numpy()
+    a = np.asarray(a, dtype=np.float64)
+    a = np.squeeze(a)
+    if a.ndim != 2:
+        raise ValueError(f"expected one 2-D image, got shape {a.shape}")
+    return a
+
+
+def psnr(clean, estimate) -> float:
+    """PSNR in dB of ``estimate`` against ``clean`` (both one image), data range 1."""
+    return float(peak_signal_noise_ratio(_as_2d(clean), _as_2d(estimate), data_range=1.0))
+
+
+def ssim(clean, estimate) -> float:
+    """SSIM of ``estimate`` against ``clean`` (both one image), data range 1."""
+    return float(structural_similarity(_as_2d(clean), _as_2d(estimate), data_range=1.0))

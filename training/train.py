@@ -1,0 +1,411 @@
+"""Train ``LambdaNet`` end to end through the unrolled PDHG solver (SPEC section 6).
+
+Objective, for clean images ``x`` and noisy ``z = x + s·std(x)·n``::
+
+    min_Θ  E ‖ PDHG_T(z, Λ_Θ(z)) − x ‖² / N           (MSE, mean over pixels and batch)
+
+with Adam (lr 1e-4), seed 42, T = 256 by default, ``s ~ U[0.1, 0.5]`` per
+sample. Validation images get fixed noise (seeded per image); the best weights
+are selected on mean validation PSNR.
+
+Usage::
+
+    python -m tvfast.training.train --data DATA/train --val DATA/val --out runs/x
+    torchrun --nproc_per_node=2 -m tvfast.training.train --data ... (DDP)
+
+Outputs in ``--out``:
+
+* ``last.pt`` — checkpoint written atomically after every epoch (and when the
+  time limit or SIGTERM stops a run): model, optimizer, position (epoch and
+  step within it), best validation PSNR, history and RNG states (torch,
+  numpy, python ``random``). ``--resume`` continues from it exactly.
+* ``best.safetensors`` + ``best.json`` — weights with the best validation
+  PSNR (the latest weights when no ``--val`` is given); load with
+  ``LambdaNet.load_pretrained``.
+* ``tensorboard/`` — train loss, validation PSNR/SSIM, an example Λ map.
+
+Exact resumption: the order of samples in epoch ``e`` is a permutation seeded
+by ``(seed, e)`` (``DistributedSampler``), the noise and crop of sample ``i``
+in epoch ``e`` come from a generator seeded by ``(seed, e, i)``, and PDHG is
+deterministic, so a run stopped after any step and resumed reproduces the
+uninterrupted run (up to floating-point non-determinism of the backend).
+
+Under ``torchrun`` each process trains on its shard (``DistributedSampler``)
+with ``DistributedDataParallel`` (gloo on CPU, nccl on CUDA); validation is
+sharded and reduced; only rank 0 writes logs and files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
+from tqdm import tqdm
+
+from tvfast.training.atomic import atomic_write
+from tvfast.training.data import ImageFolderDataset
+from tvfast.training.metrics import psnr, ssim
+from tvfast.training.model import LambdaNet
+from tvfast.training.unet import UNet
+
+__all__ = ["build_parser", "train", "main"]
+
+CHECKPOINT = "last.pt"
+BEST = "best.safetensors"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line options of the trainer."""
+    p = argparse.ArgumentParser(
+        prog="tvfast train",
+        description="Train the regularisation-map U-Net through unrolled PDHG (TV denoising).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    g = p.add_argument_group("data")
+    g.add_argument("--data", required=True, help="folder of training images (PNG/JPEG/TIFF)")
+    g.add_argument("--val", default=None, help="folder of validation images (fixed noise)")
+    g.add_argument("--size", type=int, default=256, help="images are centre-cropped and resized to SIZE×SIZE")
+    g.add_argument("--patch-size", type=int, default=None, help="random training crops of this size")
+    g.add_argument("--noise", choices=("relative", "absolute"), default="relative",
+                   help="z = x + s·std(x)·n (relative) or z = x + s·n (absolute)")
+    g.add_argument("--noise-min", type=float, default=0.1, help="lower end of s ~ U[min, max]")
+    g.add_argument("--noise-max", type=float, default=0.5, help="upper end of s ~ U[min, max]")
+    g.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes")
+
+    g = p.add_argument_group("model")
+    g.add_argument("--iters", type=int, default=256, help="PDHG iterations T")
+    g.add_argument("--up-bound", type=float, default=0.0,
+                   help="0: Λ = 0.1·softplus(o); b > 0: Λ = b·sigmoid(o)")
+    g.add_argument("--directional", action="store_true", help="two maps (vertical, horizontal)")
+    g.add_argument("--base-channels", type=int, default=32, help="U-Net width")
+    g.add_argument("--depth", type=int, default=3, help="U-Net depth")
+
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int, default=500, help="total number of epochs")
+    g.add_argument("--batch-size", type=int, default=1, help="images per step (per process)")
+    g.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
+    g.add_argument("--seed", type=int, default=42, help="seed of weights, sample order and noise")
+    g.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap on steps per epoch")
+    g.add_argument("--time-limit-min", type=float, default=None,
+                   help="stop cleanly (with a checkpoint) after this many minutes")
+
+    g = p.add_argument_group("run")
+    g.add_argument("--out", default="runs/train", help="output folder")
+    g.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
+                   help="continue from CKPT (default: OUT/last.pt)")
+    g.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', 'cuda:1', ...")
+    g.add_argument("--log-every", type=int, default=1, help="TensorBoard train-loss interval (steps)")
+    return p
+
+
+# ---------------------------------------------------------------- helpers
+class _Dist:
+    """Process-group facts; a single process when not launched by torchrun."""
+
+    def __init__(self, device_arg: str) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if device_arg == "auto":
+            device_arg = "cuda" if torch.cuda.is_available() else "cpu"
+        device = torch.device(device_arg)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", self.local_rank if self.world > 1 else torch.cuda.current_device())
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        self.device = device
+        self.initialised_here = False
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+            self.initialised_here = True
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def all_sum(self, values: list[float]) -> list[float]:
+        if self.world == 1:
+            return list(values)
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t.tolist()
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.initialised_here:
+            dist.destroy_process_group()
+
+
+def _rng_state() -> dict:
+    """RNG states as tensors / plain Python objects (loadable with weights_only)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)),
+                  "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"],
+                         n["has_gauss"], n["cached_gaussian"]))
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _validate(model: LambdaNet, dataset: ImageFolderDataset | None, env: _Dist) -> dict:
+    """Mean PSNR / SSIM of ``model`` on the (sharded) validation set."""
+    if dataset is None:
+        return {}
+    model.eval()
+    sums = [0.0, 0.0, 0.0]
+    with torch.no_grad():
+        for i in range(env.rank, len(dataset), env.world):
+            item = dataset[i]
+            z = item["noisy"][None].to(env.device)
+            x = model(z)
+            sums[0] += psnr(item["clean"], x)
+            sums[1] += ssim(item["clean"], x)
+            sums[2] += 1
+    model.train()
+    total_psnr, total_ssim, count = env.all_sum(sums)
+    return {"psnr": total_psnr / count, "ssim": total_ssim / count}
+
+
+def _lambda_image(model: LambdaNet, dataset: ImageFolderDataset, device) -> torch.Tensor:
+    """Λ of the first validation image, scaled to [0, 1] for TensorBoard, (1, H, W)."""
+    model.eval()
+    with torch.no_grad():
+        lam = model.lambda_map(dataset[0]["noisy"][None].to(device))[0, :1].float().cpu()
+    model.train()
+    return lam / lam.max().clamp_min(1e-12)
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def _load_checkpoint(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint to resume from not found: {str(path)!r}")
+    # weights_only: tensors and plain containers only — no arbitrary unpickling.
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# ---------------------------------------------------------------- training
+def train(args: argparse.Namespace) -> dict:
+    """Run (or resume) training as configured by ``args`` (see :func:`build_parser`).
+
+    Returns
+    -------
+    dict
+        ``epoch`` (epochs completed), ``step`` (steps done in the unfinished
+        epoch, 0 if none), ``global_step``, ``best_val_psnr``, ``history``
+        (per-epoch metrics) and ``stopped_early`` (time limit or SIGTERM).
+    """
+    env = _Dist(args.device)
+    try:
+        return _train(args, env)
+    finally:
+        env.close()
+
+
+def _train(args: argparse.Namespace, env: _Dist) -> dict:
+    out = Path(args.out)
+    if args.batch_size < 1:
+        raise ValueError("--batch-size must be >= 1")
+    if env.world > 1 and env.device.type == "cpu":
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", env.world))))
+
+    ckpt = None
+    if args.resume is not None:
+        ckpt = _load_checkpoint(out / CHECKPOINT if args.resume == "auto" else Path(args.resume))
+
+    # ---- model & optimiser (identical initial weights on all ranks)
+    torch.manual_seed(args.seed)
+    if ckpt is not None:
+        cfg = ckpt["model_config"]
+        model = LambdaNet(UNet(**cfg["unet"]), n_iter=cfg["n_iter"], up_bound=cfg["up_bound"],
+                          directional=cfg["directional"], pad=cfg["pad"])
+    else:
+        model = LambdaNet(UNet(base_channels=args.base_channels, depth=args.depth),
+                          n_iter=args.iters, up_bound=args.up_bound, directional=args.directional)
+    model.to(env.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+
+    start_epoch, start_step, global_step = 0, 0, 0
+    best_psnr, history = -math.inf, []
+    resumed_loss = (0.0, 0)  # running train-loss sum / count of an unfinished epoch
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        for group in optimizer.param_groups:  # honour a changed --lr
+            group["lr"] = args.lr
+        start_epoch, start_step = ckpt["epoch"], ckpt["step"]
+        global_step, best_psnr = ckpt["global_step"], ckpt["best_val_psnr"]
+        history = list(ckpt["history"])
+        resumed_loss = (float(ckpt["epoch_loss"][0]), int(ckpt["epoch_loss"][1]))
+        _set_rng_state(ckpt["rng"])
+
+    ddp = (DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
+           if env.world > 1 else model)
+
+    # ---- data
+    train_set = ImageFolderDataset(args.data, size=args.size, patch_size=args.patch_size, noise=args.noise,
+                                   noise_level=(args.noise_min, args.noise_max), train=True, seed=args.seed)
+    val_set = None
+    if args.val:
+        val_set = ImageFolderDataset(args.val, size=args.size, noise=args.noise,
+                                     noise_level=(args.noise_min, args.noise_max), train=False, seed=args.seed)
+    sampler = DistributedSampler(train_set, num_replicas=env.world, rank=env.rank, shuffle=True, seed=args.seed)
+    steps_per_epoch = math.ceil(len(sampler) / args.batch_size)
+    if args.max_steps_per_epoch is not None:
+        steps_per_epoch = min(steps_per_epoch, args.max_steps_per_epoch)
+
+    # ---- logging (rank 0 only)
+    writer = None
+    if env.main:
+        out.mkdir(parents=True, exist_ok=True)
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(log_dir=str(out / "tensorboard"), purge_step=global_step or None)
+        if ckpt is None:
+            writer.add_text("args", " ".join(f"--{k}={v}" for k, v in sorted(vars(args).items())))
+
+    stop_requested = {"flag": False}
+    previous_handler = None
+    if threading.current_thread() is threading.main_thread():
+        previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop_requested.update(flag=True))
+    t0 = time.monotonic()
+    limit_s = None if args.time_limit_min is None else 60.0 * args.time_limit_min
+
+    def state_dict(epoch: int, step: int, epoch_loss=(0.0, 0)) -> dict:
+        return {
+            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "optimizer": optimizer.state_dict(),
+            "model_config": model.config,
+            "epoch": epoch, "step": step, "global_step": global_step, "epoch_loss": list(epoch_loss),
+            "best_val_psnr": best_psnr, "history": history,
+            "rng": _rng_state(), "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        }
+
+    stopped = False
+    last_val: dict = history[-1] if history else {}
+    epochs_done = start_epoch
+    try:
+        for epoch in range(start_epoch, args.epochs):
+            skip = start_step if epoch == start_epoch else 0
+            train_set.set_epoch(epoch)
+            sampler.set_epoch(epoch)
+            indices = list(sampler)[skip * args.batch_size : steps_per_epoch * args.batch_size]
+            loader = DataLoader(train_set, batch_size=args.batch_size, sampler=indices,
+                                num_workers=args.num_workers, pin_memory=env.device.type == "cuda")
+            bar = tqdm(total=steps_per_epoch, initial=skip, desc=f"epoch {epoch + 1}/{args.epochs}",
+                       disable=not env.main, dynamic_ncols=True, leave=True)
+            loss_sum, loss_count = (resumed_loss if skip else (0.0, 0))
+            step = skip
+            for batch in loader:
+                z = batch["noisy"].to(env.device, non_blocking=True)
+                x = batch["clean"].to(env.device, non_blocking=True)
+                loss = F.mse_loss(ddp(z), x)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+                global_step += 1
+
+                over = stop_requested["flag"] or (limit_s is not None and time.monotonic() - t0 > limit_s)
+                total_loss, any_over = env.all_sum([loss.item(), float(over)])
+                mean_loss = total_loss / env.world
+                loss_sum, loss_count = loss_sum + mean_loss, loss_count + 1
+                if writer is not None and global_step % max(1, args.log_every) == 0:
+                    writer.add_scalar("train/loss", mean_loss, global_step)
+                bar.set_postfix(loss=f"{mean_loss:.3e}", val_psnr=f"{last_val.get('val_psnr', float('nan')):.2f}")
+                bar.update(1)
+                if any_over > 0:
+                    stopped = True
+                    break
+            bar.close()
+
+            if stopped and step < steps_per_epoch:
+                if env.main:
+                    _save_checkpoint(out / CHECKPOINT, state_dict(epoch, step, (loss_sum, loss_count)))
+                    tqdm.write(f"stopped at epoch {epoch + 1}, step {step}/{steps_per_epoch}; "
+                               f"checkpoint {out / CHECKPOINT}")
+                env.barrier()
+                return _summary(epoch, step, global_step, best_psnr, history, stopped)
+
+            val = _validate(model, val_set, env)
+            record = {"epoch": epoch + 1, "global_step": global_step,
+                      "train_loss": loss_sum / max(1, loss_count),
+                      "val_psnr": val.get("psnr"), "val_ssim": val.get("ssim"),
+                      "elapsed_s": time.monotonic() - t0}
+            history.append(record)
+            last_val = record
+            improved = val_set is None or val["psnr"] > best_psnr
+            if val_set is not None and improved:
+                best_psnr = val["psnr"]
+            if env.main:
+                writer.add_scalar("train/epoch_loss", record["train_loss"], epoch + 1)
+                if val_set is not None:
+                    writer.add_scalar("val/psnr", val["psnr"], epoch + 1)
+                    writer.add_scalar("val/ssim", val["ssim"], epoch + 1)
+                    writer.add_image("val/lambda_map", _lambda_image(model, val_set, env.device), epoch + 1)
+                writer.flush()
+                if improved:
+                    model.save_pretrained(out / BEST)
+                _save_checkpoint(out / CHECKPOINT, state_dict(epoch + 1, 0))
+                msg = f"epoch {epoch + 1}: loss {record['train_loss']:.4e}"
+                if val_set is not None:
+                    msg += f", val PSNR {val['psnr']:.2f} dB, SSIM {val['ssim']:.4f} (best {best_psnr:.2f})"
+                tqdm.write(msg)
+            env.barrier()
+            epochs_done = epoch + 1
+            if stopped:
+                break
+        return _summary(epochs_done, 0, global_step, best_psnr, history, stopped)
+    finally:
+        if writer is not None:
+            writer.close()
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
+
+
+def _summary(epoch, step, global_step, best_psnr, history, stopped) -> dict:
+    return {"epoch": epoch, "step": step, "global_step": global_step,
+            "best_val_psnr": best_psnr, "history": history, "stopped_early": stopped}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m tvfast.training.train`` and ``tvfast train``."""
+    args = build_parser().parse_args(argv)
+    train(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
