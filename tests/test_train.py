@@ -1,0 +1,131 @@
+"""Trainer: tiny runs, checkpoints, exact resume, time limit, torchrun/gloo."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tvfast.training.model import LambdaNet
+from tvfast.training.train import main
+
+# Tiny everything: 32×32 images, T = 4, a 2-level U-Net of width 4.
+TINY = ["--size", "32", "--iters", "4", "--base-channels", "4", "--depth", "2", "--batch-size", "2"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("val", 2)):
+        (root / split).mkdir()
+        for i in range(n):
+            a = np.full((32, 32), 0.2)
+            for _ in range(3):
+                r, c = rng.integers(0, 24, 2)
+                h, w = rng.integers(4, 14, 2)
+                a[r : r + h, c : c + w] = rng.random()
+            Image.fromarray((a * 255).astype(np.uint8)).save(root / split / f"im{i}.png")
+    return root
+
+
+def run(data, out, *extra):
+    return main(["--data", str(data / "train"), "--val", str(data / "val"), "--out", str(out), *TINY, *extra])
+
+
+def load(out):
+    return torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+
+
+def test_tiny_training_run(data, tmp_path):
+    out = tmp_path / "run"
+    assert run(data, out, "--epochs", "1") == 0
+    ck = load(out)
+    assert ck["epoch"] == 1 and ck["step"] == 0 and ck["global_step"] == 3
+    assert set(ck["rng"]) >= {"torch", "numpy", "python"}
+    assert np.isfinite(ck["best_val_psnr"]) and ck["history"][0]["val_psnr"] == ck["best_val_psnr"]
+    assert np.isfinite(ck["history"][0]["train_loss"]) and ck["history"][0]["val_ssim"] > 0
+    model = LambdaNet.load_pretrained(out / "best.safetensors")
+    assert model.n_iter == 4
+    assert any(p.name.startswith("events.out.tfevents") for p in (out / "tensorboard").iterdir())
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_max_steps_and_batch_options(data, tmp_path):
+    out = tmp_path / "run"
+    run(data, out, "--epochs", "1", "--batch-size", "3", "--max-steps-per-epoch", "1",
+        "--patch-size", "16", "--directional", "--up-bound", "0.2")
+    ck = load(out)
+    assert ck["global_step"] == 1
+    assert ck["model_config"]["directional"] and ck["model_config"]["up_bound"] == 0.2
+
+
+@pytest.mark.slow
+def test_resume_continues_exactly(data, tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    run(data, straight, "--epochs", "2")
+    run(data, resumed, "--epochs", "1")
+    first = load(resumed)
+    assert first["epoch"] == 1
+    adam_steps = {int(s["step"]) for s in first["optimizer"]["state"].values()}
+    assert adam_steps == {3}
+
+    run(data, resumed, "--epochs", "2", "--resume")
+    a, b = load(straight), load(resumed)
+    assert b["epoch"] == 2 and b["global_step"] == a["global_step"] == 6
+    assert {int(s["step"]) for s in b["optimizer"]["state"].values()} == {6}
+    assert [h["epoch"] for h in b["history"]] == [1, 2]
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-6, atol=1e-7)
+    assert b["history"][1]["val_psnr"] == pytest.approx(a["history"][1]["val_psnr"], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_time_limit_checkpoints_mid_epoch_and_resumes(data, tmp_path):
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    run(data, straight, "--epochs", "1")
+    # A limit that is already exceeded after the first step: stop, checkpoint.
+    run(data, stopped, "--epochs", "1", "--time-limit-min", "1e-6")
+    ck = load(stopped)
+    assert (ck["epoch"], ck["step"], ck["global_step"]) == (0, 1, 1)
+    run(data, stopped, "--epochs", "1", "--resume")
+    a, b = load(straight), load(stopped)
+    assert (b["epoch"], b["step"], b["global_step"]) == (1, 0, 3)
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-6, atol=1e-7)
+    assert b["history"][0]["train_loss"] == pytest.approx(a["history"][0]["train_loss"], rel=1e-5)
+
+
+def test_missing_resume_checkpoint_is_named(data, tmp_path):
+    with pytest.raises(FileNotFoundError, match="last.pt"):
+        run(data, tmp_path / "nothing", "--epochs", "1", "--resume")
+
+
+def test_module_entry_point_help():
+    r = subprocess.run([sys.executable, "-m", "tvfast.training.train", "--help"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0
+    for flag in ("--data", "--val", "--out", "--epochs", "--batch-size", "--patch-size", "--iters",
+                 "--lr", "--up-bound", "--directional", "--resume", "--num-workers",
+                 "--max-steps-per-epoch", "--time-limit-min"):
+        assert flag in r.stdout
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_gloo(data, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "tvfast.training.train", "--data", str(data / "train"), "--val", str(data / "val"),
+           "--out", str(out), "--epochs", "1", "--device", "cpu", *TINY]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    ck = load(out)
+    # 6 images over 2 ranks = 3 per rank, batch 2 -> 2 synchronous steps.
+    assert ck["epoch"] == 1 and ck["global_step"] == 2
+    assert np.isfinite(ck["best_val_psnr"])
+    assert (out / "best.safetensors").is_file()
+    assert len(list((out / "tensorboard").iterdir())) == 1  # only rank 0 logs
