@@ -84,7 +84,10 @@ def test_noise_is_fixed_between_runs(setup, tmp_path):
     assert (tmp_path / "a" / "per_image.csv").read_text() == (tmp_path / "b" / "per_image.csv").read_text()
 
 
-def test_weights_required(setup, tmp_path):
+def test_weights_required_and_checked(setup, tmp_path, capsys):
     images, _ = setup
     with pytest.raises(SystemExit):
         main(["--data", str(images), "--out", str(tmp_path / "x")])
+    with pytest.raises(SystemExit):
+        main(["--data", str(images), "--weights", str(tmp_path / "nope.safetensors")])
+    assert "nope.safetensors" in capsys.readouterr().err

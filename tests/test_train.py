@@ -99,9 +99,13 @@ def test_time_limit_checkpoints_mid_epoch_and_resumes(data, tmp_path):
     assert b["history"][0]["train_loss"] == pytest.approx(a["history"][0]["train_loss"], rel=1e-5)
 
 
-def test_missing_resume_checkpoint_is_named(data, tmp_path):
-    with pytest.raises(FileNotFoundError, match="last.pt"):
+def test_clean_errors_for_missing_inputs(data, tmp_path, capsys):
+    with pytest.raises(SystemExit):
         run(data, tmp_path / "nothing", "--epochs", "1", "--resume")
+    assert "last.pt" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--data", str(tmp_path / "absent"), "--out", str(tmp_path / "o")])
+    assert "absent" in capsys.readouterr().err
 
 
 def test_module_entry_point_help():

@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 import tvfast
 from tvfast.training.atomic import atomic_write_text
-from tvfast.training.data import ImageFolderDataset
+from tvfast.training.data import ImageFolderDataset, list_images
 from tvfast.training.figures import (
     plot_denoising_examples,
     plot_lambda_curves,
@@ -48,7 +48,7 @@ from tvfast.training.figures import (
     plot_metric_differences,
 )
 from tvfast.training.metrics import psnr, ssim
-from tvfast.training.model import LambdaNet
+from tvfast.training.model import LambdaNet, pretrained_paths
 
 __all__ = ["build_parser", "evaluate", "main", "lambda_grid_search"]
 
@@ -294,10 +294,23 @@ def main(argv: list[str] | None = None, *, default_weights: str | None = None) -
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.weights is None and default_weights is None:
+    weights = args.weights or default_weights
+    if weights is None:
         parser.error("--weights is required (no default weights available)")
+    wfile, cfile = pretrained_paths(weights)
+    for f in (wfile, cfile):
+        if not f.is_file():
+            parser.error(f"weights file not found: {str(f)!r}")
+    try:
+        list_images(args.data)
+    except (OSError, ValueError) as exc:
+        parser.error(f"--data: {exc}")
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be >= 1")
+    if args.lambda_steps < 1 or args.lambda_max < 0:
+        parser.error("need --lambda-steps >= 1 and --lambda-max >= 0")
+    if args.iters < 0:
+        parser.error("--iters must be >= 0")
     evaluate(args, default_weights=default_weights)
     return 0
 

@@ -57,7 +57,7 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from tvfast.training.atomic import atomic_write
-from tvfast.training.data import ImageFolderDataset
+from tvfast.training.data import ImageFolderDataset, list_images
 from tvfast.training.metrics import psnr, ssim
 from tvfast.training.model import LambdaNet
 from tvfast.training.unet import UNet
@@ -197,11 +197,13 @@ def _validate(model: LambdaNet, dataset: ImageFolderDataset | None, env: _Dist) 
 
 
 def _lambda_image(model: LambdaNet, dataset: ImageFolderDataset, device) -> torch.Tensor:
-    """Λ of the first validation image, scaled to [0, 1] for TensorBoard, (1, H, W)."""
+    """Λ of the first validation image scaled to [0, 1] for TensorBoard, ``(1, H, W)``
+    (directional maps side by side: vertical | horizontal)."""
     model.eval()
     with torch.no_grad():
-        lam = model.lambda_map(dataset[0]["noisy"][None].to(device))[0, :1].float().cpu()
+        lam = model.lambda_map(dataset[0]["noisy"][None].to(device))[0].float().cpu()
     model.train()
+    lam = torch.cat(list(lam), dim=-1)[None]
     return lam / lam.max().clamp_min(1e-12)
 
 
@@ -236,8 +238,6 @@ def train(args: argparse.Namespace) -> dict:
 
 def _train(args: argparse.Namespace, env: _Dist) -> dict:
     out = Path(args.out)
-    if args.batch_size < 1:
-        raise ValueError("--batch-size must be >= 1")
     if env.world > 1 and env.device.type == "cpu":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", env.world))))
 
@@ -248,7 +248,10 @@ def _train(args: argparse.Namespace, env: _Dist) -> dict:
     # ---- model & optimiser (identical initial weights on all ranks)
     torch.manual_seed(args.seed)
     if ckpt is not None:
-        cfg = ckpt["model_config"]
+        cfg = ckpt["model_config"]  # the checkpoint's model wins over --iters etc.
+        if env.main and (cfg["n_iter"], cfg["up_bound"], cfg["directional"]) != (
+                args.iters, args.up_bound, args.directional):
+            tqdm.write(f"resuming with the checkpoint's model configuration {cfg}")
         model = LambdaNet(UNet(**cfg["unet"]), n_iter=cfg["n_iter"], up_bound=cfg["up_bound"],
                           directional=cfg["directional"], pad=cfg["pad"])
     else:
@@ -400,9 +403,32 @@ def _summary(epoch, step, global_step, best_psnr, history, stopped) -> dict:
             "best_val_psnr": best_psnr, "history": history, "stopped_early": stopped}
 
 
+def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Turn missing folders / files and bad numbers into clean usage errors."""
+    for flag, folder in (("--data", args.data), ("--val", args.val)):
+        if folder is not None:
+            try:
+                list_images(folder)
+            except (OSError, ValueError) as exc:
+                parser.error(f"{flag}: {exc}")
+    if args.resume is not None:
+        ckpt = Path(args.out) / CHECKPOINT if args.resume == "auto" else Path(args.resume)
+        if not ckpt.is_file():
+            parser.error(f"--resume: checkpoint not found: {str(ckpt)!r}")
+    for flag, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--iters", args.iters)):
+        if value < (0 if flag == "--iters" else 1):
+            parser.error(f"{flag} must be positive, got {value}")
+    if args.max_steps_per_epoch is not None and args.max_steps_per_epoch < 1:
+        parser.error("--max-steps-per-epoch must be >= 1")
+    if not 0 <= args.noise_min <= args.noise_max:
+        parser.error("need 0 <= --noise-min <= --noise-max")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m tvfast.training.train`` and ``tvfast train``."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_arguments(parser, args)
     train(args)
     return 0
 
