@@ -38,16 +38,25 @@ def clip_state(u: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
     return high.to(torch.uint8) + 2 * low.to(torch.uint8)
 
 
-def pack_nibbles(nibble: torch.Tensor) -> torch.Tensor:
-    """(..., W) uint8 nibbles → (..., ⌈W/2⌉) bytes, even column in the low half."""
+def pack_nibbles(nibble: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """(..., W) uint8 nibbles → (..., ⌈W/2⌉) bytes, even column in the low half.
+
+    Writes into ``out`` when given (strided views are fine).
+    """
     width = nibble.shape[-1]
+    half = width // 2
+    if out is None:
+        out = nibble.new_empty(*nibble.shape[:-1], packed_width(width))
+    torch.bitwise_or(nibble[..., 0 : 2 * half : 2], nibble[..., 1 : 2 * half : 2] << 4, out=out[..., :half])
     if width % 2:
-        nibble = torch.nn.functional.pad(nibble, (0, 1))
-    pairs = nibble.unflatten(-1, (-1, 2))
-    return pairs[..., 0] | (pairs[..., 1] << 4)
+        out[..., half] = nibble[..., width - 1]
+    return out
 
 
-def unpack_nibbles(packed: torch.Tensor, width: int) -> torch.Tensor:
+def unpack_nibbles(packed: torch.Tensor, width: int, out: torch.Tensor | None = None) -> torch.Tensor:
     """Inverse of :func:`pack_nibbles`: (..., ⌈W/2⌉) bytes → (..., W) nibbles."""
-    pairs = torch.stack((packed & 15, packed >> 4), dim=-1)
-    return pairs.flatten(-2)[..., :width]
+    if out is None:
+        out = packed.new_empty(*packed.shape[:-1], width)
+    torch.bitwise_and(packed, 15, out=out[..., 0::2])
+    torch.bitwise_right_shift(packed[..., : width // 2], 4, out=out[..., 1::2])
+    return out

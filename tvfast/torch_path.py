@@ -2,20 +2,28 @@
 
 The same algorithm as the Triton kernels (SPEC §3–§4), one function per step:
 
-* :func:`pdhg_step_fwd` — one forward iteration, optionally emitting the packed
-  clip mask (:mod:`tvfast.clip_mask`);
+* :func:`pdhg_step_fwd` — one forward iteration, optionally emitting the clip
+  states (:mod:`tvfast.clip_mask`);
 * :func:`pdhg_step_bwd` — one iteration of the adjoint recursion of SPEC §4.
 
 Each step reads its state and writes the new state into preallocated buffers
-(``copy_``), so under :func:`torch.compile` (Inductor) a step is one or two
-fused C++ loops over the pixels with no per-iteration allocation of state.
-Compilation is used for large enough problems and falls back to eager
-execution when it is unavailable (no compiler, unsupported platform) or
-disabled with ``TVFAST_COMPILE=0``.
+(``copy_``), so under :func:`torch.compile` (Inductor) a step is a few fused,
+vectorised C++ loops over the pixels and nothing is allocated per iteration
+but Inductor's scratch. Compilation is used for large enough problems and
+falls back to eager execution when it is unavailable or disabled with
+``TVFAST_COMPILE=0``.
 
-Shapes: images are (B, H, W); the dual variable and its adjoint (B, 2, H, W);
-``lam`` is a 4-D tensor broadcastable to (B, 2, H, W) whose channel dim is
-1 (shared by both directions) or 2.
+Layout. Vertical neighbours (rows i±1, wrapped) are cheap for Inductor: the
+wrap happens in the outer loop. A horizontal wrap inside the vectorised inner
+loop would become a scalar gather, so every array that is read at a
+horizontal neighbour is stored *padded* as (B, H, W+2) with a periodic halo:
+column 0 holds column W−1 and column W+1 holds column 0. Those arrays are x̄
+and q₁ (forward), gx, gx̄, gq₁ and the clip states (backward), and Λ₁ when it
+varies along W. Each step writes the interior and refreshes the two halo
+columns of what it writes.
+
+Shapes: images (B, H, W); ``lam0``/``lam1`` are the vertical/horizontal
+strength as 3-D tensors broadcastable to (B, H, W).
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import warnings
 
 import torch
 
-from tvfast.clip_mask import HIGH, LOW, clip_state, pack_nibbles, packed_width, unpack_nibbles
+from tvfast.clip_mask import HIGH, LOW, clip_state, pack_nibbles, unpack_nibbles
 
 __all__ = ["pdhg_step_fwd", "pdhg_step_bwd", "solve_forward", "solve_backward", "use_compile"]
 
@@ -33,69 +41,114 @@ __all__ = ["pdhg_step_fwd", "pdhg_step_bwd", "solve_forward", "solve_backward", 
 _COMPILE_MIN_WORK = 64 * 64 * 64
 
 
-def pdhg_step_fwd(x, x_bar, p, q, z, lam, x_bar_out, q_out, mask_out, tau: float, sigma: float, theta: float):
+def _interior(t: torch.Tensor, width: int) -> torch.Tensor:
+    return t[..., 1 : width + 1]
+
+
+def _left(t: torch.Tensor, width: int) -> torch.Tensor:
+    """t[..., j−1] of a padded array, for j = 0 … W−1."""
+    return t[..., 0:width]
+
+
+def _right(t: torch.Tensor, width: int) -> torch.Tensor:
+    """t[..., j+1] of a padded array, for j = 0 … W−1."""
+    return t[..., 2 : width + 2]
+
+
+def _store_padded(out: torch.Tensor, value: torch.Tensor) -> None:
+    """Write ``value`` (…, W) into the padded ``out`` (…, W+2) with its periodic halo."""
+    width = value.shape[-1]
+    out[..., 1 : width + 1].copy_(value)
+    out[..., 0].copy_(value[..., width - 1])
+    out[..., width + 1].copy_(value[..., 0])
+
+
+def padded(t: torch.Tensor) -> torch.Tensor:
+    """(…, W) → (…, W+2) with the periodic halo."""
+    return torch.cat((t[..., -1:], t, t[..., :1]), dim=-1)
+
+
+def _clip(u, lam):
+    return torch.minimum(torch.maximum(u, -lam), lam)
+
+
+def pdhg_step_fwd(x, x_bar, p, q0, q1, z, lam0, lam1, x_bar_out, q0_out, q1_out, nibble_out, tau: float, sigma: float, theta: float):
     """One PDHG iteration (SPEC §3), in place.
 
-    Reads x, x̄ (``x_bar``), p, q, z; writes x, p in place, the new x̄ into
-    ``x_bar_out`` and the new q into ``q_out`` (double buffers, since
-    neighbours read x̄ and q), and the packed clip states into ``mask_out``
-    (B, H, ⌈W/2⌉) unless it is None.
+    Reads x, p, z, q₀ (B, H, W), the padded x̄ and q₁ (B, H, W+2), Λ₀ and Λ₁
+    (Λ₁ padded when it varies along W). Writes x, p in place, the new x̄, q₀,
+    q₁ into the ``*_out`` double buffers (neighbours read them), and the clip
+    states ``s₀ | s₁ << 2`` into ``nibble_out`` (B, H, W) uint8 unless None.
     """
-    p_new = (p + sigma * (x_bar - z)) / (1.0 + sigma)
-    u0 = q[:, 0] + sigma * (torch.roll(x_bar, -1, -2) - x_bar)
-    u1 = q[:, 1] + sigma * (torch.roll(x_bar, -1, -1) - x_bar)
-    l0 = lam[:, 0]
-    l1 = lam[:, -1]
-    q0 = torch.minimum(torch.maximum(u0, -l0), l0)
-    q1 = torch.minimum(torch.maximum(u1, -l1), l1)
-    grad_T_q = (torch.roll(q0, 1, -2) - q0) + (torch.roll(q1, 1, -1) - q1)
+    width = x.shape[-1]
+    xb = _interior(x_bar, width)
+    lam1_here = _interior(lam1, width) if lam1.shape[-1] == width + 2 else lam1
+    lam1_left = _left(lam1, width) if lam1.shape[-1] == width + 2 else lam1
+    p_new = (p + sigma * (xb - z)) / (1.0 + sigma)
+    u0 = q0 + sigma * (torch.roll(xb, -1, -2) - xb)
+    u0_up = torch.roll(q0, 1, -2) + sigma * (xb - torch.roll(xb, 1, -2))
+    u1 = _interior(q1, width) + sigma * (_right(x_bar, width) - xb)
+    u1_left = _left(q1, width) + sigma * (xb - _left(x_bar, width))
+    q0_new = _clip(u0, lam0)
+    q1_new = _clip(u1, lam1_here)
+    grad_T_q = (_clip(u0_up, torch.roll(lam0, 1, -2) if lam0.shape[-2] > 1 else lam0) - q0_new) + (
+        _clip(u1_left, lam1_left) - q1_new
+    )
     x_new = x - tau * p_new - tau * grad_T_q
-    x_bar_out.copy_(x_new + theta * (x_new - x))
-    q_out[:, 0].copy_(q0)
-    q_out[:, 1].copy_(q1)
-    if mask_out is not None:
-        mask_out.copy_(pack_nibbles(clip_state(u0, l0) | (clip_state(u1, l1) << 2)))
+    _store_padded(x_bar_out, x_new + theta * (x_new - x))
+    q0_out.copy_(q0_new)
+    _store_padded(q1_out, q1_new)
+    if nibble_out is not None:
+        nibble_out.copy_(clip_state(u0, lam0) | (clip_state(u1, lam1_here) << 2))
     x.copy_(x_new)
     p.copy_(p_new)
 
 
-def pdhg_step_bwd(gx, gx_bar, gp, gq, gz, glam, mask, gx_bar_out, gq_out, tau: float, sigma: float, theta: float):
-    """One iteration k = T−1 … 0 of the adjoint recursion (SPEC §4), in place.
+def pdhg_step_bwd(gx, gx_bar, gp, gq0, gq1, gz, glam, nibble, gx_out, gx_bar_out, gq0_out, gq1_out, tau: float, sigma: float, theta: float):
+    """One iteration k = T−1 … 0 of the adjoint recursion (SPEC §4).
 
-    On entry gx, gx̄, gp, gq hold the adjoints of x_{k+1}, x̄_{k+1}, p_{k+1},
-    q_{k+1}; on exit those of iteration k (gx̄ and gq into the ``*_out``
-    buffers). ``gz`` accumulates −σ/(1+σ)·gp'; ``glam`` (B, C, H, W) with
-    C = 1 or 2 accumulates S∘gq' (summed over directions when C = 1), or is
-    None when Λ needs no gradient. ``mask`` is iteration k's packed states.
+    On entry gx, gx̄ (padded), gp, gq₀, gq₁ (padded) hold the adjoints of
+    x_{k+1}, x̄_{k+1}, p_{k+1}, q_{k+1}; on exit those of iteration k are in
+    ``gp`` (in place) and the ``*_out`` buffers. ``nibble`` (B, H, W+2) uint8
+    (padded) holds iteration k's clip states. ``gz`` accumulates
+    −σ/(1+σ)·gp''; ``glam`` (B, C, H, W), C = 1 or 2, accumulates S∘gq''
+    (summed over directions when C = 1), or is None.
     """
-    width = gx.shape[-1]
-    a = gx + (1.0 + theta) * gx_bar  # gx' after the x̄ contribution
+    width = gp.shape[-1]
+    c = 1.0 + theta
+    a_pad = gx + c * gx_bar  # padded: a = gx' + (1+θ)gx̄'
+    a = _interior(a_pad, width)
     gp_new = gp - tau * a
-    gq0 = gq[:, 0] - tau * (torch.roll(a, -1, -2) - a)
-    gq1 = gq[:, 1] - tau * (torch.roll(a, -1, -1) - a)
-    nibble = unpack_nibbles(mask, width)
-    s0 = nibble & 3
-    s1 = (nibble >> 2) & 3
-    gu0 = torch.where(s0 == 0, gq0, 0.0)
-    gu1 = torch.where(s1 == 0, gq1, 0.0)
+    gq0_new = gq0 - tau * (torch.roll(a, -1, -2) - a)
+    gq0_up = torch.roll(gq0, 1, -2) - tau * (a - torch.roll(a, 1, -2))
+    gq1_new = _interior(gq1, width) - tau * (_right(a_pad, width) - a)
+    gq1_left = _left(gq1, width) - tau * (a - _left(a_pad, width))
+    state = _interior(nibble, width)
+    s0 = state & 3
+    s1 = state >> 2
+    s0_up = torch.roll(state, 1, -2) & 3
+    s1_left = _left(nibble, width) >> 2
+    gu0 = torch.where(s0 == 0, gq0_new, 0.0)
+    gu1 = torch.where(s1 == 0, gq1_new, 0.0)
+    grad_T_gu = (torch.where(s0_up == 0, gq0_up, 0.0) - gu0) + (torch.where(s1_left == 0, gq1_left, 0.0) - gu1)
     if glam is not None:
-        d0 = torch.where(s0 == HIGH, gq0, 0.0) - torch.where(s0 == LOW, gq0, 0.0)
-        d1 = torch.where(s1 == HIGH, gq1, 0.0) - torch.where(s1 == LOW, gq1, 0.0)
+        d0 = torch.where(s0 == HIGH, gq0_new, torch.where(s0 == LOW, -gq0_new, 0.0))
+        d1 = torch.where(s1 == HIGH, gq1_new, torch.where(s1 == LOW, -gq1_new, 0.0))
         if glam.shape[1] == 1:
             glam[:, 0].add_(d0 + d1)
         else:
             glam[:, 0].add_(d0)
             glam[:, 1].add_(d1)
-    grad_T_gu = (torch.roll(gu0, 1, -2) - gu0) + (torch.roll(gu1, 1, -1) - gu1)
-    c = sigma / (1.0 + sigma)
-    gx_bar_out.copy_(sigma * grad_T_gu + c * gp_new)
-    gq_out[:, 0].copy_(gu0)
-    gq_out[:, 1].copy_(gu1)
-    gz.sub_(c * gp_new)
-    gx.copy_(a - theta * gx_bar)
+    k = sigma / (1.0 + sigma)
+    _store_padded(gx_bar_out, sigma * grad_T_gu + k * gp_new)
+    _store_padded(gx_out, a - theta * _interior(gx_bar, width))
+    gq0_out.copy_(gu0)
+    _store_padded(gq1_out, gu1)
+    gz.sub_(k * gp_new)
     gp.copy_(gp_new / (1.0 + sigma))
 
 
+_EAGER = {"fwd": pdhg_step_fwd, "bwd": pdhg_step_bwd}
 _compiled: dict[str, object] = {}
 
 
@@ -105,86 +158,106 @@ def use_compile(work: int) -> bool:
     ``TVFAST_COMPILE=1`` forces it, ``TVFAST_COMPILE=0`` disables it; by
     default it is used when pixels × iterations ≥ 64³.
     """
-    flag = os.environ.get("TVFAST_COMPILE", "").strip()
-    if flag in ("0", "false", "False"):
+    flag = os.environ.get("TVFAST_COMPILE", "").strip().lower()
+    if flag in ("0", "false", "no"):
         return False
-    if flag in ("1", "true", "True"):
+    if flag in ("1", "true", "yes"):
         return True
     return work >= _COMPILE_MIN_WORK
 
 
 def _step_function(name: str, compile_it: bool):
-    eager = {"fwd": pdhg_step_fwd, "bwd": pdhg_step_bwd}[name]
     if not compile_it:
-        return eager
+        return _EAGER[name]
     if name not in _compiled:
         try:
-            _compiled[name] = torch.compile(eager, dynamic=False, fullgraph=True)
+            _compiled[name] = torch.compile(_EAGER[name], dynamic=False, fullgraph=True)
         except Exception as exc:  # torch.compile unavailable on this platform
             warnings.warn(f"tvfast: torch.compile unavailable ({exc}); running eagerly", stacklevel=3)
-            _compiled[name] = eager
+            _compiled[name] = _EAGER[name]
     return _compiled[name]
 
 
-def _run_steps(name: str, n_iter: int, compile_it: bool, args_for_step):
-    """Call the step ``n_iter`` times; fall back to eager if compilation fails."""
+def _run_steps(name: str, n_iter: int, compile_it: bool, step_args, after_step=None):
+    """Call step ``name`` for k = 0 … n_iter−1; fall back to eager if compiling fails."""
     step = _step_function(name, compile_it)
-    k = 0
-    try:
-        while k < n_iter:
-            step(*args_for_step(k))
-            k += 1
-    except Exception as exc:
-        if step is {"fwd": pdhg_step_fwd, "bwd": pdhg_step_bwd}[name] or k > 0:
-            raise
-        warnings.warn(f"tvfast: torch.compile failed ({type(exc).__name__}: {exc}); running eagerly", stacklevel=3)
-        _compiled[name] = step = {"fwd": pdhg_step_fwd, "bwd": pdhg_step_bwd}[name]
-        for k in range(k, n_iter):
-            step(*args_for_step(k))
+    for k in range(n_iter):
+        try:
+            step(*step_args(k))
+        except Exception as exc:
+            if step is _EAGER[name] or k > 0:
+                raise
+            warnings.warn(f"tvfast: torch.compile failed ({type(exc).__name__}: {exc}); running eagerly", stacklevel=3)
+            _compiled[name] = step = _EAGER[name]
+            step(*step_args(k))
+        if after_step is not None:
+            after_step(k)
+
+
+def _lambda_parts(lam: torch.Tensor, width: int):
+    """Λ (Bl, Cl, Hl, Wl) → (Λ₀, Λ₁) 3-D, Λ₁ padded along W when it varies along W."""
+    lam0 = lam[:, 0]
+    lam1 = lam[:, -1]
+    if lam1.shape[-1] == width and width > 1:
+        lam1 = padded(lam1)
+    return lam0.contiguous(), lam1.contiguous()
 
 
 def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, need_mask: bool):
     """Run ``n_iter`` iterations on z (B, H, W). Returns (x_T, mask or None).
 
-    The mask is (T, B, H, ⌈W/2⌉) uint8 when ``need_mask``.
+    ``lam`` is 4-D, broadcastable to (B, 2, H, W). The mask is
+    (T, B, H, ⌈W/2⌉) uint8 when ``need_mask``.
     """
     batch, height, width = z.shape
+    lam0, lam1 = _lambda_parts(lam, width)
     x = z.clone()
     p = torch.zeros_like(z)
-    x_bar = (z.clone(), torch.empty_like(z))
-    q = (z.new_zeros(batch, 2, height, width), torch.empty(batch, 2, height, width, dtype=z.dtype, device=z.device))
-    mask = None
+    x_bar = (padded(z), z.new_empty(batch, height, width + 2))
+    q0 = (torch.zeros_like(z), torch.empty_like(z))
+    q1 = (z.new_zeros(batch, height, width + 2), z.new_empty(batch, height, width + 2))
+    mask = nibble = None
     if need_mask:
-        mask = torch.empty(n_iter, batch, height, packed_width(width), dtype=torch.uint8, device=z.device)
+        mask = torch.empty(n_iter, batch, height, (width + 1) // 2, dtype=torch.uint8, device=z.device)
+        nibble = torch.empty(batch, height, width, dtype=torch.uint8, device=z.device)
     compile_it = use_compile(batch * height * width * n_iter)
 
-    def args(k):
-        src, dst = k % 2, (k + 1) % 2
-        return (x, x_bar[src], p, q[src], z, lam, x_bar[dst], q[dst], None if mask is None else mask[k], tau, sigma, theta)
+    def step_args(k):
+        s, d = k % 2, (k + 1) % 2
+        return (x, x_bar[s], p, q0[s], q1[s], z, lam0, lam1, x_bar[d], q0[d], q1[d], nibble, tau, sigma, theta)
+
+    def pack(k):
+        pack_nibbles(nibble, out=mask[k])
 
     with torch.no_grad():
-        _run_steps("fwd", n_iter, compile_it, args)
+        _run_steps("fwd", n_iter, compile_it, step_args, pack if need_mask else None)
     return x, mask
 
 
 def solve_backward(grad_x, mask, lam_channels: int, need_glam: bool, tau: float, sigma: float, theta: float):
-    """Adjoint pass. Returns (∂ℓ/∂z (B, H, W), ∂ℓ/∂Λ (B, C, H, W) or None)."""
+    """Adjoint pass over the stored masks. Returns (∂ℓ/∂z (B,H,W), ∂ℓ/∂Λ (B,C,H,W) or None)."""
     n_iter, batch, height, _ = mask.shape
     width = grad_x.shape[-1]
-    gx = grad_x.clone()
-    gp = torch.zeros_like(gx)
-    gz = torch.zeros_like(gx)
-    gx_bar = (torch.zeros_like(gx), torch.empty_like(gx))
-    gq = (gx.new_zeros(batch, 2, height, width), torch.empty(batch, 2, height, width, dtype=gx.dtype, device=gx.device))
-    glam = gx.new_zeros(batch, lam_channels, height, width) if need_glam else None
+    new_padded = lambda: grad_x.new_zeros(batch, height, width + 2)  # noqa: E731
+    gx = (padded(grad_x), new_padded())
+    gx_bar = (new_padded(), new_padded())
+    gq0 = (torch.zeros_like(grad_x), torch.zeros_like(grad_x))
+    gq1 = (new_padded(), new_padded())
+    gp = torch.zeros_like(grad_x)
+    gz = torch.zeros_like(grad_x)
+    glam = grad_x.new_zeros(batch, lam_channels, height, width) if need_glam else None
+    nibble = torch.empty(batch, height, width + 2, dtype=torch.uint8, device=grad_x.device)
     compile_it = use_compile(batch * height * width * n_iter)
 
-    def args(j):
-        k = n_iter - 1 - j
-        src, dst = j % 2, (j + 1) % 2
-        return (gx, gx_bar[src], gp, gq[src], gz, glam, mask[k], gx_bar[dst], gq[dst], tau, sigma, theta)
+    def step_args(j):
+        unpack_nibbles(mask[n_iter - 1 - j], width, out=nibble[..., 1 : width + 1])
+        nibble[..., 0] = nibble[..., width]
+        nibble[..., width + 1] = nibble[..., 1]
+        s, d = j % 2, (j + 1) % 2
+        return (gx[s], gx_bar[s], gp, gq0[s], gq1[s], gz, glam, nibble, gx[d], gx_bar[d], gq0[d], gq1[d], tau, sigma, theta)
 
     with torch.no_grad():
-        _run_steps("bwd", n_iter, compile_it, args)
-        gz.add_(gx).add_(gx_bar[n_iter % 2])
+        _run_steps("bwd", n_iter, compile_it, step_args)
+        last = n_iter % 2
+        gz.add_(_interior(gx[last], width)).add_(_interior(gx_bar[last], width))
     return gz, glam
