@@ -74,8 +74,11 @@ def load_grayscale(path: str | os.PathLike) -> tuple[np.ndarray, int]:
         img = arr.astype(np.float32)
     elif np.issubdtype(arr.dtype, np.integer):
         info = np.iinfo(arr.dtype)
-        bit_depth = info.bits
-        img = (np.clip(arr, 0, None).astype(np.float64) / info.max).astype(np.float32)
+        bit_depth, scale = info.bits, float(info.max)
+        if path.suffix.lower() == ".png" and bit_depth > 16:
+            # PNG stores at most 16 bits; some Pillow versions decode them to int32.
+            bit_depth, scale = 16, 65535.0
+        img = (np.clip(arr, 0, None).astype(np.float64) / scale).astype(np.float32)
     elif np.issubdtype(arr.dtype, np.floating):
         bit_depth = arr.dtype.itemsize * 8
         img = np.clip(np.nan_to_num(arr.astype(np.float32)), 0.0, 1.0)
