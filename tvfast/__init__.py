@@ -5,7 +5,8 @@ Public API: :func:`tvfast.pdhg` (the solver) and :func:`tvfast.pretrained`
 :mod:`tvfast.reference`.
 """
 
+from tvfast.pretrained import pretrained
 from tvfast.solver import pdhg
 
-__all__ = ["pdhg"]
+__all__ = ["pdhg", "pretrained"]
 __version__ = "0.1.0"

@@ -1,0 +1,166 @@
+"""Measuring tvfast.pdhg against the reference loop: time and peak memory.
+
+Used by ``tvfast bench`` and by the pytest-benchmark suite in
+``benchmarks/``. Times are medians of repeated runs in one process, both
+implementations on the same inputs; memory is the peak growth of the
+resident set size (RSS) during one forward+backward in a *fresh* process
+(``python -m tvfast.benchmarking --impl …``), after an identical warm-up run
+so that compilation and allocator pools are not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+import torch
+
+__all__ = ["solvers", "make_problem", "forward", "forward_backward", "median_time", "PeakRSS",
+           "probe_memory", "copy_bandwidth", "print_table"]
+
+
+def solvers() -> dict:
+    import tvfast
+    from tvfast.reference import pdhg_reference
+
+    return {"tvfast": tvfast.pdhg, "reference": pdhg_reference}
+
+
+def make_problem(size: int, batch: int = 1, seed: int = 0):
+    """A (B, 1, N, N) image batch in [0, 1] and a per-pixel Λ map in [0, 0.1]."""
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.rand(batch, 1, size, size, generator=gen)
+    lam = 0.1 * torch.rand(batch, 1, size, size, generator=gen)
+    return z, lam
+
+
+def forward(solve, z, lam, n_iter):
+    with torch.no_grad():
+        return solve(z, lam, n_iter)
+
+
+def forward_backward(solve, z, lam, n_iter):
+    z = z.clone().requires_grad_()
+    lam = lam.clone().requires_grad_()
+    solve(z, lam, n_iter).square().sum().backward()
+    return z.grad, lam.grad
+
+
+def median_time(fn, *args, rounds: int = 5, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn(*args)
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn(*args)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * _PAGE
+
+
+class PeakRSS:
+    """Peak RSS while the ``with`` block runs (a thread samples /proc/self/statm every 0.5 ms)."""
+
+    def __init__(self, interval: float = 5e-4):
+        self.interval = interval
+        self.start = self.peak = 0
+        self._stop = threading.Event()
+
+    def _sample(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_bytes())
+            time.sleep(self.interval)
+
+    def __enter__(self):
+        self.start = self.peak = rss_bytes()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_bytes())
+
+    @property
+    def extra(self) -> int:
+        return self.peak - self.start
+
+
+def probe_memory(impl: str, size: int, batch: int, n_iter: int) -> dict:
+    """Peak extra RSS of one forward+backward, measured in a fresh process."""
+    cmd = [sys.executable, "-m", "tvfast.benchmarking", "--impl", impl, "--size", str(size),
+           "--batch", str(batch), "--iters", str(n_iter)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def copy_bandwidth(n_bytes: int = 1 << 28, rounds: int = 5) -> float:
+    """Bytes per second of a large tensor copy (read + write counted)."""
+    a = torch.empty(n_bytes // 4).uniform_()
+    b = torch.empty_like(a)
+    seconds = median_time(b.copy_, a, rounds=rounds)
+    return 2 * n_bytes / seconds
+
+
+def _speed_rows(size: int, batch: int, n_iter: int, rounds: int) -> list[str]:
+    z, lam = make_problem(size, batch)
+    impls = solvers()
+    rows = []
+    for name, fn in (("forward", forward), ("forward+backward", forward_backward)):
+        t = {k: median_time(fn, solve, z, lam, n_iter, rounds=rounds) for k, solve in impls.items()}
+        rows.append(f"| {name} {size}² B={batch} T={n_iter} | {t['reference'] * 1e3:.1f} ms "
+                    f"| {t['tvfast'] * 1e3:.1f} ms | {t['reference'] / t['tvfast']:.1f}× faster |")
+    return rows
+
+
+def _memory_row(size: int, batch: int, n_iter: int) -> str:
+    m = {k: probe_memory(k, size, batch, n_iter)["extra_bytes"] for k in ("reference", "tvfast")}
+    return (f"| peak extra RSS, forward+backward {size}² B={batch} T={n_iter} | {m['reference'] / 2**20:.1f} MiB "
+            f"| {m['tvfast'] / 2**20:.1f} MiB | {m['reference'] / max(m['tvfast'], 1):.1f}× less |")
+
+
+def print_table(quick: bool = False) -> None:
+    size, n_iter, rounds = (128, 64, 3) if quick else (256, 256, 5)
+    print(f"# tvfast bench — {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+    print()
+    print("| case | reference loop | tvfast | ratio |")
+    print("|---|---|---|---|")
+    for row in _speed_rows(size, 1, n_iter, rounds):
+        print(row, flush=True)
+    print(_memory_row(size, 1, n_iter), flush=True)
+
+
+def _probe_main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="peak extra RSS of one forward+backward (fresh process)")
+    parser.add_argument("--impl", choices=["tvfast", "reference"], required=True)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--iters", type=int, default=256)
+    args = parser.parse_args(argv)
+    solve = solvers()[args.impl]
+    z, lam = make_problem(args.size, args.batch)
+    forward_backward(solve, z, lam, args.iters)  # warm-up: compilation, allocator pools
+    with PeakRSS() as probe:
+        forward_backward(solve, z, lam, args.iters)
+    print(json.dumps({"impl": args.impl, "size": args.size, "batch": args.batch, "iters": args.iters,
+                      "rss_before": probe.start, "rss_peak": probe.peak, "extra_bytes": probe.extra}))
+
+
+if __name__ == "__main__":
+    _probe_main()

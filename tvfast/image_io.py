@@ -1,0 +1,103 @@
+"""Reading and writing the images the command line denoises.
+
+Images keep their channels and bit depth: an 8-bit PNG comes back as an
+8-bit PNG, a 16-bit TIFF as a 16-bit TIFF, ``.npy`` arrays as float arrays.
+Pixel values are handled as float32 in [0, 1] (integers divided by their
+dtype's maximum); ``.npy`` arrays are taken as they are. Writes are atomic:
+a temporary file next to the target, renamed over it when complete, so a
+failed or interrupted write never leaves a partial output.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["IMAGE_SUFFIXES", "LoadedImage", "read_image", "write_image", "ImageReadError"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".npy")
+
+
+class ImageReadError(ValueError):
+    """An input file could not be read or decoded (the message names it)."""
+
+
+@dataclass
+class LoadedImage:
+    """``pixels`` is (H, W) or (H, W, C) float32; ``dtype`` the stored sample type."""
+
+    pixels: np.ndarray
+    dtype: np.dtype
+
+
+def read_image(path: str | os.PathLike) -> LoadedImage:
+    """Read PNG / JPEG / TIFF (8- or 16-bit, grey or colour) or ``.npy``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise ImageReadError(f"{path}: unsupported file type {suffix!r} (expected one of {', '.join(IMAGE_SUFFIXES)})")
+    try:
+        if suffix == ".npy":
+            arr = np.load(path, allow_pickle=False)
+        else:
+            import skimage.io
+
+            arr = skimage.io.imread(path)
+    except Exception as exc:  # decoders raise many types for truncated or corrupt files
+        raise ImageReadError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from None
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (1, 2, 3, 4)):
+        raise ImageReadError(f"{path}: expected a 2-D image (H, W) or (H, W, C), got shape {arr.shape}")
+    if arr.ndim == 3 and arr.shape[-1] in (2, 4) and suffix != ".npy":
+        arr = arr[..., :-1]  # drop alpha
+    dtype = arr.dtype
+    if np.issubdtype(dtype, np.integer):
+        pixels = arr.astype(np.float32) / np.float32(np.iinfo(dtype).max)
+    elif dtype == np.bool_:
+        pixels = arr.astype(np.float32)
+    elif np.issubdtype(dtype, np.floating):
+        pixels = arr.astype(np.float32)
+    else:
+        raise ImageReadError(f"{path}: unsupported sample type {dtype}")
+    if not np.isfinite(pixels).all():
+        raise ImageReadError(f"{path}: contains NaN or inf")
+    return LoadedImage(pixels=pixels, dtype=dtype)
+
+
+def _encode(pixels: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if np.issubdtype(dtype, np.integer):
+        top = np.iinfo(dtype).max
+        return np.clip(np.rint(pixels * top), 0, top).astype(dtype)
+    if dtype == np.bool_:
+        return np.clip(np.rint(pixels), 0, 1).astype(np.uint8) * 255
+    return pixels.astype(dtype)
+
+
+def write_image(path: str | os.PathLike, pixels: np.ndarray, dtype: np.dtype) -> Path:
+    """Write ``pixels`` (float in [0, 1]) as ``dtype`` samples, atomically."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    data = _encode(pixels, np.dtype(dtype)) if suffix != ".npy" else pixels.astype(np.dtype(dtype) if np.issubdtype(dtype, np.floating) else np.float32)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        if suffix == ".npy":
+            with open(tmp, "wb") as f:
+                np.save(f, data, allow_pickle=False)
+        else:
+            import skimage.io
+
+            if suffix in (".jpg", ".jpeg") and data.dtype != np.uint8:
+                data = _encode(pixels, np.dtype(np.uint8))
+            skimage.io.imsave(tmp, data, check_contrast=False)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
