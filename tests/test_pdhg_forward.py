@@ -1,0 +1,269 @@
+"""tvfast.pdhg forward against the reference loop (SPEC §3), both backends.
+
+backend="triton" runs the Triton kernels through the interpreter
+(TRITON_INTERPRET=1, set in conftest.py), so kernel cases are small
+(≤ 70×65 pixels, T ≤ 12).
+"""
+
+import warnings
+
+import pytest
+import torch
+
+import tvfast
+from tvfast import torch_path
+from tvfast.clip_mask import clip_state, pack_nibbles
+from tvfast.kernels import pdhg_step
+from tvfast.operators import gradient
+from tvfast.reference import pdhg_reference
+
+pytestmark = pytest.mark.usefixtures("nan_empty")
+
+BACKENDS = ("torch", "triton")
+LAMBDA_KINDS = ("float", "0d", "per_batch", "hw", "bhw", "11hw", "b1hw", "b2hw", "12hw", "b211")
+# (B, H, W): odd sizes, thin images, and (for the interpreter's ≤ 64×64 tiles)
+# sizes that need several tiles, the last one partly outside the image.
+SHAPES = [(2, 13, 10), (1, 1, 17), (3, 17, 1), (2, 33, 65), (1, 70, 20)]
+
+
+def _n_iter(backend):
+    return 10 if backend == "triton" else 40
+
+
+def _assert_close(actual, expected, dtype, tolerances):
+    atol, rtol = tolerances["forward"][dtype]
+    torch.testing.assert_close(actual, expected, atol=atol, rtol=rtol)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", LAMBDA_KINDS)
+def test_lambda_layouts(backend, kind, gen, lambda_factory, run_reference, tolerances):
+    batch, height, width = 3, 13, 10
+    z = torch.rand(batch, 1, height, width, generator=gen)
+    lam = lambda_factory(kind, batch, height, width, generator=gen)
+    n_iter = _n_iter(backend)
+    x = tvfast.pdhg(z, lam, n_iter, backend=backend)
+    assert x.shape == z.shape and x.dtype == z.dtype
+    _assert_close(x, run_reference(z, lam, n_iter), torch.float32, tolerances)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_image_sizes(backend, shape, gen, lambda_factory, run_reference, tolerances):
+    batch, height, width = shape
+    z = torch.rand(batch, 1, height, width, generator=gen)
+    lam = lambda_factory("b2hw", batch, height, width, generator=gen)
+    n_iter = _n_iter(backend)
+    x = tvfast.pdhg(z, lam, n_iter, backend=backend)
+    assert not torch.isnan(x).any()
+    _assert_close(x, run_reference(z, lam, n_iter), torch.float32, tolerances)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", ["per_batch", "hw", "b2hw"])
+def test_float64(backend, kind, gen, lambda_factory, run_reference, tolerances):
+    batch, height, width = 2, 9, 14
+    z = torch.rand(batch, 1, height, width, generator=gen, dtype=torch.float64)
+    lam = lambda_factory(kind, batch, height, width, dtype=torch.float64, generator=gen)
+    n_iter = _n_iter(backend)
+    x = tvfast.pdhg(z, lam, n_iter, backend=backend)
+    assert x.dtype == torch.float64
+    _assert_close(x, run_reference(z, lam, n_iter), torch.float64, tolerances)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_non_default_steps(backend, gen, run_reference, tolerances):
+    z = torch.rand(2, 1, 11, 12, generator=gen, dtype=torch.float64)
+    lam = 0.02 + 0.2 * torch.rand(2, 2, 11, 12, generator=gen, dtype=torch.float64)
+    steps = dict(tau=0.2, sigma=0.5, theta=0.5)
+    x = tvfast.pdhg(z, lam, 8, backend=backend, **steps)
+    _assert_close(x, run_reference(z, lam, 8, **steps), torch.float64, tolerances)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("layout", ["hw", "bhw", "b1hw"])
+def test_z_layouts_keep_their_shape(backend, layout, gen, run_reference, tolerances):
+    height, width = 7, 9
+    z = {"hw": torch.rand(height, width, generator=gen), "bhw": torch.rand(2, height, width, generator=gen),
+         "b1hw": torch.rand(2, 1, height, width, generator=gen)}[layout]  # fmt: skip
+    lam = 0.05 + 0.1 * torch.rand(height, width, generator=gen)
+    x = tvfast.pdhg(z, lam, 6, backend=backend)
+    assert x.shape == z.shape
+    _assert_close(x, run_reference(z, lam, 6), torch.float32, tolerances)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_non_contiguous_z_and_lambda(backend, gen, run_reference, tolerances):
+    batch, height, width = 2, 12, 9
+    z_t = torch.rand(batch, 1, width, height, generator=gen).transpose(-1, -2)  # transposed
+    z_s = torch.rand(batch, 1, 2 * height, width + 3, generator=gen)[:, :, ::2, 3:]  # strided slice
+    lam_t = (0.02 + 0.2 * torch.rand(batch, 2, width, height, generator=gen)).transpose(-1, -2)
+    lam_s = (0.02 + 0.2 * torch.rand(batch, 4, height, 2 * width, generator=gen))[:, ::2, :, ::2]
+    lam_e = (0.02 + 0.2 * torch.rand(1, 1, height, width, generator=gen)).expand(batch, 2, height, width)
+    for z in (z_t, z_s):
+        assert not z.is_contiguous()
+        for lam in (lam_t, lam_s, lam_e):
+            assert not lam.is_contiguous()
+            x = tvfast.pdhg(z, lam, 6, backend=backend)
+            _assert_close(x, run_reference(z.contiguous(), lam.contiguous(), 6), torch.float32, tolerances)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_inputs_are_not_modified(backend, gen):
+    z = torch.rand(2, 1, 8, 9, generator=gen)
+    lam = 0.02 + 0.2 * torch.rand(2, 2, 8, 9, generator=gen)
+    z0, lam0 = z.clone(), lam.clone()
+    tvfast.pdhg(z, lam, 4, backend=backend)
+    assert torch.equal(z, z0) and torch.equal(lam, lam0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_n_iter_zero_returns_a_copy_of_z(backend, gen):
+    z = torch.rand(2, 1, 5, 6, generator=gen)
+    x = tvfast.pdhg(z, 0.1, 0, backend=backend)
+    assert torch.equal(x, z) and x.shape == z.shape
+    assert x.data_ptr() != z.data_ptr()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_zero_lambda_is_the_identity(backend, gen):
+    """Λ = 0: q stays 0, p stays 0, so x_T = z exactly."""
+    z = torch.rand(2, 1, 6, 7, generator=gen)
+    assert torch.equal(tvfast.pdhg(z, 0.0, 5, backend=backend), z)
+
+
+def test_large_lambda_gives_the_mean_in_the_limit(gen):
+    """A huge Λ never clips; the iterates converge to the image mean (the TV minimiser)."""
+    z = torch.rand(1, 1, 6, 6, generator=gen, dtype=torch.float64)
+    x = tvfast.pdhg(z, 1e6, 2000, backend="torch")
+    torch.testing.assert_close(x, torch.full_like(z, float(z.mean())), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_inputs_computed_in_float32(dtype, gen, run_reference):
+    z = torch.rand(2, 1, 8, 8, generator=gen).to(dtype)
+    lam = 0.02 + 0.2 * torch.rand(2, 2, 8, 8, generator=gen)
+    x = tvfast.pdhg(z, lam, 10, backend="torch")
+    assert x.dtype == dtype
+    expected = run_reference(z.float(), lam, 10).to(dtype)
+    torch.testing.assert_close(x, expected, atol=0, rtol=0)
+
+
+def test_auto_backend_on_cpu_is_torch(gen, run_reference, tolerances):
+    z = torch.rand(1, 1, 9, 9, generator=gen)
+    x = tvfast.pdhg(z, 0.1, 7)
+    torch.testing.assert_close(x, tvfast.pdhg(z, 0.1, 7, backend="torch"), atol=0, rtol=0)
+    _assert_close(x, run_reference(z, 0.1, 7), torch.float32, tolerances)
+
+
+# ---------------------------------------------------------------------------
+# The clip masks of the two solvers
+# ---------------------------------------------------------------------------
+
+
+def _reference_masks(z, lam, n_iter, tau=1 / 3, sigma=1 / 3, theta=1.0):
+    """(T, B, H, ⌈W/2⌉) packed states from the reference iteration, tie rule of clip_mask."""
+    lam = lam.expand(z.shape[0], 2, *z.shape[-2:])
+    x, x_bar, p, q = z, z, torch.zeros_like(z), torch.zeros_like(gradient(z))
+    masks = []
+    for _ in range(n_iter):
+        p = (p + sigma * (x_bar - z)) / (1 + sigma)
+        u = q + sigma * gradient(x_bar)
+        masks.append(pack_nibbles(clip_state(u[:, 0], lam[:, 0]) | (clip_state(u[:, 1], lam[:, 1]) << 2)))
+        q = torch.minimum(torch.maximum(u, -lam), lam)
+        x_new = x - tau * p - tau * (torch.roll(q[:, 0], 1, -2) - q[:, 0] + torch.roll(q[:, 1], 1, -1) - q[:, 1])
+        x_bar = x_new + theta * (x_new - x)
+        x = x_new
+    return torch.stack(masks)
+
+
+@pytest.mark.parametrize("shape", [(2, 13, 11), (1, 1, 17), (2, 17, 1), (1, 9, 67), (2, 66, 5)],
+                         ids=lambda s: "x".join(map(str, s)))  # fmt: skip
+@pytest.mark.parametrize("channels", [1, 2])
+def test_masks_identical_between_backends(shape, channels, gen):
+    batch, height, width = shape
+    n_iter = 6
+    z = torch.rand(batch, height, width, generator=gen, dtype=torch.float64)
+    lam = 0.02 + 0.2 * torch.rand(batch, channels, height, width, generator=gen, dtype=torch.float64)
+    x_t, mask_t = torch_path.solve_forward(z, lam, n_iter, 1 / 3, 1 / 3, 1.0, need_mask=True)
+    x_k, mask_k = pdhg_step.solve_forward(z, lam, n_iter, 1 / 3, 1 / 3, 1.0, need_mask=True)
+    assert mask_t.shape == mask_k.shape == (n_iter, batch, height, (width + 1) // 2)
+    assert mask_t.dtype == mask_k.dtype == torch.uint8
+    assert torch.equal(mask_t, mask_k)
+    assert torch.equal(mask_t, _reference_masks(z, lam, n_iter))
+    torch.testing.assert_close(x_t, x_k, atol=1e-12, rtol=0)
+    # all three branches occur, so the comparison means something
+    nibbles = torch.cat([mask_t & 15, mask_t >> 4])
+    assert {0, 1, 2} <= set(torch.cat([nibbles & 3, nibbles >> 2]).unique().tolist())
+
+
+@pytest.mark.parametrize("solver", [torch_path, pdhg_step], ids=["torch", "triton"])
+def test_no_mask_when_not_needed(solver, gen):
+    z = torch.rand(2, 7, 9, generator=gen)
+    lam = torch.full((1, 1, 1, 1), 0.1)
+    x, mask = solver.solve_forward(z, lam, 3, 1 / 3, 1 / 3, 1.0, need_mask=False)
+    assert mask is None
+    x2, mask2 = solver.solve_forward(z, lam, 3, 1 / 3, 1 / 3, 1.0, need_mask=True)
+    assert torch.equal(x, x2) and mask2 is not None
+
+
+# ---------------------------------------------------------------------------
+# torch.compile path (slow to compile: one small case)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.real_empty
+def test_torch_compile_path(monkeypatch, gen, run_reference, tolerances):
+    monkeypatch.setenv("TVFAST_COMPILE", "1")
+    monkeypatch.setattr(torch_path, "_compiled", {})
+    assert torch_path.use_compile(1)
+    batch, height, width = 2, 9, 11
+    z = torch.rand(batch, 1, height, width, generator=gen, requires_grad=True)
+    lam = (0.02 + 0.2 * torch.rand(batch, 2, height, width, generator=gen)).requires_grad_()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        x = tvfast.pdhg(z, lam, 12, backend="torch")
+        cotangent = torch.randn(x.shape, generator=gen)
+        x.backward(cotangent)
+    fallbacks = [w for w in caught if "tvfast" in str(w.message)]
+    assert not fallbacks, f"torch.compile fell back to eager: {fallbacks[0].message}"
+    assert torch_path._compiled["fwd"] is not torch_path.pdhg_step_fwd
+    assert torch_path._compiled["bwd"] is not torch_path.pdhg_step_bwd
+
+    z_ref = z.detach().clone().requires_grad_()
+    lam_ref = lam.detach().clone().requires_grad_()
+    x_ref = run_reference(z_ref, lam_ref, 12)
+    x_ref.backward(cotangent)
+    _assert_close(x, x_ref, torch.float32, tolerances)
+    atol, rtol = tolerances["backward"][torch.float32]
+    torch.testing.assert_close(z.grad, z_ref.grad, atol=atol, rtol=rtol)
+    torch.testing.assert_close(lam.grad, lam_ref.grad, atol=atol, rtol=rtol)
+
+
+# ---------------------------------------------------------------------------
+# CUDA (runs only on a GPU machine)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cuda_triton_matches_reference_256(dtype):
+    """backend='triton' on CUDA (compiled kernels, many tiles) vs the reference, 256², T = 64."""
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    batch, size, n_iter = 2, 256, 64
+    z = torch.rand(batch, 1, size, size, generator=gen, device="cuda", dtype=dtype)
+    lam = 0.02 + 0.2 * torch.rand(batch, 2, size, size, generator=gen, device="cuda", dtype=dtype)
+    z1, lam1 = z.clone().requires_grad_(), lam.clone().requires_grad_()
+    x = tvfast.pdhg(z1, lam1, n_iter, backend="triton")
+    z2, lam2 = z.double().requires_grad_(), lam.double().requires_grad_()
+    x_ref = pdhg_reference(z2, lam2, n_iter)
+    atol = 1e-4 if dtype == torch.float32 else 1e-10
+    torch.testing.assert_close(x.double(), x_ref, atol=atol, rtol=0)
+    cotangent = torch.randn(x.shape, generator=gen, device="cuda", dtype=torch.float64)
+    x.backward(cotangent.to(dtype))
+    x_ref.backward(cotangent)
+    # near-ties may take the other branch after float32 rounding: compare in norm
+    for name, ours, ref in (("z", z1.grad, z2.grad), ("Lambda", lam1.grad, lam2.grad)):
+        err = (ours.double() - ref).norm() / ref.norm()
+        limit = 1e-3 if dtype == torch.float32 else 1e-9
+        assert err < limit, f"grad {name}: relative error {err:.3g}"
