@@ -14,8 +14,8 @@ their owners::
     p'        = (p + σ(x̄ − z)) / (1 + σ)
     x'        = x − τp' − τ∇ᵀq' ;   x̄' = x' + θ(x' − x)
 
-Indices wrap periodically. x̄ and q are read at neighbours, so they are
-double-buffered (read from one buffer, written to the other); x, p are only
+Indices wrap periodically. x̄ and q (and in the backward gx, gx̄ and gq)
+are read at neighbours, so they are double-buffered (read from one buffer, written to the other); x, p are only
 read at the program's own pixels and are updated in place.
 
 When a backward pass will follow, the kernel also writes the clip state of
@@ -32,6 +32,10 @@ recomputing gq'' = gq' − τ∇a at the (i−1, j) and (i, j−1) neighbours::
     gu    = M ∘ gq'' ;            gΛ   += S ∘ gq''
     gq_k  = gu ;                  gx̄_k  = σ∇ᵀgu + σ/(1+σ)·gp''
     gp_k  = gp''/(1+σ) ;          gz   −= σ/(1+σ)·gp'' ;   gx_k = a − θgx̄'
+
+Step sizes reach the kernels through a small tensor in the data's dtype:
+Python float arguments would be float32 on GPU, and σ/(1+σ) computed in the
+kernel would be rounded to float32 even for float64 data.
 
 Masks: every load and store is masked with the tile's in-image lanes (the
 interpreter does no bounds checking); neighbour indices are wrapped before
@@ -69,6 +73,12 @@ def _tile(H, W, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
 
 
 @triton.jit
+def _step_sizes(params_ptr):
+    """τ, σ, θ, σ/(1+σ) in the data's dtype (Python floats would be float32 on GPU)."""
+    return tl.load(params_ptr), tl.load(params_ptr + 1), tl.load(params_ptr + 2), tl.load(params_ptr + 3)
+
+
+@triton.jit
 def _clip(u, lam):
     return tl.minimum(tl.maximum(u, -lam), lam)
 
@@ -97,14 +107,13 @@ def pdhg_step_fwd(
     lam_sc,
     lam_sh,
     lam_sw,
-    tau,
-    sigma,
-    theta,
+    params_ptr,  # (4,) in z's dtype: τ, σ, θ, σ/(1+σ)
     WRITE_MASK: tl.constexpr,
     BLOCK_H: tl.constexpr,
     BLOCK_W: tl.constexpr,
 ):
     i, j, inside, i_next, i_prev, j_next, j_prev = _tile(H, W, BLOCK_H, BLOCK_W)
+    tau, sigma, theta, _ = _step_sizes(params_ptr)
     b = tl.program_id(1).to(tl.int64)
     img = b * H * W
     q0_base = q_ptr + 2 * img
@@ -159,7 +168,8 @@ def _state_at(mask_ptr, row, col, Wp, inside):
 
 @triton.jit
 def pdhg_step_bwd(
-    gx_ptr,  # (B, H, W) adjoint of x_{k+1} in, of x_k out (in place)
+    gx_ptr,  # (B, H, W) adjoint of x_{k+1} in
+    gx_out_ptr,  # (B, H, W) adjoint of x_k out (double buffer: neighbours read gx)
     gx_bar_ptr,  # (B, H, W) adjoint of x̄_{k+1} in
     gx_bar_out_ptr,  # (B, H, W) adjoint of x̄_k out
     gp_ptr,  # (B, H, W) adjoint of p_{k+1} in, of p_k out (in place)
@@ -171,14 +181,13 @@ def pdhg_step_bwd(
     H,
     W,
     Wp,
-    tau,
-    sigma,
-    theta,
+    params_ptr,  # (4,) in the data's dtype: τ, σ, θ, σ/(1+σ)
     LAM_CHANNELS: tl.constexpr,
     BLOCK_H: tl.constexpr,
     BLOCK_W: tl.constexpr,
 ):
     i, j, inside, i_next, i_prev, j_next, j_prev = _tile(H, W, BLOCK_H, BLOCK_W)
+    tau, sigma, theta, k = _step_sizes(params_ptr)
     b = tl.program_id(1).to(tl.int64)
     img = b * H * W
     here = i * W + j
@@ -228,11 +237,10 @@ def pdhg_step_bwd(
 
     gx_bar_in = tl.load(gx_bar_ptr + img + here, mask=inside, other=0.0)
     gp = tl.load(gp_ptr + img + here, mask=inside, other=0.0) - tau * a
-    k = sigma / (1.0 + sigma)
     tl.store(gx_bar_out_ptr + img + here, sigma * grad_T_gu + k * gp, mask=inside)
     tl.store(gq_out_ptr + 2 * img + here, gu0, mask=inside)
     tl.store(gq_out_ptr + 2 * img + H * W + here, gu1, mask=inside)
-    tl.store(gx_ptr + img + here, a - theta * gx_bar_in, mask=inside)
+    tl.store(gx_out_ptr + img + here, a - theta * gx_bar_in, mask=inside)
     tl.store(gp_ptr + img + here, gp / (1.0 + sigma), mask=inside)
     gz = tl.load(gz_ptr + img + here, mask=inside, other=0.0)
     tl.store(gz_ptr + img + here, gz - k * gp, mask=inside)
@@ -254,6 +262,10 @@ def pick_blocks(height: int, width: int, device: torch.device) -> tuple[int, int
     return block_h, block_w, 1
 
 
+def _params(tau: float, sigma: float, theta: float, like: torch.Tensor) -> torch.Tensor:
+    return torch.tensor([tau, sigma, theta, sigma / (1.0 + sigma)], dtype=like.dtype, device=like.device)
+
+
 def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, need_mask: bool):
     """Run ``n_iter`` fused iterations on z (B, H, W) contiguous.
 
@@ -268,13 +280,14 @@ def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, n
     x_bar = [z.clone(), torch.empty_like(z)]
     q = [z.new_zeros(batch, 2, height, width), torch.empty(batch, 2, height, width, dtype=z.dtype, device=z.device)]
     mask = torch.empty(n_iter if need_mask else 1, batch, height, wp, dtype=torch.uint8, device=z.device)
+    params = _params(tau, sigma, theta, z)
     block_h, block_w, warps = pick_blocks(height, width, z.device)
     grid = (triton.cdiv(height, block_h) * triton.cdiv(width, block_w), batch)
     for k in range(n_iter):
         src, dst = k % 2, (k + 1) % 2
         pdhg_step_fwd[grid](
             x, x_bar[src], x_bar[dst], p, q[src], q[dst], z, lam_full, mask[k if need_mask else 0],
-            height, width, wp, *lam_full.stride(), tau, sigma, theta,
+            height, width, wp, *lam_full.stride(), params,
             WRITE_MASK=need_mask, BLOCK_H=block_h, BLOCK_W=block_w, num_warps=warps,
         )  # fmt: skip
     return x, (mask if need_mask else None)
@@ -284,22 +297,23 @@ def solve_backward(grad_x, mask, lam_channels: int, need_glam: bool, tau: float,
     """Adjoint pass over the stored masks. Returns (∂ℓ/∂z (B,H,W), ∂ℓ/∂Λ (B,C,H,W) or None)."""
     n_iter, batch, height, wp = mask.shape
     width = grad_x.shape[-1]
-    gx = grad_x.contiguous().clone()
-    gp = torch.zeros_like(gx)
-    gz = torch.zeros_like(gx)
-    gx_bar = [torch.zeros_like(gx), torch.empty_like(gx)]
-    gq = [gx.new_zeros(batch, 2, height, width), torch.empty(batch, 2, height, width, dtype=gx.dtype, device=gx.device)]
-    glam = gx.new_zeros(batch, lam_channels, height, width) if need_glam else gz  # dummy pointer if unused
-    block_h, block_w, warps = pick_blocks(height, width, gx.device)
+    gx = [grad_x.contiguous().clone(), torch.empty_like(grad_x, memory_format=torch.contiguous_format)]
+    gp = torch.zeros_like(gx[0])
+    gz = torch.zeros_like(gp)
+    gx_bar = [torch.zeros_like(gp), torch.empty_like(gp)]
+    gq = [gp.new_zeros(batch, 2, height, width), torch.empty(batch, 2, height, width, dtype=gp.dtype, device=gp.device)]
+    glam = gp.new_zeros(batch, lam_channels, height, width) if need_glam else gz  # dummy pointer if unused
+    params = _params(tau, sigma, theta, gp)
+    block_h, block_w, warps = pick_blocks(height, width, gp.device)
     grid = (triton.cdiv(height, block_h) * triton.cdiv(width, block_w), batch)
     for j in range(n_iter):
         k = n_iter - 1 - j
         src, dst = j % 2, (j + 1) % 2
         pdhg_step_bwd[grid](
-            gx, gx_bar[src], gx_bar[dst], gp, gq[src], gq[dst], gz, glam, mask[k],
-            height, width, wp, tau, sigma, theta,
+            gx[src], gx[dst], gx_bar[src], gx_bar[dst], gp, gq[src], gq[dst], gz, glam, mask[k],
+            height, width, wp, params,
             LAM_CHANNELS=lam_channels if need_glam else 0, BLOCK_H=block_h, BLOCK_W=block_w, num_warps=warps,
         )  # fmt: skip
-    gz += gx
+    gz += gx[n_iter % 2]
     gz += gx_bar[n_iter % 2]
     return gz, (glam if need_glam else None)
