@@ -12,6 +12,13 @@ from pathlib import Path
 
 __all__ = ["main", "build_parser"]
 
+_MAIN_EXAMPLES = """examples:
+  tvfast demo                                   bundled X-rays: best scalar λ vs learned Λ map
+  tvfast denoise scan.png -o scan_denoised.png  denoise with the shipped model
+  tvfast train --data train/ --val val/ --out runs/x
+  tvfast evaluate --data test/ --out eval/
+  tvfast bench --quick"""
+
 _DENOISE_EXAMPLES = """examples:
   tvfast denoise scan.png -o scan_denoised.png            learned Λ map (shipped model)
   tvfast denoise scans/ -o denoised/ --save-lambda --compare
@@ -35,7 +42,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="tvfast", description="Total-variation denoising with learned per-pixel Λ maps.")
+    parser = _Parser(prog="tvfast", description="Total-variation denoising with learned per-pixel Λ maps.",
+                     epilog=_MAIN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     fmt = argparse.RawDescriptionHelpFormatter
@@ -45,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     how = d.add_mutually_exclusive_group()
     how.add_argument("--lambda", dest="lam", type=float, default=None, help="scalar λ (classic TV) instead of the model")
     how.add_argument("--lambda-map", default=None, help="Λ map file (.npy (H,W)/(2,H,W), or an image)")
+    d.add_argument("--weights", default=None, help="a model from 'tvfast train' (.safetensors) instead of the shipped one")
     d.add_argument("--iters", type=int, default=256, help="PDHG iterations (default 256)")
     d.add_argument("--save-lambda", action="store_true", help="also write NAME_lambda.npy and NAME_lambda.png")
     d.add_argument("--compare", action="store_true", help="also write NAME_compare.png (input | output | Λ)")
@@ -57,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--noise", type=float, default=0.5, help="relative noise level s (default 0.5)")
     m.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     m.add_argument("--iters", type=int, default=256, help="PDHG iterations (default 256)")
+    m.add_argument("--weights", default=None, help="a model from 'tvfast train' instead of the shipped one")
 
     sub.add_parser("train", help="train a Λ-map model (see tvfast train --help)", add_help=False)
     sub.add_parser("evaluate", help="evaluate against the best scalar λ (see tvfast evaluate --help)", add_help=False)
@@ -73,9 +83,25 @@ def _device(name: str):
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError:
         raise ValueError(f"--device: unknown device {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def _load_model(weights: str | None, device):
+    import tvfast
+
+    if weights is None:
+        return tvfast.pretrained(device)
+    from tvfast.training.model import LambdaNet
+
+    path = Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(f"--weights {path}: no such file")
+    return LambdaNet.load_pretrained(path, map_location=device).eval()
 
 
 def _cmd_denoise(args) -> int:
@@ -92,7 +118,11 @@ def _cmd_denoise(args) -> int:
     jobs = plan_jobs(args.inputs, args.output, args.force, sidecars)
     device = _device(args.device)
     lam_map = load_lambda_map(args.lambda_map) if args.lambda_map else None
-    model = tvfast.pretrained(device) if args.lam is None and lam_map is None else None
+    model = None
+    if args.lam is None and lam_map is None:
+        model = _load_model(args.weights, device)
+    elif args.weights:
+        raise UsageError("--weights: only used with the learned model, not with --lambda / --lambda-map")
     for job in tqdm(jobs, desc="denoise", unit="image", disable=len(jobs) < 2):
         denoise_job(job, model=model, lam_value=args.lam, lam_map=lam_map, n_iter=args.iters,
                     save_lambda=args.save_lambda, compare=args.compare, device=device)
@@ -106,7 +136,12 @@ def _cmd_demo(args) -> int:
 
     out = Path(args.output)
     print(f"tvfast demo: 3 bundled chest X-rays, relative noise s = {args.noise}, T = {args.iters}")
-    rows = run_demo(out, noise_level=args.noise, seed=args.seed, n_iter=args.iters)
+    if args.iters < 1:
+        raise ValueError(f"--iters: expected a positive integer, got {args.iters}")
+    if not args.noise >= 0:
+        raise ValueError(f"--noise: expected a non-negative level, got {args.noise}")
+    model = _load_model(args.weights, "cpu")
+    rows = run_demo(out, model, noise_level=args.noise, seed=args.seed, n_iter=args.iters)
     print()
     print(format_table(rows, args.noise))
     print(f"\nwrote {out / 'results.md'} and the figures in {out}/")
@@ -140,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return command(args)
     except (UsageError, ImageReadError, FileNotFoundError, PermissionError, ValueError) as exc:
-        print(f"tvfast: error: {exc}", file=sys.stderr)
+        print("tvfast: error: " + " ".join(str(exc).split()), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("tvfast: interrupted", file=sys.stderr)

@@ -32,10 +32,9 @@ def bundled_images() -> list[Path]:
     return sorted(Path(str(p)) for p in folder.iterdir() if p.name.endswith(".png"))
 
 
-def run_demo(out: Path, noise_level: float = 0.5, seed: int = 0, n_iter: int = 256, log=print) -> list[dict]:
-    """Run the demo, write figures and ``results.md`` into ``out``; return the rows."""
+def run_demo(out: Path, model, noise_level: float = 0.5, seed: int = 0, n_iter: int = 256, log=print) -> list[dict]:
+    """Run the demo with a LambdaNet ``model``; write figures and ``results.md`` into ``out``; return the rows."""
     out.mkdir(parents=True, exist_ok=True)
-    model = tvfast.pretrained()
     lambdas = torch.linspace(0.0, 0.8, 81)
     rows = []
     for index, path in enumerate(bundled_images()):

@@ -78,8 +78,13 @@ def plan_jobs(inputs: list[str], output: str, force: bool, sidecars: tuple[str, 
     except OSError as exc:
         raise UsageError(f"-o {folder}: output folder is not writable ({exc.strerror or exc})") from None
     sources = {f.resolve() for f in files}
+    planned: set[Path] = set()
     for job in jobs:
         for target in (job.target, *(job.sidecar(s) for s in sidecars)):
+            if target.resolve() in planned:
+                raise UsageError(f"{target}: two inputs would write this file (same name stem); "
+                                 "denoise them into separate -o folders")
+            planned.add(target.resolve())
             if target.resolve() in sources:
                 raise UsageError(f"{target}: would overwrite an input; choose another -o")
             if target.exists() and not force:

@@ -50,7 +50,8 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
 
             arr = skimage.io.imread(path)
     except Exception as exc:  # decoders raise many types for truncated or corrupt files
-        raise ImageReadError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from None
+        reason = " ".join(str(exc).split())  # some decoders' messages span several lines
+        raise ImageReadError(f"{path}: cannot read image ({type(exc).__name__}: {reason})") from None
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (1, 2, 3, 4)):
         raise ImageReadError(f"{path}: expected a 2-D image (H, W) or (H, W, C), got shape {arr.shape}")
     if arr.ndim == 3 and arr.shape[-1] in (2, 4) and suffix != ".npy":
@@ -69,6 +70,18 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
     return LoadedImage(pixels=pixels, dtype=dtype)
 
 
+def _file_dtype(suffix: str, dtype: np.dtype) -> np.dtype:
+    """The sample type to store: the input's, unless the format cannot hold it
+    (float into PNG/TIFF → 16-bit, anything into JPEG → 8-bit)."""
+    if suffix == ".npy":
+        return dtype if np.issubdtype(dtype, np.floating) else np.dtype(np.float32)
+    if suffix in (".jpg", ".jpeg"):
+        return np.dtype(np.uint8)
+    if np.issubdtype(dtype, np.integer) and dtype.itemsize <= 2 and not np.issubdtype(dtype, np.signedinteger):
+        return dtype
+    return np.dtype(np.uint16)
+
+
 def _encode(pixels: np.ndarray, dtype: np.dtype) -> np.ndarray:
     if np.issubdtype(dtype, np.integer):
         top = np.iinfo(dtype).max
@@ -82,7 +95,8 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray, dtype: np.dtype) ->
     """Write ``pixels`` (float in [0, 1]) as ``dtype`` samples, atomically."""
     path = Path(path)
     suffix = path.suffix.lower()
-    data = _encode(pixels, np.dtype(dtype)) if suffix != ".npy" else pixels.astype(np.dtype(dtype) if np.issubdtype(dtype, np.floating) else np.float32)
+    target = _file_dtype(suffix, np.dtype(dtype))
+    data = pixels.astype(target) if suffix == ".npy" else _encode(pixels, target)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
@@ -92,9 +106,10 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray, dtype: np.dtype) ->
         else:
             import skimage.io
 
-            if suffix in (".jpg", ".jpeg") and data.dtype != np.uint8:
-                data = _encode(pixels, np.dtype(np.uint8))
             skimage.io.imsave(tmp, data, check_contrast=False)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; outputs get ordinary permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

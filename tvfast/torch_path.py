@@ -22,6 +22,11 @@ and q₁ (forward), gx, gx̄, gq₁ and the clip states (backward), and Λ₁ wh
 varies along W. Each step writes the interior and refreshes the two halo
 columns of what it writes.
 
+Clip states cross the compiled steps as float values s₀ + 4·s₁ (Inductor
+vectorises float selects, not uint8 logic); the caller packs them into the
+uint8 mask (:mod:`tvfast.clip_mask`) between steps and unpacks them before
+each backward step.
+
 Shapes: images (B, H, W); ``lam0``/``lam1`` are the vertical/horizontal
 strength as 3-D tensors broadcastable to (B, H, W).
 """
@@ -33,7 +38,7 @@ import warnings
 
 import torch
 
-from tvfast.clip_mask import HIGH, LOW, clip_state, pack_nibbles, unpack_nibbles
+from tvfast.clip_mask import HIGH, INSIDE, LOW, pack_nibbles, unpack_nibbles
 
 __all__ = ["pdhg_step_fwd", "pdhg_step_bwd", "solve_forward", "solve_backward", "use_compile"]
 
@@ -72,45 +77,47 @@ def _clip(u, lam):
     return torch.minimum(torch.maximum(u, -lam), lam)
 
 
-def pdhg_step_fwd(x, x_bar, p, q0, q1, z, lam0, lam1, x_bar_out, q0_out, q1_out, nibble_out, tau: float, sigma: float, theta: float):
+def _clip_state(u, lam):
+    """INSIDE/HIGH/LOW (tie rule of :mod:`tvfast.clip_mask`) as *float* values:
+    Inductor vectorises float selects well and uint8 logic badly (4× slower)."""
+    return torch.where(u >= lam, float(HIGH), torch.where(u <= -lam, float(LOW), float(INSIDE)))
+
+
+def pdhg_step_fwd(x, x_bar, p, q0, q1, z, lam0, lam1, x_bar_out, q0_out, q1_out, state_out, tau: float, sigma: float, theta: float):
     """One PDHG iteration (SPEC §3), in place.
 
     Reads x, p, z, q₀ (B, H, W), the padded x̄ and q₁ (B, H, W+2), Λ₀ and Λ₁
     (Λ₁ padded when it varies along W). Writes x, p in place, the new x̄, q₀,
     q₁ into the ``*_out`` double buffers (neighbours read them), and the clip
-    states ``s₀ | s₁ << 2`` into ``nibble_out`` (B, H, W) uint8 unless None.
+    states s₀ + 4·s₁ into ``state_out`` (B, H, W), as floats, unless None
+    (the caller packs them into the uint8 mask).
     """
     width = x.shape[-1]
     xb = _interior(x_bar, width)
     lam1_here = _interior(lam1, width) if lam1.shape[-1] == width + 2 else lam1
-    lam1_left = _left(lam1, width) if lam1.shape[-1] == width + 2 else lam1
     p_new = (p + sigma * (xb - z)) / (1.0 + sigma)
     u0 = q0 + sigma * (torch.roll(xb, -1, -2) - xb)
-    u0_up = torch.roll(q0, 1, -2) + sigma * (xb - torch.roll(xb, 1, -2))
     u1 = _interior(q1, width) + sigma * (_right(x_bar, width) - xb)
-    u1_left = _left(q1, width) + sigma * (xb - _left(x_bar, width))
-    q0_new = _clip(u0, lam0)
-    q1_new = _clip(u1, lam1_here)
-    grad_T_q = (_clip(u0_up, torch.roll(lam0, 1, -2) if lam0.shape[-2] > 1 else lam0) - q0_new) + (
-        _clip(u1_left, lam1_left) - q1_new
-    )
+    q0_out.copy_(_clip(u0, lam0))
+    _store_padded(q1_out, _clip(u1, lam1_here))
+    # ∇ᵀq_{k+1} from the freshly written buffers (a second pass; recomputing the
+    # neighbours' clips in one pass costs more arithmetic than it saves traffic)
+    grad_T_q = (torch.roll(q0_out, 1, -2) - q0_out) + (_left(q1_out, width) - _interior(q1_out, width))
     x_new = x - tau * p_new - tau * grad_T_q
     _store_padded(x_bar_out, x_new + theta * (x_new - x))
-    q0_out.copy_(q0_new)
-    _store_padded(q1_out, q1_new)
-    if nibble_out is not None:
-        nibble_out.copy_(clip_state(u0, lam0) | (clip_state(u1, lam1_here) << 2))
+    if state_out is not None:
+        state_out.copy_(_clip_state(u0, lam0) + 4.0 * _clip_state(u1, lam1_here))
     x.copy_(x_new)
     p.copy_(p_new)
 
 
-def pdhg_step_bwd(gx, gx_bar, gp, gq0, gq1, gz, glam, nibble, gx_out, gx_bar_out, gq0_out, gq1_out, tau: float, sigma: float, theta: float):
+def pdhg_step_bwd(gx, gx_bar, gp, gq0, gq1, gz, glam, state, gx_out, gx_bar_out, gq0_out, gq1_out, tau: float, sigma: float, theta: float):
     """One iteration k = T−1 … 0 of the adjoint recursion (SPEC §4).
 
     On entry gx, gx̄ (padded), gp, gq₀, gq₁ (padded) hold the adjoints of
     x_{k+1}, x̄_{k+1}, p_{k+1}, q_{k+1}; on exit those of iteration k are in
-    ``gp`` (in place) and the ``*_out`` buffers. ``nibble`` (B, H, W+2) uint8
-    (padded) holds iteration k's clip states. ``gz`` accumulates
+    ``gp`` (in place) and the ``*_out`` buffers. ``state`` (B, H, W+2), padded, holds
+    iteration k's clip states s₀ + 4·s₁ as floats. ``gz`` accumulates
     −σ/(1+σ)·gp''; ``glam`` (B, C, H, W), C = 1 or 2, accumulates S∘gq''
     (summed over directions when C = 1), or is None.
     """
@@ -123,11 +130,11 @@ def pdhg_step_bwd(gx, gx_bar, gp, gq0, gq1, gz, glam, nibble, gx_out, gx_bar_out
     gq0_up = torch.roll(gq0, 1, -2) - tau * (a - torch.roll(a, 1, -2))
     gq1_new = _interior(gq1, width) - tau * (_right(a_pad, width) - a)
     gq1_left = _left(gq1, width) - tau * (a - _left(a_pad, width))
-    state = _interior(nibble, width)
-    s0 = state & 3
-    s1 = state >> 2
-    s0_up = torch.roll(state, 1, -2) & 3
-    s1_left = _left(nibble, width) >> 2
+    s1_pad = torch.floor(state * 0.25)
+    s1 = _interior(s1_pad, width)
+    s0 = _interior(state, width) - 4.0 * s1
+    s0_up = torch.roll(s0, 1, -2)
+    s1_left = _left(s1_pad, width)
     gu0 = torch.where(s0 == 0, gq0_new, 0.0)
     gu1 = torch.where(s1 == 0, gq1_new, 0.0)
     grad_T_gu = (torch.where(s0_up == 0, gq0_up, 0.0) - gu0) + (torch.where(s1_left == 0, gq1_left, 0.0) - gu1)
@@ -210,23 +217,26 @@ def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, n
     (T, B, H, ⌈W/2⌉) uint8 when ``need_mask``.
     """
     batch, height, width = z.shape
+    z, lam = z.detach(), lam.detach()  # the steps never record autograd (one compiled graph)
     lam0, lam1 = _lambda_parts(lam, width)
     x = z.clone()
     p = torch.zeros_like(z)
     x_bar = (padded(z), z.new_empty(batch, height, width + 2))
     q0 = (torch.zeros_like(z), torch.empty_like(z))
     q1 = (z.new_zeros(batch, height, width + 2), z.new_empty(batch, height, width + 2))
-    mask = nibble = None
+    mask = state = nibble = None
     if need_mask:
         mask = torch.empty(n_iter, batch, height, (width + 1) // 2, dtype=torch.uint8, device=z.device)
+        state = torch.empty_like(z)
         nibble = torch.empty(batch, height, width, dtype=torch.uint8, device=z.device)
     compile_it = use_compile(batch * height * width * n_iter)
 
     def step_args(k):
         s, d = k % 2, (k + 1) % 2
-        return (x, x_bar[s], p, q0[s], q1[s], z, lam0, lam1, x_bar[d], q0[d], q1[d], nibble, tau, sigma, theta)
+        return (x, x_bar[s], p, q0[s], q1[s], z, lam0, lam1, x_bar[d], q0[d], q1[d], state, tau, sigma, theta)
 
     def pack(k):
+        nibble.copy_(state)
         pack_nibbles(nibble, out=mask[k])
 
     with torch.no_grad():
@@ -246,15 +256,14 @@ def solve_backward(grad_x, mask, lam_channels: int, need_glam: bool, tau: float,
     gp = torch.zeros_like(grad_x)
     gz = torch.zeros_like(grad_x)
     glam = grad_x.new_zeros(batch, lam_channels, height, width) if need_glam else None
-    nibble = torch.empty(batch, height, width + 2, dtype=torch.uint8, device=grad_x.device)
+    nibble = torch.empty(batch, height, width, dtype=torch.uint8, device=grad_x.device)
+    state = new_padded()
     compile_it = use_compile(batch * height * width * n_iter)
 
     def step_args(j):
-        unpack_nibbles(mask[n_iter - 1 - j], width, out=nibble[..., 1 : width + 1])
-        nibble[..., 0] = nibble[..., width]
-        nibble[..., width + 1] = nibble[..., 1]
+        _store_padded(state, unpack_nibbles(mask[n_iter - 1 - j], width, out=nibble))
         s, d = j % 2, (j + 1) % 2
-        return (gx[s], gx_bar[s], gp, gq0[s], gq1[s], gz, glam, nibble, gx[d], gx_bar[d], gq0[d], gq1[d], tau, sigma, theta)
+        return (gx[s], gx_bar[s], gp, gq0[s], gq1[s], gz, glam, state, gx[d], gx_bar[d], gq0[d], gq1[d], tau, sigma, theta)
 
     with torch.no_grad():
         _run_steps("bwd", n_iter, compile_it, step_args)
