@@ -22,6 +22,25 @@ def _impl(bench: dict) -> str:
     return bench["params"].get("impl", bench["name"])
 
 
+def _mib(n: float) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def other_rows(data: dict) -> list[str]:
+    """Groups without a tvfast/reference pair: one row per case."""
+    out = ["| group | case | median | peak extra RSS | peak RSS |", "|---|---|---|---|---|"]
+    for bench in data["benchmarks"]:
+        impls = {_impl(b) for b in data["benchmarks"] if b["group"] == bench["group"]}
+        if {"tvfast", "reference"} <= impls:
+            continue
+        info = bench["extra_info"]
+        out.append(f"| {bench['group']} | {bench['name'].split('[')[-1].rstrip(']')} "
+                   f"| {bench['stats']['median'] * 1e3:.1f} ms "
+                   f"| {_mib(info['peak_extra_bytes']) if 'peak_extra_bytes' in info else ''} "
+                   f"| {_mib(info['peak_rss_bytes']) if 'peak_rss_bytes' in info else ''} |")
+    return out
+
+
 def rows(data: dict) -> list[str]:
     groups = defaultdict(dict)
     for bench in data["benchmarks"]:
@@ -49,6 +68,10 @@ def main(argv=None):
           f"{torch.get_num_threads()} threads, torch {torch.__version__}, python {platform.python_version()}")
     print()
     print("\n".join(rows(data)))
+    others = other_rows(data)
+    if len(others) > 2:
+        print()
+        print("\n".join(others))
 
 
 if __name__ == "__main__":

@@ -145,7 +145,7 @@ def scalar_run(tmp_path_factory):
 FOLDER_INPUTS = {  # name -> (writer, dtype read back, shape)
     "grey8.png": (write_png8, np.uint8, (H, W)),
     "grey16.png": (write_png16, np.uint16, (H, W)),
-    "grey16.tif": (write_tiff16, np.uint16, (H, W)),
+    "tiff16.tif": (write_tiff16, np.uint16, (H, W)),
     "array.npy": (write_npy, np.float32, (H, W)),
     "colour.png": (lambda p: write_png8(p, shape=(H, W, 3), seed=4), np.uint8, (H, W, 3)),
 }

@@ -101,12 +101,60 @@ class PeakRSS:
         return self.peak - self.start
 
 
-def probe_memory(impl: str, size: int, batch: int, n_iter: int) -> dict:
-    """Peak extra RSS of one forward+backward, measured in a fresh process."""
+def probe_memory(impl: str, size: int, batch: int, n_iter: int, case: str = "solver") -> dict:
+    """Peak extra RSS of one forward+backward, measured in a fresh process.
+
+    ``case="solver"``: the op alone; ``case="train_step"``: one training step
+    of the default U-Net (1.8 M parameters) → Λ → solver → MSE.
+    """
     cmd = [sys.executable, "-m", "tvfast.benchmarking", "--impl", impl, "--size", str(size),
-           "--batch", str(batch), "--iters", str(n_iter)]
+           "--batch", str(batch), "--iters", str(n_iter), "--case", case]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def make_train_step(solve, size: int, batch: int = 1, n_iter: int = 256, seed: int = 0):
+    """A closure running one training step: U-Net → Λ → ``solve`` → MSE → backward → Adam."""
+    from tvfast.training.unet import UNet
+
+    torch.manual_seed(seed)
+    net = UNet()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    clean, _ = make_problem(size, batch, seed)
+    noisy = clean + 0.05 * torch.randn_like(clean)
+
+    def step():
+        lam = 0.1 * torch.nn.functional.softplus(net(noisy)[:, :1])
+        loss = (solve(noisy, lam, n_iter) - clean).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step
+
+
+def grid_search_batched(z, lambdas, n_iter):
+    """All λ of a scalar grid in one batched tvfast.pdhg call (Λ of shape (K,))."""
+    import tvfast
+
+    with torch.no_grad():
+        return tvfast.pdhg(z.expand(len(lambdas), 1, *z.shape[-2:]).contiguous(), lambdas, n_iter)
+
+
+def grid_search_sequential_reference(z, lambdas, n_iter):
+    """The same grid as K separate reference solves."""
+    from tvfast.reference import pdhg_reference
+
+    with torch.no_grad():
+        return torch.cat([pdhg_reference(z, float(lam), n_iter) for lam in lambdas])
+
+
+def skimage_tv(z_np, weight: float, n_iter: int):
+    """scikit-image's Chambolle TV (scalar weight only), capped at n_iter iterations."""
+    from skimage.restoration import denoise_tv_chambolle
+
+    return denoise_tv_chambolle(z_np, weight=weight, eps=0.0, max_num_iter=n_iter)
 
 
 def copy_bandwidth(n_bytes: int = 1 << 28, rounds: int = 5) -> float:
@@ -152,13 +200,21 @@ def _probe_main(argv=None) -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--iters", type=int, default=256)
+    parser.add_argument("--case", choices=["solver", "train_step"], default="solver")
     args = parser.parse_args(argv)
     solve = solvers()[args.impl]
-    z, lam = make_problem(args.size, args.batch)
-    forward_backward(solve, z, lam, args.iters)  # warm-up: compilation, allocator pools
+    if args.case == "train_step":
+        run = make_train_step(solve, args.size, args.batch, args.iters)
+    else:
+        z, lam = make_problem(args.size, args.batch)
+
+        def run():
+            forward_backward(solve, z, lam, args.iters)
+
+    run()  # warm-up: compilation, allocator pools
     with PeakRSS() as probe:
-        forward_backward(solve, z, lam, args.iters)
-    print(json.dumps({"impl": args.impl, "size": args.size, "batch": args.batch, "iters": args.iters,
+        run()
+    print(json.dumps({"impl": args.impl, "case": args.case, "size": args.size, "batch": args.batch, "iters": args.iters,
                       "rss_before": probe.start, "rss_peak": probe.peak, "extra_bytes": probe.extra}))
 
 

@@ -11,11 +11,12 @@ failed or interrupted write never leaves a partial output.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from tvfast.training.atomic import atomic_write
 
 __all__ = ["IMAGE_SUFFIXES", "LoadedImage", "read_image", "write_image", "ImageReadError"]
 
@@ -97,22 +98,14 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray, dtype: np.dtype) ->
     suffix = path.suffix.lower()
     target = _file_dtype(suffix, np.dtype(dtype))
     data = pixels.astype(target) if suffix == ".npy" else _encode(pixels, target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
+
+    def write(tmp: str) -> None:
         if suffix == ".npy":
             with open(tmp, "wb") as f:
                 np.save(f, data, allow_pickle=False)
         else:
-            import skimage.io
+            import imageio.v3 as iio
 
-            skimage.io.imsave(tmp, data, check_contrast=False)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; outputs get ordinary permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+            iio.imwrite(tmp, data, extension=suffix)  # the temporary name has no image suffix
+
+    return atomic_write(path, write)

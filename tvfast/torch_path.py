@@ -19,8 +19,8 @@ loop would become a scalar gather, so every array that is read at a
 horizontal neighbour is stored *padded* as (B, H, W+2) with a periodic halo:
 column 0 holds column W−1 and column W+1 holds column 0. Those arrays are x̄
 and q₁ (forward), gx, gx̄, gq₁ and the clip states (backward), and Λ₁ when it
-varies along W. Each step writes the interior and refreshes the two halo
-columns of what it writes.
+varies along W. Each step writes the interior (through
+(B, H, W) views) and the caller refreshes the two halo columns eagerly.
 
 Clip states cross the compiled steps as float values s₀ + 4·s₁ (Inductor
 vectorises float selects, not uint8 logic); the caller packs them into the
@@ -60,12 +60,11 @@ def _right(t: torch.Tensor, width: int) -> torch.Tensor:
     return t[..., 2 : width + 2]
 
 
-def _store_padded(out: torch.Tensor, value: torch.Tensor) -> None:
-    """Write ``value`` (…, W) into the padded ``out`` (…, W+2) with its periodic halo."""
-    width = value.shape[-1]
-    out[..., 1 : width + 1].copy_(value)
-    out[..., 0].copy_(value[..., width - 1])
-    out[..., width + 1].copy_(value[..., 0])
+def refresh_halo(t: torch.Tensor) -> None:
+    """Refill the periodic halo columns of a padded (…, W+2) array from its interior."""
+    width = t.shape[-1] - 2
+    t[..., 0].copy_(t[..., width])
+    t[..., width + 1].copy_(t[..., 1])
 
 
 def padded(t: torch.Tensor) -> torch.Tensor:
@@ -88,7 +87,10 @@ def pdhg_step_fwd(x, x_bar, p, q0, q1, z, lam0, lam1, x_bar_out, q0_out, q1_out,
 
     Reads x, p, z, q₀ (B, H, W), the padded x̄ and q₁ (B, H, W+2), Λ₀ and Λ₁
     (Λ₁ padded when it varies along W). Writes x, p in place, the new x̄, q₀,
-    q₁ into the ``*_out`` double buffers (neighbours read them), and the clip
+    q₁ into the ``*_out`` double buffers (neighbours read them; for padded
+    arrays these are the (B, H, W) *interior views*, whose halo the caller
+    refreshes — a slice write inside the graph would make Inductor rewrite the
+    whole padded buffer with per-element masks), and the clip
     states s₀ + 4·s₁ into ``state_out`` (B, H, W), as floats, unless None
     (the caller packs them into the uint8 mask).
     """
@@ -98,13 +100,18 @@ def pdhg_step_fwd(x, x_bar, p, q0, q1, z, lam0, lam1, x_bar_out, q0_out, q1_out,
     p_new = (p + sigma * (xb - z)) / (1.0 + sigma)
     u0 = q0 + sigma * (torch.roll(xb, -1, -2) - xb)
     u1 = _interior(q1, width) + sigma * (_right(x_bar, width) - xb)
-    q0_out.copy_(_clip(u0, lam0))
-    _store_padded(q1_out, _clip(u1, lam1_here))
-    # ∇ᵀq_{k+1} from the freshly written buffers (a second pass; recomputing the
-    # neighbours' clips in one pass costs more arithmetic than it saves traffic)
-    grad_T_q = (torch.roll(q0_out, 1, -2) - q0_out) + (_left(q1_out, width) - _interior(q1_out, width))
+    q0_new = _clip(u0, lam0)
+    q1_new = _clip(u1, lam1_here)
+    u0_up = torch.roll(q0, 1, -2) + sigma * (xb - torch.roll(xb, 1, -2))
+    u1_left = _left(q1, width) + sigma * (xb - _left(x_bar, width))
+    lam0_up = torch.roll(lam0, 1, -2) if lam0.shape[-2] > 1 else lam0
+    lam1_left = _left(lam1, width) if lam1.shape[-1] == width + 2 else lam1
+    # neighbours' q_{k+1} are recomputed, so ∇ᵀq_{k+1} needs no second pass
+    grad_T_q = (_clip(u0_up, lam0_up) - q0_new) + (_clip(u1_left, lam1_left) - q1_new)
     x_new = x - tau * p_new - tau * grad_T_q
-    _store_padded(x_bar_out, x_new + theta * (x_new - x))
+    q0_out.copy_(q0_new)
+    q1_out.copy_(q1_new)
+    x_bar_out.copy_(x_new + theta * (x_new - x))
     if state_out is not None:
         state_out.copy_(_clip_state(u0, lam0) + 4.0 * _clip_state(u1, lam1_here))
     x.copy_(x_new)
@@ -116,7 +123,8 @@ def pdhg_step_bwd(gx, gx_bar, gp, gq0, gq1, gz, glam, state, gx_out, gx_bar_out,
 
     On entry gx, gx̄ (padded), gp, gq₀, gq₁ (padded) hold the adjoints of
     x_{k+1}, x̄_{k+1}, p_{k+1}, q_{k+1}; on exit those of iteration k are in
-    ``gp`` (in place) and the ``*_out`` buffers. ``state`` (B, H, W+2), padded, holds
+    ``gp`` (in place) and the ``*_out`` buffers (interior views of the padded
+    ones; the caller refreshes their halos). ``state`` (B, H, W+2), padded, holds
     iteration k's clip states s₀ + 4·s₁ as floats. ``gz`` accumulates
     −σ/(1+σ)·gp''; ``glam`` (B, C, H, W), C = 1 or 2, accumulates S∘gq''
     (summed over directions when C = 1), or is None.
@@ -147,10 +155,10 @@ def pdhg_step_bwd(gx, gx_bar, gp, gq0, gq1, gz, glam, state, gx_out, gx_bar_out,
             glam[:, 0].add_(d0)
             glam[:, 1].add_(d1)
     k = sigma / (1.0 + sigma)
-    _store_padded(gx_bar_out, sigma * grad_T_gu + k * gp_new)
-    _store_padded(gx_out, a - theta * _interior(gx_bar, width))
+    gx_bar_out.copy_(sigma * grad_T_gu + k * gp_new)
+    gx_out.copy_(a - theta * _interior(gx_bar, width))
     gq0_out.copy_(gu0)
-    _store_padded(gq1_out, gu1)
+    gq1_out.copy_(gu1)
     gz.sub_(k * gp_new)
     gp.copy_(gp_new / (1.0 + sigma))
 
@@ -233,14 +241,19 @@ def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, n
 
     def step_args(k):
         s, d = k % 2, (k + 1) % 2
-        return (x, x_bar[s], p, q0[s], q1[s], z, lam0, lam1, x_bar[d], q0[d], q1[d], state, tau, sigma, theta)
+        return (x, x_bar[s], p, q0[s], q1[s], z, lam0, lam1,
+                _interior(x_bar[d], width), q0[d], _interior(q1[d], width), state, tau, sigma, theta)
 
-    def pack(k):
-        nibble.copy_(state)
-        pack_nibbles(nibble, out=mask[k])
+    def after_step(k):
+        d = (k + 1) % 2
+        refresh_halo(x_bar[d])
+        refresh_halo(q1[d])
+        if mask is not None:
+            nibble.copy_(state)
+            pack_nibbles(nibble, out=mask[k])
 
     with torch.no_grad():
-        _run_steps("fwd", n_iter, compile_it, step_args, pack if need_mask else None)
+        _run_steps("fwd", n_iter, compile_it, step_args, after_step)
     return x, mask
 
 
@@ -261,12 +274,20 @@ def solve_backward(grad_x, mask, lam_channels: int, need_glam: bool, tau: float,
     compile_it = use_compile(batch * height * width * n_iter)
 
     def step_args(j):
-        _store_padded(state, unpack_nibbles(mask[n_iter - 1 - j], width, out=nibble))
+        _interior(state, width).copy_(unpack_nibbles(mask[n_iter - 1 - j], width, out=nibble))
+        refresh_halo(state)
         s, d = j % 2, (j + 1) % 2
-        return (gx[s], gx_bar[s], gp, gq0[s], gq1[s], gz, glam, state, gx[d], gx_bar[d], gq0[d], gq1[d], tau, sigma, theta)
+        return (gx[s], gx_bar[s], gp, gq0[s], gq1[s], gz, glam, state,
+                _interior(gx[d], width), _interior(gx_bar[d], width), gq0[d], _interior(gq1[d], width),
+                tau, sigma, theta)
+
+    def after_step(j):
+        d = (j + 1) % 2
+        for t in (gx[d], gx_bar[d], gq1[d]):
+            refresh_halo(t)
 
     with torch.no_grad():
-        _run_steps("bwd", n_iter, compile_it, step_args)
+        _run_steps("bwd", n_iter, compile_it, step_args, after_step)
         last = n_iter % 2
         gz.add_(_interior(gx[last], width)).add_(_interior(gx_bar[last], width))
     return gz, glam
