@@ -19,7 +19,7 @@ import torch
 
 
 def _impl(bench: dict) -> str:
-    return bench["params"].get("impl", bench["name"])
+    return (bench.get("params") or {}).get("impl", bench["name"])
 
 
 def _mib(n: float) -> str:
