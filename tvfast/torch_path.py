@@ -62,9 +62,15 @@ def _right(t: torch.Tensor, width: int) -> torch.Tensor:
 
 def refresh_halo(t: torch.Tensor) -> None:
     """Refill the periodic halo columns of a padded (…, W+2) array from its interior."""
+    for dst, src in halo_views(t):
+        dst.copy_(src)
+
+
+def halo_views(t: torch.Tensor) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+    """(destination, source) column views of a padded array's halo, built once
+    per solve: making views costs about as much as copying 2·H floats."""
     width = t.shape[-1] - 2
-    t[..., 0].copy_(t[..., width])
-    t[..., width + 1].copy_(t[..., 1])
+    return (t[..., 0], t[..., width]), (t[..., width + 1], t[..., 1])
 
 
 def padded(t: torch.Tensor) -> torch.Tensor:
@@ -238,16 +244,17 @@ def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, n
         state = torch.empty_like(z)
         nibble = torch.empty(batch, height, width, dtype=torch.uint8, device=z.device)
     compile_it = use_compile(batch * height * width * n_iter)
+    x_bar_in = tuple(_interior(t, width) for t in x_bar)
+    q1_in = tuple(_interior(t, width) for t in q1)
+    halos = tuple(halo_views(x_bar[d]) + halo_views(q1[d]) for d in (0, 1))
 
     def step_args(k):
         s, d = k % 2, (k + 1) % 2
-        return (x, x_bar[s], p, q0[s], q1[s], z, lam0, lam1,
-                _interior(x_bar[d], width), q0[d], _interior(q1[d], width), state, tau, sigma, theta)
+        return (x, x_bar[s], p, q0[s], q1[s], z, lam0, lam1, x_bar_in[d], q0[d], q1_in[d], state, tau, sigma, theta)
 
     def after_step(k):
-        d = (k + 1) % 2
-        refresh_halo(x_bar[d])
-        refresh_halo(q1[d])
+        for dst, src in halos[(k + 1) % 2]:
+            dst.copy_(src)
         if mask is not None:
             nibble.copy_(state)
             pack_nibbles(nibble, out=mask[k])
@@ -272,19 +279,20 @@ def solve_backward(grad_x, mask, lam_channels: int, need_glam: bool, tau: float,
     nibble = torch.empty(batch, height, width, dtype=torch.uint8, device=grad_x.device)
     state = new_padded()
     compile_it = use_compile(batch * height * width * n_iter)
+    gx_in, gx_bar_in, gq1_in = (tuple(_interior(t, width) for t in pair) for pair in (gx, gx_bar, gq1))
+    state_in = _interior(state, width)
+    halos = tuple(halo_views(gx[d]) + halo_views(gx_bar[d]) + halo_views(gq1[d]) for d in (0, 1))
 
     def step_args(j):
-        _interior(state, width).copy_(unpack_nibbles(mask[n_iter - 1 - j], width, out=nibble))
+        state_in.copy_(unpack_nibbles(mask[n_iter - 1 - j], width, out=nibble))
         refresh_halo(state)
         s, d = j % 2, (j + 1) % 2
         return (gx[s], gx_bar[s], gp, gq0[s], gq1[s], gz, glam, state,
-                _interior(gx[d], width), _interior(gx_bar[d], width), gq0[d], _interior(gq1[d], width),
-                tau, sigma, theta)
+                gx_in[d], gx_bar_in[d], gq0[d], gq1_in[d], tau, sigma, theta)
 
     def after_step(j):
-        d = (j + 1) % 2
-        for t in (gx[d], gx_bar[d], gq1[d]):
-            refresh_halo(t)
+        for dst, src in halos[(j + 1) % 2]:
+            dst.copy_(src)
 
     with torch.no_grad():
         _run_steps("bwd", n_iter, compile_it, step_args, after_step)
