@@ -107,7 +107,6 @@ def _load_model(weights: str | None, device):
 def _cmd_denoise(args) -> int:
     from tqdm import tqdm
 
-    import tvfast
     from tvfast.denoise_files import UsageError, denoise_job, load_lambda_map, plan_jobs
 
     if args.iters < 0:

@@ -20,7 +20,8 @@ horizontal neighbour is stored *padded* as (B, H, W+2) with a periodic halo:
 column 0 holds column W−1 and column W+1 holds column 0. Those arrays are x̄
 and q₁ (forward), gx, gx̄, gq₁ and the clip states (backward), and Λ₁ when it
 varies along W. Each step writes the interior (through
-(B, H, W) views) and the caller refreshes the two halo columns eagerly.
+(B, H, W) views) and the caller refreshes the two halo columns eagerly through views built
+once per solve.
 
 Clip states cross the compiled steps as float values s₀ + 4·s₁ (Inductor
 vectorises float selects, not uint8 logic); the caller packs them into the
@@ -58,12 +59,6 @@ def _left(t: torch.Tensor, width: int) -> torch.Tensor:
 def _right(t: torch.Tensor, width: int) -> torch.Tensor:
     """t[..., j+1] of a padded array, for j = 0 … W−1."""
     return t[..., 2 : width + 2]
-
-
-def refresh_halo(t: torch.Tensor) -> None:
-    """Refill the periodic halo columns of a padded (…, W+2) array from its interior."""
-    for dst, src in halo_views(t):
-        dst.copy_(src)
 
 
 def halo_views(t: torch.Tensor) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
@@ -282,10 +277,12 @@ def solve_backward(grad_x, mask, lam_channels: int, need_glam: bool, tau: float,
     gx_in, gx_bar_in, gq1_in = (tuple(_interior(t, width) for t in pair) for pair in (gx, gx_bar, gq1))
     state_in = _interior(state, width)
     halos = tuple(halo_views(gx[d]) + halo_views(gx_bar[d]) + halo_views(gq1[d]) for d in (0, 1))
+    state_halo = halo_views(state)
 
     def step_args(j):
         state_in.copy_(unpack_nibbles(mask[n_iter - 1 - j], width, out=nibble))
-        refresh_halo(state)
+        for dst, src in state_halo:
+            dst.copy_(src)
         s, d = j % 2, (j + 1) % 2
         return (gx[s], gx_bar[s], gp, gq0[s], gq1[s], gz, glam, state,
                 gx_in[d], gx_bar_in[d], gq0[d], gq1_in[d], tau, sigma, theta)
