@@ -240,6 +240,44 @@ def test_torch_compile_path(monkeypatch, gen, run_reference, tolerances):
     torch.testing.assert_close(lam.grad, lam_ref.grad, atol=atol, rtol=rtol)
 
 
+def _tvfast_warnings(caught):
+    return [str(w.message) for w in caught if "tvfast" in str(w.message)]
+
+
+@pytest.mark.real_empty
+def test_many_shapes_stay_compiled(monkeypatch, gen):
+    """Dynamo allows few graphs per function by default (8; 1 here); a folder of
+    differently sized images must not fall back to eager after that many shapes."""
+    monkeypatch.setenv("TVFAST_COMPILE", "1")
+    monkeypatch.setattr(torch_path, "_compiled", {})
+    with torch._dynamo.config.patch(recompile_limit=1), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for height, width in ((6, 7), (7, 9)):
+            z = torch.rand(1, 1, height, width, generator=gen)
+            with torch.no_grad():
+                x = tvfast.pdhg(z, 0.1, 2, backend="torch")
+            torch.testing.assert_close(x, pdhg_reference(z, 0.1, 2), atol=1e-6, rtol=1e-5)
+    assert not _tvfast_warnings(caught)
+    assert torch_path._compiled["fwd"] is not torch_path.pdhg_step_fwd
+
+
+@pytest.mark.real_empty
+def test_graph_limit_falls_back_for_that_call_only(monkeypatch, gen):
+    monkeypatch.setenv("TVFAST_COMPILE", "1")
+    monkeypatch.setattr(torch_path, "_compiled", {})
+    monkeypatch.setattr(torch_path, "_MAX_GRAPHS", 1)
+    torch._dynamo.reset()  # graphs of these shapes compiled by other tests would not count
+    first, second = torch.rand(1, 1, 6, 7, generator=gen), torch.rand(1, 1, 7, 9, generator=gen)
+    with torch._dynamo.config.patch(recompile_limit=1), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with torch.no_grad():
+            tvfast.pdhg(first, 0.1, 2, backend="torch")
+            x = tvfast.pdhg(second, 0.1, 2, backend="torch")  # a second graph: over the limit
+    torch.testing.assert_close(x, pdhg_reference(second, 0.1, 2), atol=1e-6, rtol=1e-5)
+    assert any("running eagerly" in m for m in _tvfast_warnings(caught))
+    assert torch_path._compiled["fwd"] is not torch_path.pdhg_step_fwd  # still compiled for the next call
+
+
 # ---------------------------------------------------------------------------
 # CUDA (runs only on a GPU machine)
 # ---------------------------------------------------------------------------

@@ -34,6 +34,7 @@ strength as 3-D tensors broadcastable to (B, H, W).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 
@@ -194,20 +195,48 @@ def _step_function(name: str, compile_it: bool):
     return _compiled[name]
 
 
+# Every problem shape and Λ layout is its own static-shape graph (dynamic-shape
+# graphs run about 1.7× slower here); Dynamo's default of 8 graphs per function
+# would send a folder of differently sized images to eager mode after the 8th.
+_MAX_GRAPHS = 128
+
+
+def _graph_limit():
+    """A context allowing ``_MAX_GRAPHS`` compiled shapes per step function
+    while the solver runs (restored on exit: no state outlives the call)."""
+    config = torch._dynamo.config
+    if hasattr(config, "recompile_limit"):
+        return config.patch(recompile_limit=max(config.recompile_limit, _MAX_GRAPHS))
+    return contextlib.nullcontext()
+
+
+def _recompile_limit_hit(exc: Exception) -> bool:
+    limit_error = getattr(torch._dynamo.exc, "FailOnRecompileLimitHit", None)
+    return limit_error is not None and isinstance(exc, limit_error)
+
+
 def _run_steps(name: str, n_iter: int, compile_it: bool, step_args, after_step=None):
-    """Call step ``name`` for k = 0 … n_iter−1; fall back to eager if compiling fails."""
+    """Call step ``name`` for k = 0 … n_iter−1.
+
+    If compiling fails the solve continues eagerly: for this call only when
+    the graph limit was reached, for good when compilation itself is broken.
+    """
     step = _step_function(name, compile_it)
-    for k in range(n_iter):
-        try:
-            step(*step_args(k))
-        except Exception as exc:
-            if step is _EAGER[name] or k > 0:
-                raise
-            warnings.warn(f"tvfast: torch.compile failed ({type(exc).__name__}: {exc}); running eagerly", stacklevel=3)
-            _compiled[name] = step = _EAGER[name]
-            step(*step_args(k))
-        if after_step is not None:
-            after_step(k)
+    with _graph_limit():
+        for k in range(n_iter):
+            try:
+                step(*step_args(k))
+            except Exception as exc:
+                if step is _EAGER[name] or k > 0:
+                    raise
+                warnings.warn(f"tvfast: torch.compile failed ({type(exc).__name__}: {exc}); running eagerly",
+                              stacklevel=3)
+                if not _recompile_limit_hit(exc):
+                    _compiled[name] = _EAGER[name]
+                step = _EAGER[name]
+                step(*step_args(k))
+            if after_step is not None:
+                after_step(k)
 
 
 def _lambda_parts(lam: torch.Tensor, width: int):
