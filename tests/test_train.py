@@ -108,6 +108,31 @@ def test_clean_errors_for_missing_inputs(data, tmp_path, capsys):
     assert "absent" in capsys.readouterr().err
 
 
+def test_full_resolution_images_of_different_sizes(tmp_path):
+    """--size 0 trains on each image as read (here 3 sizes), one image per step."""
+    rng = np.random.default_rng(1)
+    for split, shapes in (("train", ((20, 28), (33, 17), (24, 24))), ("val", ((19, 30),))):
+        (tmp_path / split).mkdir()
+        for i, shape in enumerate(shapes):
+            Image.fromarray((rng.random(shape) * 255).astype(np.uint8)).save(tmp_path / split / f"im{i}.png")
+    out = tmp_path / "run"
+    args = ["--data", str(tmp_path / "train"), "--val", str(tmp_path / "val"), "--out", str(out),
+            "--iters", "4", "--base-channels", "4", "--depth", "2", "--epochs", "1"]
+    assert main([*args, "--size", "0", "--batch-size", "1"]) == 0
+    ck = load(out)
+    assert ck["global_step"] == 3 and np.isfinite(ck["history"][0]["val_psnr"])
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--size", "0", "--batch-size", "2"], "--size 0"),
+    (["--size", "-3"], "--size must be positive"),
+])
+def test_size_errors(data, tmp_path, capsys, extra, match):
+    with pytest.raises(SystemExit):
+        main(["--data", str(data / "train"), "--out", str(tmp_path / "o"), *extra])
+    assert match in capsys.readouterr().err
+
+
 def test_module_entry_point_help():
     r = subprocess.run([sys.executable, "-m", "tvfast.training.train", "--help"],
                        capture_output=True, text=True, timeout=120)

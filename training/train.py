@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("data")
     g.add_argument("--data", required=True, help="folder of training images (PNG/JPEG/TIFF)")
     g.add_argument("--val", default=None, help="folder of validation images (fixed noise)")
-    g.add_argument("--size", type=int, default=256, help="images are centre-cropped and resized to SIZE×SIZE")
+    g.add_argument("--size", type=int, default=256,
+                   help="images are centre-cropped and resized to SIZE×SIZE (0: full resolution, as read)")
     g.add_argument("--patch-size", type=int, default=None, help="random training crops of this size")
     g.add_argument("--noise", choices=("relative", "absolute"), default="relative",
                    help="z = x + s·std(x)·n (relative) or z = x + s·n (absolute)")
@@ -278,11 +279,11 @@ def _train(args: argparse.Namespace, env: _Dist) -> dict:
            if env.world > 1 else model)
 
     # ---- data
-    train_set = ImageFolderDataset(args.data, size=args.size, patch_size=args.patch_size, noise=args.noise,
+    train_set = ImageFolderDataset(args.data, size=args.size or None, patch_size=args.patch_size, noise=args.noise,
                                    noise_level=(args.noise_min, args.noise_max), train=True, seed=args.seed)
     val_set = None
     if args.val:
-        val_set = ImageFolderDataset(args.val, size=args.size, noise=args.noise,
+        val_set = ImageFolderDataset(args.val, size=args.size or None, noise=args.noise,
                                      noise_level=(args.noise_min, args.noise_max), train=False, seed=args.seed)
     sampler = DistributedSampler(train_set, num_replicas=env.world, rank=env.rank, shuffle=True, seed=args.seed)
     steps_per_epoch = math.ceil(len(sampler) / args.batch_size)
@@ -418,6 +419,10 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
     for flag, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--iters", args.iters)):
         if value < (0 if flag == "--iters" else 1):
             parser.error(f"{flag} must be positive, got {value}")
+    if args.size < 0:
+        parser.error(f"--size must be positive (or 0 for full resolution), got {args.size}")
+    if args.size == 0 and args.patch_size is None and args.batch_size > 1:
+        parser.error("--size 0 (full resolution) keeps each image's own size: use --batch-size 1 or --patch-size")
     if args.max_steps_per_epoch is not None and args.max_steps_per_epoch < 1:
         parser.error("--max-steps-per-epoch must be >= 1")
     if not 0 <= args.noise_min <= args.noise_max:
