@@ -1,11 +1,14 @@
 """Workloads around the op (issue #4): a training step, the scalar-λ grid
-search, the scikit-image peer, cost against T, and a 2048² image.
+search, the scikit-image peer, cost against T, a 2048² image and a training
+step on the largest full-resolution chest X-ray.
 
 Every comparison runs both sides in this process (same inputs) as one
 pytest-benchmark group; memory comes from a fresh process per case.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +23,7 @@ from tvfast.benchmarking import (
 IMPLS = list(solvers())
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("impl", IMPLS)
 def test_train_step_256(benchmark, impl):
     """One step: U-Net (1.8 M) → Λ → solver (T = 256) → MSE → backward → Adam, 256², B = 1."""
@@ -28,6 +32,7 @@ def test_train_step_256(benchmark, impl):
     benchmark.pedantic(step, rounds=3, warmup_rounds=1)
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("impl", IMPLS)
 def test_train_step_memory_256(benchmark, impl):
     benchmark.group = "memory train step 256x256 T=256"
@@ -47,6 +52,7 @@ def test_grid_search_81(benchmark, impl):
     benchmark.pedantic(fn, args=(z, LAMBDAS, 256), rounds=1, warmup_rounds=1)
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("impl", ["tvfast", "skimage"])
 def test_scalar_tv_vs_skimage(benchmark, impl):
     """Scalar-weight TV, 256², 256 iterations: tvfast (PDHG) vs skimage's denoise_tv_chambolle.
@@ -75,3 +81,38 @@ def test_memory_2048_forward_backward(benchmark):
     benchmark.group = "tvfast 2048x2048 T=256 forward+backward"
     result = benchmark.pedantic(probe_memory, args=("tvfast", 2048, 1, 256), rounds=1, iterations=1)
     benchmark.extra_info.update(peak_rss_bytes=result["rss_peak"], peak_extra_bytes=result["extra_bytes"])
+
+
+FULLRES = Path(__file__).resolve().parents[2] / "shared" / "data" / "chest_xray" / "fullres"
+
+
+def _largest_fullres_image() -> Path | None:
+    from PIL import Image
+
+    files = sorted(FULLRES.glob("*.png")) if FULLRES.is_dir() else []
+    if not files:
+        return None
+
+    def pixels(path):
+        with Image.open(path) as im:
+            return im.width * im.height
+
+    return max(files, key=pixels)
+
+
+def test_train_step_fullres_xray(benchmark):
+    """One training step (U-Net → Λ → tvfast.pdhg, T = 256, MSE, backward, Adam)
+    on the largest full-resolution X-ray, in a fresh process: time and peak RSS.
+    The reference loop is not run: it would keep ≈ 64 B/pixel/iteration (≈ 66 GB here)."""
+    image = _largest_fullres_image()
+    if image is None:
+        pytest.skip(f"no full-resolution images in {FULLRES}")
+    benchmark.group = "train step full-resolution X-ray T=256"
+    result = benchmark.pedantic(probe_memory, args=("tvfast", 0, 1, 256, "train_step", str(image)),
+                                rounds=1, iterations=1)
+    from PIL import Image
+
+    with Image.open(image) as im:
+        benchmark.extra_info.update(image=image.name, width=im.width, height=im.height)
+    benchmark.extra_info.update(step_seconds=result["seconds"], peak_rss_bytes=result["rss_peak"],
+                                peak_extra_bytes=result["extra_bytes"])

@@ -101,27 +101,42 @@ class PeakRSS:
         return self.peak - self.start
 
 
-def probe_memory(impl: str, size: int, batch: int, n_iter: int, case: str = "solver") -> dict:
-    """Peak extra RSS of one forward+backward, measured in a fresh process.
+def probe_memory(impl: str, size: int, batch: int, n_iter: int, case: str = "solver", image: str | None = None) -> dict:
+    """Peak extra RSS (and time) of one forward+backward, measured in a fresh process.
 
     ``case="solver"``: the op alone; ``case="train_step"``: one training step
-    of the default U-Net (1.8 M parameters) → Λ → solver → MSE.
+    of the default U-Net (1.8 M parameters) → Λ → solver → MSE, on random
+    images or on the grayscale file ``image`` at full resolution.
     """
     cmd = [sys.executable, "-m", "tvfast.benchmarking", "--impl", impl, "--size", str(size),
            "--batch", str(batch), "--iters", str(n_iter), "--case", case]
+    if image is not None:
+        cmd += ["--image", str(image)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def make_train_step(solve, size: int, batch: int = 1, n_iter: int = 256, seed: int = 0):
-    """A closure running one training step: U-Net → Λ → ``solve`` → MSE → backward → Adam."""
+def make_train_step(solve, size: int, batch: int = 1, n_iter: int = 256, seed: int = 0, image: str | None = None):
+    """A closure running one training step: U-Net → Λ → ``solve`` → MSE → backward → Adam.
+
+    The clean batch is random (``size``², ``batch`` images) or, with ``image``,
+    that grayscale file at full resolution (``size`` and ``batch`` ignored)
+    with relative Gaussian noise s = 0.5 (SPEC §7).
+    """
+    from tvfast.training.noise import add_noise
     from tvfast.training.unet import UNet
 
     torch.manual_seed(seed)
     net = UNet()
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
-    clean, _ = make_problem(size, batch, seed)
-    noisy = clean + 0.05 * torch.randn_like(clean)
+    if image is None:
+        clean, _ = make_problem(size, batch, seed)
+        noisy = clean + 0.05 * torch.randn_like(clean)
+    else:
+        from tvfast.training.data import load_grayscale
+
+        clean = torch.from_numpy(load_grayscale(image)[0])[None, None]
+        noisy = add_noise(clean, 0.5, "relative", generator=torch.Generator().manual_seed(seed))
 
     def step(iters: int = n_iter):
         lam = 0.1 * torch.nn.functional.softplus(net(noisy)[:, :1])
@@ -201,6 +216,7 @@ def _probe_main(argv=None) -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--iters", type=int, default=256)
     parser.add_argument("--case", choices=["solver", "train_step"], default="solver")
+    parser.add_argument("--image", default=None, help="train_step on this grayscale image at full resolution")
     args = parser.parse_args(argv)
     solve = solvers()[args.impl]
     # The warm-up runs 2 iterations, enough to compile the CPU path's steps
@@ -208,7 +224,7 @@ def _probe_main(argv=None) -> None:
     # memory it frees cannot hide the measured run's growth inside malloc's pools.
     os.environ["TVFAST_COMPILE"] = "1"
     if args.case == "train_step":
-        run = make_train_step(solve, args.size, args.batch, args.iters)
+        run = make_train_step(solve, args.size, args.batch, args.iters, image=args.image)
     else:
         z, lam = make_problem(args.size, args.batch)
 
@@ -216,9 +232,11 @@ def _probe_main(argv=None) -> None:
             forward_backward(solve, z, lam, iters)
 
     run(2)
+    start = time.perf_counter()
     with PeakRSS() as probe:
         run()
     print(json.dumps({"impl": args.impl, "case": args.case, "size": args.size, "batch": args.batch, "iters": args.iters,
+                      "image": args.image, "seconds": time.perf_counter() - start,
                       "rss_before": probe.start, "rss_peak": probe.peak, "extra_bytes": probe.extra}))
 
 
