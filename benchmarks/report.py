@@ -60,7 +60,8 @@ def grid_rows(data: dict) -> list[str]:
     return out
 
 
-_INFO_COLUMNS = (("step_seconds", "step", _ms), ("bound_ratio", "× bandwidth bound", lambda v: f"{v:.2f}"))
+_INFO_COLUMNS = (("step_seconds", "step", _ms), ("bound_ratio", "× bandwidth bound", lambda v: f"{v:.2f}"),
+                 ("roofline_fraction", "of the roofline", lambda v: f"{100 * v:.0f} %"))
 
 
 def other_rows(data: dict) -> list[str]:
@@ -104,6 +105,9 @@ def main(argv=None):
     machine = data.get("machine_info", {})
     print(f"Machine: {machine.get('cpu', {}).get('brand_raw', platform.processor())}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}, python {platform.python_version()}")
+    devices = sorted({b["extra_info"]["device"] for b in data["benchmarks"] if "device" in b["extra_info"]})
+    if devices:
+        print(f"GPU: {', '.join(devices)}")
     print()
     paired = rows(data)
     if len(paired) > 2:

@@ -1,13 +1,15 @@
 """Shared fixtures of the test suite.
 
-``TRITON_INTERPRET=1`` is set here, before anything imports Triton, so the
-Triton kernels of ``tvfast.kernels`` run on CPU tensors through the
-interpreter (slow: the kernel tests use small images and few iterations).
+``TRITON_INTERPRET=1`` is set here (unless the environment says otherwise),
+before anything imports Triton, so the Triton kernels of ``tvfast.kernels``
+run on CPU tensors through the interpreter (slow: the kernel tests use small
+images and few iterations). ``benchmarks/gpu.sh`` sets ``TRITON_INTERPRET=0``
+and runs only the CUDA tests, with compiled kernels.
 """
 
 import os
 
-os.environ["TRITON_INTERPRET"] = "1"  # must precede any `import triton`
+os.environ.setdefault("TRITON_INTERPRET", "1")  # must precede any `import triton`
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -1,5 +1,7 @@
 """U-Net of SPEC section 6: parameter count, shapes, odd sizes, batch independence."""
 
+import copy
+
 import pytest
 import torch
 
@@ -53,3 +55,44 @@ def test_samples_do_not_interact():
 def test_rejects_bad_input():
     with pytest.raises(ValueError):
         UNet()(torch.rand(1, 8, 8))
+
+
+@pytest.mark.parametrize("size", [(8, 8), (9, 14)])
+def test_decoder_block_equals_the_seeds_order(size):
+    """The decoder block convolves 1×1 before upsampling and convolves the two
+    halves of the concatenation separately; in float64 its output and
+    gradients equal the seed's upsample → 1×1 conv → cat → conv order."""
+    from tvfast.training.unet import _Up
+
+    F = torch.nn.functional
+    torch.manual_seed(0)
+    up = _Up(8).double()
+    x = torch.randn(2, 8, 5, 7, dtype=torch.float64, requires_grad=True)
+    skip = torch.randn(2, 4, *size, dtype=torch.float64, requires_grad=True)
+
+    def seed_order(x, skip):
+        y = up.reduce(F.interpolate(x, size=size, mode="bilinear", align_corners=False))
+        return up.conv(torch.cat([y, skip], dim=1))
+
+    ours, ref = up(x, skip), seed_order(x, skip)
+    torch.testing.assert_close(ours, ref, atol=1e-12, rtol=1e-12)
+    cotangent = torch.randn_like(ref)
+    grads = torch.autograd.grad(ours, (x, skip, *up.parameters()), cotangent)
+    grads_ref = torch.autograd.grad(ref, (x, skip, *up.parameters()), cotangent)
+    for g, g_ref in zip(grads, grads_ref):
+        torch.testing.assert_close(g, g_ref, atol=1e-11, rtol=1e-11)
+
+
+def test_inplace_activations_keep_gradients():
+    """In-place LeakyReLU: gradients equal those of an out-of-place copy of the net."""
+    torch.manual_seed(0)
+    net = UNet(base_channels=4, depth=2).double()
+    ref = copy.deepcopy(net)
+    for module in ref.modules():
+        if isinstance(module, torch.nn.LeakyReLU):
+            module.inplace = False
+    x = torch.randn(2, 1, 12, 10, dtype=torch.float64)
+    net(x).square().sum().backward()
+    ref(x).square().sum().backward()
+    for (name, a), (_, b) in zip(net.named_parameters(), ref.named_parameters()):
+        torch.testing.assert_close(a.grad, b.grad, msg=lambda m, name=name: f"{name}: {m}")

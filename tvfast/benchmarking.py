@@ -116,18 +116,19 @@ def probe_memory(impl: str, size: int, batch: int, n_iter: int, case: str = "sol
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def make_train_step(solve, size: int, batch: int = 1, n_iter: int = 256, seed: int = 0, image: str | None = None):
+def make_train_step(solve, size: int, batch: int = 1, n_iter: int = 256, seed: int = 0, image: str | None = None,
+                    device: str | torch.device = "cpu"):
     """A closure running one training step: U-Net → Λ → ``solve`` → MSE → backward → Adam.
 
     The clean batch is random (``size``², ``batch`` images) or, with ``image``,
     that grayscale file at full resolution (``size`` and ``batch`` ignored)
-    with relative Gaussian noise s = 0.5 (SPEC §7).
+    with relative Gaussian noise s = 0.5 (SPEC §7). Model and data live on ``device``.
     """
     from tvfast.training.noise import add_noise
     from tvfast.training.unet import UNet
 
     torch.manual_seed(seed)
-    net = UNet()
+    net = UNet().to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
     if image is None:
         clean, _ = make_problem(size, batch, seed)
@@ -137,6 +138,7 @@ def make_train_step(solve, size: int, batch: int = 1, n_iter: int = 256, seed: i
 
         clean = torch.from_numpy(load_grayscale(image)[0])[None, None]
         noisy = add_noise(clean, 0.5, "relative", generator=torch.Generator().manual_seed(seed))
+    clean, noisy = clean.to(device), noisy.to(device)
 
     def step(iters: int = n_iter):
         lam = 0.1 * torch.nn.functional.softplus(net(noisy)[:, :1])
