@@ -508,3 +508,16 @@ def test_demo_writes_results_and_figures(tmp_path, tiny_weights):
         assert row[0] in r.stdout  # the same table is printed
     assert len(list(out.glob("*_compare.png"))) == 3
     assert "| image |" in r.stdout
+
+
+def test_bench_table_rows(capsys):
+    """`tvfast bench` prints one Markdown row per headline case (tiny sizes here)."""
+    from tvfast.benchmarking import print_table
+
+    print_table(size=24, n_iter=4, rounds=1)
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "ms" in line or "MiB" in line]
+    assert len(rows) == 5, out
+    for label in ("forward 24²", "forward+backward 24²", "peak extra RSS, forward+backward", "train step",
+                  "peak extra RSS, train step"):
+        assert any(label in row for row in rows), (label, out)

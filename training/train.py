@@ -348,7 +348,10 @@ def _train(args: argparse.Namespace, env: _Dist) -> dict:
                 loss_sum, loss_count = loss_sum + mean_loss, loss_count + 1
                 if writer is not None and global_step % max(1, args.log_every) == 0:
                     writer.add_scalar("train/loss", mean_loss, global_step)
-                bar.set_postfix(loss=f"{mean_loss:.3e}", val_psnr=f"{last_val.get('val_psnr', float('nan')):.2f}")
+                shown = {"loss": f"{mean_loss:.3e}"}
+                if "val_psnr" in last_val:
+                    shown["val_psnr"] = f"{last_val['val_psnr']:.2f}"
+                bar.set_postfix(**shown)
                 bar.update(1)
                 if any_over > 0:
                     stopped = True

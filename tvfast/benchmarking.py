@@ -193,14 +193,29 @@ def _speed_rows(size: int, batch: int, n_iter: int, rounds: int) -> list[str]:
     return rows
 
 
-def _memory_row(size: int, batch: int, n_iter: int) -> str:
-    m = {k: probe_memory(k, size, batch, n_iter)["extra_bytes"] for k in ("reference", "tvfast")}
-    return (f"| peak extra RSS, forward+backward {size}² B={batch} T={n_iter} | {m['reference'] / 2**20:.1f} MiB "
+def _memory_row(size: int, batch: int, n_iter: int, case: str = "solver") -> str:
+    m = {k: probe_memory(k, size, batch, n_iter, case)["extra_bytes"] for k in ("reference", "tvfast")}
+    what = "forward+backward" if case == "solver" else "train step"
+    return (f"| peak extra RSS, {what} {size}² B={batch} T={n_iter} | {m['reference'] / 2**20:.1f} MiB "
             f"| {m['tvfast'] / 2**20:.1f} MiB | {m['reference'] / max(m['tvfast'], 1):.1f}× less |")
 
 
-def print_table(quick: bool = False) -> None:
-    size, n_iter, rounds = (128, 64, 3) if quick else (256, 256, 5)
+def _train_step_row(size: int, n_iter: int, rounds: int) -> str:
+    t = {k: median_time(make_train_step(solve, size, 1, n_iter), rounds=rounds) for k, solve in solvers().items()}
+    return (f"| train step (U-Net → Λ → solver → MSE → Adam) {size}² T={n_iter} | {t['reference'] * 1e3:.1f} ms "
+            f"| {t['tvfast'] * 1e3:.1f} ms | {t['reference'] / t['tvfast']:.1f}× faster |")
+
+
+def print_table(quick: bool = False, size: int | None = None, n_iter: int | None = None,
+                rounds: int | None = None) -> None:
+    """The headline rows of benchmarks/RESULTS.md for this machine: the op's
+    forward and forward+backward time, the peak extra RSS (fresh processes)
+    and the training step, tvfast against the reference loop in this process.
+
+    Default 256², T = 256; ``quick``: 128², T = 64 (about a minute).
+    """
+    default_size, default_iters, default_rounds = (128, 64, 3) if quick else (256, 256, 5)
+    size, n_iter, rounds = size or default_size, n_iter or default_iters, rounds or default_rounds
     print(f"# tvfast bench — {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}")
     print()
@@ -209,6 +224,8 @@ def print_table(quick: bool = False) -> None:
     for row in _speed_rows(size, 1, n_iter, rounds):
         print(row, flush=True)
     print(_memory_row(size, 1, n_iter), flush=True)
+    print(_train_step_row(size, n_iter, rounds), flush=True)
+    print(_memory_row(size, 1, n_iter, "train_step"), flush=True)
 
 
 def _probe_main(argv=None) -> None:
