@@ -55,24 +55,19 @@ def _record(benchmark, kind, case):
     benchmark.extra_info.update(grid=kind, size=size, batch=batch, iters=ITERS)
 
 
-@pytest.mark.parametrize("impl", list(solvers()))
-@pytest.mark.parametrize("case", _params(CASES))
-def test_forward(benchmark, case, impl):
-    size, batch = case
-    _record(benchmark, "forward", case)
-    z, lam = make_problem(size, batch)
-    benchmark.pedantic(forward, args=(solvers()[impl], z, lam, ITERS), rounds=_rounds(batch * size * size),
-                       warmup_rounds=1)
+RUNS = {"forward": forward, "forward+backward": forward_backward}
 
 
 @pytest.mark.parametrize("impl", list(solvers()))
+@pytest.mark.parametrize("kind", list(RUNS))
 @pytest.mark.parametrize("case", _params(CASES))
-def test_forward_backward(benchmark, case, impl):
+def test_time(benchmark, case, kind, impl):
     size, batch = case
-    _skip_reference_backward(impl, batch * size * size)
-    _record(benchmark, "forward+backward", case)
+    if kind == "forward+backward":
+        _skip_reference_backward(impl, batch * size * size)
+    _record(benchmark, kind, case)
     z, lam = make_problem(size, batch)
-    benchmark.pedantic(forward_backward, args=(solvers()[impl], z, lam, ITERS), rounds=_rounds(batch * size * size),
+    benchmark.pedantic(RUNS[kind], args=(solvers()[impl], z, lam, ITERS), rounds=_rounds(batch * size * size),
                        warmup_rounds=1)
 
 
