@@ -54,8 +54,8 @@ def grid_rows(data: dict) -> list[str]:
                 r = ref and ref["stats"]["median"]
                 f = fast and fast["stats"]["median"]
                 fmt, word = _ms, "faster"
-            parts += [fmt(r) if r else "not run", fmt(f) if f else "not run",
-                      f"{r / max(f, 1e-12):.1f}× {word}" if r and f else ""]
+            parts += [fmt(r) if r is not None else "not run", fmt(f) if f is not None else "not run",
+                      f"{r / max(f, 1e-12):.1f}× {word}" if r is not None and f is not None else ""]
         out.append(f"| {size}² | {batch} | " + " | ".join(parts) + " |")
     return out
 
@@ -91,7 +91,8 @@ def rows(data: dict) -> list[str]:
         ref, fast = impls["reference"], impls["tvfast"]
         if "peak_extra_bytes" in fast["extra_info"]:
             r, f = ref["extra_info"]["peak_extra_bytes"], fast["extra_info"]["peak_extra_bytes"]
-            out.append(f"| {group} (peak extra RSS) | {r / 2**20:.1f} MiB | {f / 2**20:.1f} MiB | {r / max(f, 1):.1f}× less |")
+            what = "peak extra GPU memory" if "device" in fast["extra_info"] else "peak extra RSS"
+            out.append(f"| {group} ({what}) | {r / 2**20:.1f} MiB | {f / 2**20:.1f} MiB | {r / max(f, 1):.1f}× less |")
         else:
             r, f = ref["stats"]["median"], fast["stats"]["median"]
             out.append(f"| {group} (median) | {r * 1e3:.1f} ms | {f * 1e3:.1f} ms | {r / f:.1f}× faster |")

@@ -510,13 +510,14 @@ def test_demo_writes_results_and_figures(tmp_path, tiny_weights):
     assert "| image |" in r.stdout
 
 
+@pytest.mark.slow
 def test_bench_table_rows(capsys):
     """`tvfast bench` prints one Markdown row per headline case (tiny sizes here)."""
     from tvfast.benchmarking import print_table
 
     print_table(size=24, n_iter=4, rounds=1)
     out = capsys.readouterr().out
-    rows = [line for line in out.splitlines() if line.startswith("| ") and "ms" in line or "MiB" in line]
+    rows = [line for line in out.splitlines() if line.startswith("| ") and ("ms" in line or "MiB" in line)]
     assert len(rows) == 5, out
     for label in ("forward 24²", "forward+backward 24²", "peak extra RSS, forward+backward", "train step",
                   "peak extra RSS, train step"):

@@ -42,7 +42,7 @@ def _double_conv(in_ch: int, mid_ch: int, out_ch: int) -> nn.Sequential:
 
     The activations run in place: LeakyReLU's backward needs only its output
     (the slope is positive), so autograd keeps one tensor per convolution
-    instead of two — about half the U-Net's training memory, same numbers.
+    instead of two, with the same numbers.
     """
     return nn.Sequential(
         nn.Conv2d(in_ch, mid_ch, kernel_size=3, padding=1, bias=True),
@@ -83,7 +83,9 @@ class _Up(nn.Module):
         x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
         # conv(cat([x, skip])) as the sum of the convolutions of its two parts
         # (the weight split along input channels): autograd then keeps x and the
-        # skip it already holds, not a concatenated copy of both.
+        # skip it already holds, not a concatenated copy of both. (This calls
+        # F.conv2d with conv[0]'s parameters: hooks or parametrisations put on
+        # that module are bypassed.)
         first = self.conv[0]
         split = x.shape[1]
         y = F.conv2d(x, first.weight[:, :split], first.bias, padding=1)

@@ -212,7 +212,7 @@ def print_table(quick: bool = False, size: int | None = None, n_iter: int | None
     forward and forward+backward time, the peak extra RSS (fresh processes)
     and the training step, tvfast against the reference loop in this process.
 
-    Default 256², T = 256; ``quick``: 128², T = 64 (about a minute).
+    Default 256², T = 256; ``quick``: 128², T = 64 (about 2 minutes).
     """
     default_size, default_iters, default_rounds = (128, 64, 3) if quick else (256, 256, 5)
     size, n_iter, rounds = size or default_size, n_iter or default_iters, rounds or default_rounds

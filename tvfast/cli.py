@@ -32,7 +32,7 @@ _DEMO_EXAMPLES = """example:
   tvfast demo -o tvfast_demo      writes tvfast_demo/results.md and *_compare.png"""
 
 _BENCH_EXAMPLES = """examples:
-  tvfast bench --quick            ~1 minute: 128², T = 64
+  tvfast bench --quick            ~2 minutes: 128², T = 64
   tvfast bench                    256², T = 256 (the RESULTS.md rows)"""
 
 
@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmark tvfast.pdhg against the reference loop",
                        epilog=_BENCH_EXAMPLES, formatter_class=fmt)
-    b.add_argument("--quick", action="store_true", help="small sizes, about a minute")
+    b.add_argument("--quick", action="store_true", help="small sizes, about 2 minutes")
     return parser
 
 

@@ -205,8 +205,9 @@ def _graph_limit():
     """A context allowing ``_MAX_GRAPHS`` compiled shapes per step function
     while the solver runs (restored on exit: no state outlives the call)."""
     config = torch._dynamo.config
-    if hasattr(config, "recompile_limit"):
-        return config.patch(recompile_limit=max(config.recompile_limit, _MAX_GRAPHS))
+    for name in ("recompile_limit", "cache_size_limit"):  # the latter before torch 2.7
+        if hasattr(config, name):
+            return config.patch(**{name: max(getattr(config, name), _MAX_GRAPHS)})
     return contextlib.nullcontext()
 
 
@@ -229,9 +230,12 @@ def _run_steps(name: str, n_iter: int, compile_it: bool, step_args, after_step=N
             except Exception as exc:
                 if step is _EAGER[name] or k > 0:
                     raise
-                warnings.warn(f"tvfast: torch.compile failed ({type(exc).__name__}: {exc}); running eagerly",
-                              stacklevel=3)
-                if not _recompile_limit_hit(exc):
+                if _recompile_limit_hit(exc):
+                    warnings.warn(f"tvfast: {_MAX_GRAPHS} compiled shapes reached; running this call eagerly",
+                                  stacklevel=3)
+                else:
+                    warnings.warn(f"tvfast: torch.compile failed ({type(exc).__name__}: {exc}); running eagerly",
+                                  stacklevel=3)
                     _compiled[name] = _EAGER[name]
                 step = _EAGER[name]
                 step(*step_args(k))
