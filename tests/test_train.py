@@ -126,6 +126,7 @@ def test_full_resolution_images_of_different_sizes(tmp_path):
 @pytest.mark.parametrize("extra, match", [
     (["--size", "0", "--batch-size", "2"], "--size 0"),
     (["--size", "-3"], "--size must be positive"),
+    (["--size", "0", "--patch-size", "40"], "--patch-size 40 exceeds image"),
 ])
 def test_size_errors(data, tmp_path, capsys, extra, match):
     with pytest.raises(SystemExit):

@@ -426,6 +426,14 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         parser.error(f"--size must be positive (or 0 for full resolution), got {args.size}")
     if args.size == 0 and args.patch_size is None and args.batch_size > 1:
         parser.error("--size 0 (full resolution) keeps each image's own size: use --batch-size 1 or --patch-size")
+    if args.size == 0 and args.patch_size is not None:
+        from PIL import Image
+
+        for path in list_images(args.data):
+            with Image.open(path) as im:
+                if min(im.size) < args.patch_size:
+                    parser.error(f"--patch-size {args.patch_size} exceeds image {str(path)!r} "
+                                 f"of size {im.height}×{im.width}")
     if args.max_steps_per_epoch is not None and args.max_steps_per_epoch < 1:
         parser.error("--max-steps-per-epoch must be >= 1")
     if not 0 <= args.noise_min <= args.noise_max:
