@@ -17,7 +17,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tvfast.benchmarking import forward, forward_backward, make_train_step, solvers
+from tvfast.benchmarking import forward, forward_backward, make_problem, make_train_step, solvers
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -26,10 +26,8 @@ IMPLS = list(solvers())
 
 
 def _cuda_problem(size: int, batch: int):
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    z = torch.rand(batch, 1, size, size, generator=gen, device="cuda")
-    lam = 0.1 * torch.rand(batch, 1, size, size, generator=gen, device="cuda")
-    return z, lam
+    """The CPU benchmarks' problem (same values), on the GPU."""
+    return tuple(t.cuda() for t in make_problem(size, batch))
 
 
 def _synced(fn, *args):

@@ -291,22 +291,18 @@ needs_compiled_cuda = pytest.mark.skipif(
 
 @needs_compiled_cuda
 @pytest.mark.parametrize("shape", [(1, 37, 53), (3, 64, 129), (2, 200, 1)], ids=str)
-@pytest.mark.parametrize("layout", ["scalar", "per-image", "map", "two-maps"])
-def test_cuda_triton_odd_shapes_and_layouts(shape, layout):
-    """Compiled kernels on edge tiles (odd sizes) and every Λ layout, float64, vs the reference."""
-    gen = torch.Generator(device="cuda").manual_seed(1)
+@pytest.mark.parametrize("kind", [k for k in LAMBDA_KINDS if k != "float"])
+def test_cuda_triton_odd_shapes_and_layouts(shape, kind, gen, lambda_factory, run_reference):
+    """Compiled kernels on edge tiles (odd sizes) and every tensor Λ layout, float64, vs the reference."""
     batch, height, width = shape
-    opts = dict(device="cuda", dtype=torch.float64)
-    z = torch.rand(batch, 1, height, width, generator=gen, **opts)
-    lam_shape = {"scalar": (), "per-image": (batch,), "map": (batch, 1, height, width),
-                 "two-maps": (batch, 2, height, width)}[layout]
-    lam = 0.02 + 0.2 * torch.rand(lam_shape, generator=gen, **opts)
+    z = torch.rand(batch, 1, height, width, generator=gen, dtype=torch.float64).cuda()
+    lam = lambda_factory(kind, batch, height, width, dtype=torch.float64, generator=gen).cuda()
     z1, lam1 = z.clone().requires_grad_(), lam.clone().requires_grad_()
     z2, lam2 = z.clone().requires_grad_(), lam.clone().requires_grad_()
     x = tvfast.pdhg(z1, lam1, 17, backend="triton")
-    x_ref = pdhg_reference(z2, lam2.view(batch, 1, 1, 1) if layout == "per-image" else lam2, 17)
+    x_ref = run_reference(z2, lam2, 17)
     torch.testing.assert_close(x, x_ref, atol=1e-10, rtol=0)
-    cotangent = torch.randn(x.shape, generator=gen, **opts)
+    cotangent = torch.randn(x.shape, generator=gen, dtype=torch.float64).cuda()
     x.backward(cotangent)
     x_ref.backward(cotangent)
     for name, ours, ref in (("z", z1.grad, z2.grad), ("Lambda", lam1.grad, lam2.grad)):

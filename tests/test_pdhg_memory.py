@@ -150,9 +150,3 @@ def _fail_apply(*args, **kwargs):
     raise AssertionError("PDHGFunction used although no gradient is needed")
 
 
-@pytest.mark.parametrize("solver", [torch_path, pdhg_step], ids=["torch", "triton"])
-def test_solve_forward_returns_no_mask_when_not_needed(solver, gen):
-    z = torch.rand(2, 5, 6, generator=gen)
-    lam = torch.full((1, 1, 1, 1), 0.1)
-    _, mask = solver.solve_forward(z, lam, 3, 1 / 3, 1 / 3, 1.0, need_mask=False)
-    assert mask is None
