@@ -169,6 +169,11 @@ class ImageFolderDataset(Dataset):
         of the per-epoch training noise once :meth:`set_epoch` was called.
     cache : bool
         Keep decoded, resized clean images in memory (per process).
+    augment : bool
+        Training only: a random element of the dihedral group — a horizontal
+        flip or not, then a rotation by k·90° (k ∈ {0, 1, 2, 3} for square
+        images, k ∈ {0, 2} otherwise) — applied to the clean image before the
+        noise is drawn.
 
     Notes
     -----
@@ -191,6 +196,7 @@ class ImageFolderDataset(Dataset):
         train: bool = True,
         seed: int = 0,
         cache: bool = True,
+        augment: bool = False,
     ) -> None:
         if noise not in NOISE_MODES:
             raise ValueError(f"unknown noise mode {noise!r}; expected one of {NOISE_MODES}")
@@ -217,6 +223,7 @@ class ImageFolderDataset(Dataset):
         self.train = train
         self.seed = int(seed)
         self.cache = cache
+        self.augment = bool(augment)
         self.epoch: int | None = None
         self._cache: dict[int, torch.Tensor] = {}
 
@@ -262,6 +269,12 @@ class ImageFolderDataset(Dataset):
             i = int(torch.randint(0, H - p + 1, (1,), generator=g))
             j = int(torch.randint(0, W - p + 1, (1,), generator=g))
             x = x[:, i : i + p, j : j + p]
+        if self.train and self.augment:
+            square = x.shape[-1] == x.shape[-2]
+            if int(torch.randint(0, 2, (1,), generator=g)):
+                x = x.flip(-1)
+            k = int(torch.randint(0, 4 if square else 2, (1,), generator=g))
+            x = torch.rot90(x, k if square else 2 * k, dims=(-2, -1))
 
         lo, hi = self.noise_range
         s = lo + (hi - lo) * float(torch.rand((), generator=g))

@@ -39,6 +39,7 @@ import torch
 from tqdm import tqdm
 
 import tvfast
+from tvfast.precision import PRECISIONS, resolve_precision
 from tvfast.training.atomic import atomic_write_text
 from tvfast.training.data import ImageFolderDataset, list_images
 from tvfast.training.figures import (
@@ -89,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--example", type=int, default=0, help="index of the image shown in the figures")
     p.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', ...")
     p.add_argument("--no-figures", action="store_true", help="skip the figures")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="U-Net arithmetic (bf16 autocast where faster, see tvfast.precision); the solver is float32")
     return p
 
 
@@ -215,6 +218,7 @@ def evaluate(args: argparse.Namespace, default_weights: str | None = None) -> di
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if args.device == "auto" else args.device))
     model = LambdaNet.load_pretrained(weights, map_location=device).eval()
+    model.set_precision(resolve_precision(args.precision, device))
     lambdas = torch.linspace(0.0, args.lambda_max, args.lambda_steps, dtype=torch.float32)
     out = Path(args.out)
     fig_dir = out / "figures"
@@ -234,8 +238,8 @@ def evaluate(args: argparse.Namespace, default_weights: str | None = None) -> di
             p_grid, s_grid, x_psnr, _ = lambda_grid_search(zd, clean, lambdas, args.iters, args.grid_batch)
             kp, ks = int(np.argmax(p_grid)), int(np.argmax(s_grid))
             with torch.no_grad():
-                lam = model.lambda_map(zd[None])
-                x_learned = tvfast.pdhg(zd[None], lam, n_iter=args.iters)[0, 0].cpu()
+                x_learned, lam = model.denoise(zd[None], args.iters)
+                x_learned = x_learned[0, 0].cpu()
             lam = lam[0].cpu()
             row = {
                 "image": ds.files[i].name, "s": float(s),

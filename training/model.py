@@ -2,10 +2,17 @@
 
 For a noisy image ``z`` (SPEC section 6)::
 
-    o   = crop₄( UNet( reflect_pad₄(z) ) )              (B, 2, H, W)
+    o   = crop₄( UNet( reflect_pad₄(n(z)) ) )           (B, 2, H, W)
     Λ_Θ = 0.1 · softplus(o)          if up_bound == 0   (the seed's choice)
     Λ_Θ = b · sigmoid(o)             if up_bound == b > 0
     x_T = PDHG_T(z, Λ_Θ)                                 (``tvfast.pdhg``)
+
+where ``n`` is the identity (the seed's choice) or, with
+``normalize_input=True``, ``n(z) = (z − mean z) / std z`` per image. With
+``solve_pad = r > 0`` the image is reflect-padded by ``r`` pixels before both
+the network and the solve, and the solution is cropped back: the periodic
+boundary of the solver then couples each edge with its mirror image instead
+of with the opposite edge.
 
 Only output channel 0 is used (one map shared by both gradient directions,
 ``Λ`` of shape ``(B, 1, H, W)``) unless ``directional=True``, in which case
@@ -28,6 +35,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import tvfast
+from tvfast.precision import Precision
 from tvfast.training.atomic import atomic_write, atomic_write_text
 from tvfast.training.unet import UNet
 
@@ -78,6 +86,16 @@ class LambdaNet(nn.Module):
         Two maps (vertical, horizontal) instead of one shared map.
     pad : int
         Reflection padding applied before the U-Net and cropped after it.
+    normalize_input : bool
+        Feed the U-Net ``(z − mean z) / std z`` (per image) instead of ``z``.
+    solve_pad : int
+        Reflect-pad ``z`` by this many pixels before the network and the
+        solve, crop after (0: the solver's periodic boundary acts on ``z``).
+
+    Notes
+    -----
+    :meth:`set_precision` chooses bf16 autocast and channels-last layout for
+    the U-Net (see :mod:`tvfast.precision`); the solver always runs in float32.
     """
 
     def __init__(
@@ -87,6 +105,8 @@ class LambdaNet(nn.Module):
         up_bound: float = 0.0,
         directional: bool = False,
         pad: int = 4,
+        normalize_input: bool = False,
+        solve_pad: int = 0,
     ) -> None:
         super().__init__()
         if n_iter < 0:
@@ -95,6 +115,8 @@ class LambdaNet(nn.Module):
             raise ValueError(f"up_bound must be >= 0, got {up_bound}")
         if pad < 0:
             raise ValueError(f"pad must be >= 0, got {pad}")
+        if solve_pad < 0:
+            raise ValueError(f"solve_pad must be >= 0, got {solve_pad}")
         self.unet = unet if unet is not None else UNet()
         out_ch = getattr(self.unet, "out_channels", None)
         if directional and out_ch is not None and out_ch < 2:
@@ -103,6 +125,20 @@ class LambdaNet(nn.Module):
         self.up_bound = float(up_bound)
         self.directional = bool(directional)
         self.pad = int(pad)
+        self.normalize_input = bool(normalize_input)
+        self.solve_pad = int(solve_pad)
+        self.precision = Precision(bf16=False, channels_last=False)
+        self.backend = "auto"  # tvfast.pdhg backend used by forward()
+
+    def set_precision(self, precision: Precision) -> "LambdaNet":
+        """Run the U-Net with ``precision`` (bf16 autocast / channels-last); returns ``self``.
+
+        Weights stay float32; the solver is unaffected.
+        """
+        self.precision = precision
+        fmt = torch.channels_last if precision.channels_last else torch.contiguous_format
+        self.unet.to(memory_format=fmt)
+        return self
 
     @property
     def config(self) -> dict:
@@ -114,6 +150,8 @@ class LambdaNet(nn.Module):
             "up_bound": self.up_bound,
             "directional": self.directional,
             "pad": self.pad,
+            "normalize_input": self.normalize_input,
+            "solve_pad": self.solve_pad,
             "unet": self.unet.config,
         }
 
@@ -143,22 +181,57 @@ class LambdaNet(nn.Module):
         """
         z = self._as_4d(z)
         H, W = z.shape[-2:]
+        if self.normalize_input:
+            mean = z.mean(dim=(-2, -1), keepdim=True)
+            std = z.std(dim=(-2, -1), keepdim=True) if H * W > 1 else torch.ones_like(mean)
+            z = (z - mean) / std.clamp_min(1e-6)
         p = self.pad
         if p:
             z = F.pad(z, (p, p, p, p), mode=_pad_mode(H, W, p))
-        out = self.unet(z)
+        if self.precision.channels_last:
+            z = z.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device_type=z.device.type, dtype=torch.bfloat16, enabled=self.precision.bf16):
+            out = self.unet(z)
+        out = out.float() if out.dtype == torch.bfloat16 else out
         if p:
             out = out[..., p : p + H, p : p + W]
-        out = out[:, : 2 if self.directional else 1]
+        out = out[:, : 2 if self.directional else 1].contiguous()
         if self.up_bound == 0.0:
             return 0.1 * F.softplus(out)
         return self.up_bound * torch.sigmoid(out)
 
+    def denoise(self, z: torch.Tensor, n_iter: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Denoise and return the map used: ``(x_T, Λ_Θ)``.
+
+        Parameters
+        ----------
+        z : torch.Tensor
+            Noisy images ``(B, 1, H, W)`` (``(H, W)`` and ``(B, H, W)`` accepted).
+        n_iter : int, optional
+            PDHG iterations (default: the model's ``n_iter``).
+
+        Returns
+        -------
+        x : torch.Tensor
+            Same shape as ``z``.
+        lam : torch.Tensor
+            ``(B, 1|2, H, W)``, cropped back to ``z``'s size when ``solve_pad > 0``.
+        """
+        z4 = self._as_4d(z)
+        H, W = z4.shape[-2:]
+        r = self.solve_pad
+        if r:
+            z4 = F.pad(z4, (r, r, r, r), mode=_pad_mode(H, W, r))
+        lam = self.lambda_map(z4)
+        x = tvfast.pdhg(z4, lam, n_iter=self.n_iter if n_iter is None else n_iter, backend=self.backend)
+        if r:
+            x = x[..., r : r + H, r : r + W]
+            lam = lam[..., r : r + H, r : r + W]
+        return x.reshape(z.shape), lam
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Denoise: ``x_T = tvfast.pdhg(z, Λ_Θ(z), n_iter=T)``, same shape as ``z``."""
-        lam = self.lambda_map(z)
-        x = tvfast.pdhg(self._as_4d(z), lam, n_iter=self.n_iter)
-        return x.reshape(z.shape)
+        return self.denoise(z)[0]
 
     # ------------------------------------------------------------------ I/O
     def save_pretrained(self, path: str | os.PathLike) -> tuple[Path, Path]:
@@ -212,6 +285,8 @@ class LambdaNet(nn.Module):
                 up_bound=float(cfg["up_bound"]),
                 directional=bool(cfg["directional"]),
                 pad=int(cfg.get("pad", 4)),
+                normalize_input=bool(cfg.get("normalize_input", False)),
+                solve_pad=int(cfg.get("solve_pad", 0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"invalid LambdaNet config {str(config)!r}: {exc}") from exc

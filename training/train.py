@@ -56,6 +56,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
+from tvfast.precision import PRECISIONS, resolve_precision
 from tvfast.training.atomic import atomic_write
 from tvfast.training.data import ImageFolderDataset, list_images
 from tvfast.training.metrics import psnr, ssim
@@ -86,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--noise-min", type=float, default=0.1, help="lower end of s ~ U[min, max]")
     g.add_argument("--noise-max", type=float, default=0.5, help="upper end of s ~ U[min, max]")
     g.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes")
+    g.add_argument("--augment", action="store_true",
+                   help="random flips and 90° rotations of the training images")
 
     g = p.add_argument_group("model")
     g.add_argument("--iters", type=int, default=256, help="PDHG iterations T")
@@ -94,15 +97,32 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--directional", action="store_true", help="two maps (vertical, horizontal)")
     g.add_argument("--base-channels", type=int, default=32, help="U-Net width")
     g.add_argument("--depth", type=int, default=3, help="U-Net depth")
+    g.add_argument("--normalize-input", action="store_true",
+                   help="feed the U-Net (z - mean z) / std z per image")
+    g.add_argument("--solve-pad", type=int, default=0,
+                   help="reflect-pad images by this many pixels before the network and the solve, crop after "
+                        "(0: the solver's periodic boundary)")
+    g.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="U-Net arithmetic: bf16 autocast (+ channels-last) where the hardware is faster with it "
+                        "(auto), or forced; the solver, weights and Adam state are always float32")
+    g.add_argument("--solver-backend", choices=("auto", "triton", "torch"), default="auto",
+                   help="tvfast.pdhg backend (auto: Triton on CUDA, PyTorch on CPU)")
 
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=500, help="total number of epochs")
     g.add_argument("--batch-size", type=int, default=1, help="images per step (per process)")
-    g.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
+    g.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (the peak, with a schedule)")
+    g.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                   help="constant, or linear warm-up then cosine decay to 1%% of --lr at the last epoch")
+    g.add_argument("--warmup-epochs", type=float, default=0.0, help="linear warm-up length (epochs)")
     g.add_argument("--seed", type=int, default=42, help="seed of weights, sample order and noise")
     g.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap on steps per epoch")
     g.add_argument("--time-limit-min", type=float, default=None,
                    help="stop cleanly (with a checkpoint) after this many minutes")
+    g.add_argument("--time-budget-min", type=float, default=None,
+                   help="fit the run into this many minutes: after the second epoch the number of epochs "
+                        "(and so the cosine horizon) is fixed from the measured epoch time, at most --epochs; "
+                        "also the time limit unless --time-limit-min is given")
 
     g = p.add_argument_group("run")
     g.add_argument("--out", default="runs/train", help="output folder")
@@ -110,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue from CKPT (default: OUT/last.pt)")
     g.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', 'cuda:1', ...")
     g.add_argument("--log-every", type=int, default=1, help="TensorBoard train-loss interval (steps)")
+    g.add_argument("--checkpoint-every", type=int, default=1,
+                   help="write last.pt every N epochs (and always at the end, on the time limit and on SIGTERM)")
     return p
 
 
@@ -254,13 +276,21 @@ def _train(args: argparse.Namespace, env: _Dist) -> dict:
                 args.iters, args.up_bound, args.directional):
             tqdm.write(f"resuming with the checkpoint's model configuration {cfg}")
         model = LambdaNet(UNet(**cfg["unet"]), n_iter=cfg["n_iter"], up_bound=cfg["up_bound"],
-                          directional=cfg["directional"], pad=cfg["pad"])
+                          directional=cfg["directional"], pad=cfg["pad"],
+                          normalize_input=cfg.get("normalize_input", False), solve_pad=cfg.get("solve_pad", 0))
     else:
         model = LambdaNet(UNet(base_channels=args.base_channels, depth=args.depth),
-                          n_iter=args.iters, up_bound=args.up_bound, directional=args.directional)
+                          n_iter=args.iters, up_bound=args.up_bound, directional=args.directional,
+                          normalize_input=args.normalize_input, solve_pad=args.solve_pad)
+    model.backend = args.solver_backend
     model.to(env.device)
+    precision = resolve_precision(args.precision, env.device)
+    if env.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed image sizes: pick the fastest convolutions once
+    model.set_precision(precision)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
 
+    total_epochs = args.epochs  # may be lowered once by --time-budget-min
     start_epoch, start_step, global_step = 0, 0, 0
     best_psnr, history = -math.inf, []
     resumed_loss = (0.0, 0)  # running train-loss sum / count of an unfinished epoch
@@ -273,6 +303,7 @@ def _train(args: argparse.Namespace, env: _Dist) -> dict:
         global_step, best_psnr = ckpt["global_step"], ckpt["best_val_psnr"]
         history = list(ckpt["history"])
         resumed_loss = (float(ckpt["epoch_loss"][0]), int(ckpt["epoch_loss"][1]))
+        total_epochs = min(args.epochs, int(ckpt.get("epochs_total", args.epochs)))
         _set_rng_state(ckpt["rng"])
 
     ddp = (DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
@@ -280,7 +311,8 @@ def _train(args: argparse.Namespace, env: _Dist) -> dict:
 
     # ---- data
     train_set = ImageFolderDataset(args.data, size=args.size or None, patch_size=args.patch_size, noise=args.noise,
-                                   noise_level=(args.noise_min, args.noise_max), train=True, seed=args.seed)
+                                   noise_level=(args.noise_min, args.noise_max), train=True, seed=args.seed,
+                                   augment=args.augment)
     val_set = None
     if args.val:
         val_set = ImageFolderDataset(args.val, size=args.size or None, noise=args.noise,
@@ -299,13 +331,17 @@ def _train(args: argparse.Namespace, env: _Dist) -> dict:
         writer = SummaryWriter(log_dir=str(out / "tensorboard"), purge_step=global_step or None)
         if ckpt is None:
             writer.add_text("args", " ".join(f"--{k}={v}" for k, v in sorted(vars(args).items())))
+        tqdm.write(f"device {env.device}, U-Net precision {precision.name}, solver float32")
 
     stop_requested = {"flag": False}
     previous_handler = None
     if threading.current_thread() is threading.main_thread():
         previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop_requested.update(flag=True))
     t0 = time.monotonic()
-    limit_s = None if args.time_limit_min is None else 60.0 * args.time_limit_min
+    limit_min = args.time_limit_min if args.time_limit_min is not None else args.time_budget_min
+    limit_s = None if limit_min is None else 60.0 * limit_min
+    budget_fixed = ckpt is not None and bool(ckpt.get("epochs_total_fixed", False))
+    epoch_times: list[float] = []
 
     def state_dict(epoch: int, step: int, epoch_loss=(0.0, 0)) -> dict:
         return {
@@ -313,6 +349,7 @@ def _train(args: argparse.Namespace, env: _Dist) -> dict:
             "optimizer": optimizer.state_dict(),
             "model_config": model.config,
             "epoch": epoch, "step": step, "global_step": global_step, "epoch_loss": list(epoch_loss),
+            "epochs_total": total_epochs, "epochs_total_fixed": budget_fixed,
             "best_val_psnr": best_psnr, "history": history,
             "rng": _rng_state(), "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         }
@@ -321,20 +358,25 @@ def _train(args: argparse.Namespace, env: _Dist) -> dict:
     last_val: dict = history[-1] if history else {}
     epochs_done = start_epoch
     try:
-        for epoch in range(start_epoch, args.epochs):
+        epoch = start_epoch
+        while epoch < total_epochs:
+            epoch_t0 = time.monotonic()
             skip = start_step if epoch == start_epoch else 0
             train_set.set_epoch(epoch)
             sampler.set_epoch(epoch)
             indices = list(sampler)[skip * args.batch_size : steps_per_epoch * args.batch_size]
             loader = DataLoader(train_set, batch_size=args.batch_size, sampler=indices,
                                 num_workers=args.num_workers, pin_memory=env.device.type == "cuda")
-            bar = tqdm(total=steps_per_epoch, initial=skip, desc=f"epoch {epoch + 1}/{args.epochs}",
+            bar = tqdm(total=steps_per_epoch, initial=skip, desc=f"epoch {epoch + 1}/{total_epochs}",
                        disable=not env.main, dynamic_ncols=True, leave=True)
             loss_sum, loss_count = (resumed_loss if skip else (0.0, 0))
             step = skip
             for batch in loader:
                 z = batch["noisy"].to(env.device, non_blocking=True)
                 x = batch["clean"].to(env.device, non_blocking=True)
+                lr = scheduled_lr(args, global_step / steps_per_epoch, total_epochs)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
                 loss = F.mse_loss(ddp(z), x)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -348,7 +390,7 @@ def _train(args: argparse.Namespace, env: _Dist) -> dict:
                 loss_sum, loss_count = loss_sum + mean_loss, loss_count + 1
                 if writer is not None and global_step % max(1, args.log_every) == 0:
                     writer.add_scalar("train/loss", mean_loss, global_step)
-                shown = {"loss": f"{mean_loss:.3e}"}
+                shown = {"loss": f"{mean_loss:.3e}", "lr": f"{lr:.1e}"}
                 if "val_psnr" in last_val:
                     shown["val_psnr"] = f"{last_val['val_psnr']:.2f}"
                 bar.set_postfix(**shown)
@@ -370,6 +412,7 @@ def _train(args: argparse.Namespace, env: _Dist) -> dict:
             record = {"epoch": epoch + 1, "global_step": global_step,
                       "train_loss": loss_sum / max(1, loss_count),
                       "val_psnr": val.get("psnr"), "val_ssim": val.get("ssim"),
+                      "lr": scheduled_lr(args, global_step / steps_per_epoch, total_epochs),
                       "elapsed_s": time.monotonic() - t0}
             history.append(record)
             last_val = record
@@ -385,21 +428,53 @@ def _train(args: argparse.Namespace, env: _Dist) -> dict:
                 writer.flush()
                 if improved:
                     model.save_pretrained(out / BEST)
-                _save_checkpoint(out / CHECKPOINT, state_dict(epoch + 1, 0))
+                if stopped or (epoch + 1) % args.checkpoint_every == 0 or epoch + 1 >= total_epochs:
+                    _save_checkpoint(out / CHECKPOINT, state_dict(epoch + 1, 0))
                 msg = f"epoch {epoch + 1}: loss {record['train_loss']:.4e}"
                 if val_set is not None:
                     msg += f", val PSNR {val['psnr']:.2f} dB, SSIM {val['ssim']:.4f} (best {best_psnr:.2f})"
                 tqdm.write(msg)
             env.barrier()
             epochs_done = epoch + 1
+            epoch += 1
             if stopped:
                 break
+            epoch_times.append(time.monotonic() - epoch_t0)
+            if args.time_budget_min is not None and not budget_fixed and len(epoch_times) == 2:
+                # The first epoch includes compilation: time the second one.
+                remaining = 60.0 * args.time_budget_min - (time.monotonic() - t0)
+                fitted = epochs_done + int(0.97 * remaining / max(epoch_times[1], 1e-9))
+                fitted = int(env.all_sum([float(fitted)])[0] / env.world)
+                total_epochs = max(epochs_done, min(args.epochs, fitted))
+                budget_fixed = True
+                if env.main:
+                    _save_checkpoint(out / CHECKPOINT, state_dict(epochs_done, 0))
+                    tqdm.write(f"--time-budget-min {args.time_budget_min:g}: {epoch_times[1]:.1f} s per epoch, "
+                               f"training {total_epochs} epochs")
         return _summary(epochs_done, 0, global_step, best_psnr, history, stopped)
     finally:
         if writer is not None:
             writer.close()
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
+
+
+def scheduled_lr(args: argparse.Namespace, epoch: float, total_epochs: int) -> float:
+    """Learning rate at fractional epoch ``epoch`` (steps done / steps per epoch).
+
+    ``constant``: ``--lr`` after the optional linear warm-up. ``cosine``: linear
+    warm-up over ``--warmup-epochs``, then ``lr_min + (lr − lr_min)·½(1 + cos πt)``
+    with ``t`` going from 0 at the end of the warm-up to 1 at ``total_epochs``,
+    and ``lr_min = lr / 100``.
+    """
+    peak, warm = args.lr, args.warmup_epochs
+    if warm > 0 and epoch < warm:
+        return peak * (epoch + 1e-3) / warm
+    if args.lr_schedule == "constant":
+        return peak
+    t = min(1.0, max(0.0, (epoch - warm) / max(total_epochs - warm, 1e-9)))
+    low = peak / 100
+    return low + (peak - low) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
 def _summary(epoch, step, global_step, best_psnr, history, stopped) -> dict:
@@ -419,6 +494,8 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         ckpt = Path(args.out) / CHECKPOINT if args.resume == "auto" else Path(args.resume)
         if not ckpt.is_file():
             parser.error(f"--resume: checkpoint not found: {str(ckpt)!r}")
+    if args.checkpoint_every < 1:
+        parser.error(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
     for flag, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--iters", args.iters)):
         if value < (0 if flag == "--iters" else 1):
             parser.error(f"{flag} must be positive, got {value}")
@@ -434,6 +511,13 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
                 if min(im.size) < args.patch_size:
                     parser.error(f"--patch-size {args.patch_size} exceeds image {str(path)!r} "
                                  f"of size {im.height}×{im.width}")
+    if args.solve_pad < 0:
+        parser.error(f"--solve-pad must be >= 0, got {args.solve_pad}")
+    if args.warmup_epochs < 0:
+        parser.error(f"--warmup-epochs must be >= 0, got {args.warmup_epochs}")
+    for flag, value in (("--time-limit-min", args.time_limit_min), ("--time-budget-min", args.time_budget_min)):
+        if value is not None and not value > 0:
+            parser.error(f"{flag} must be positive, got {value}")
     if args.max_steps_per_epoch is not None and args.max_steps_per_epoch < 1:
         parser.error("--max-steps-per-epoch must be >= 1")
     if not 0 <= args.noise_min <= args.noise_max:

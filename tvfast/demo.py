@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import tvfast
 from tvfast.training.atomic import atomic_write_text
 from tvfast.training.data import load_grayscale
 from tvfast.training.evaluate import lambda_grid_search
@@ -43,8 +42,7 @@ def run_demo(out: Path, model, noise_level: float = 0.5, seed: int = 0, n_iter: 
         noisy = add_noise(clean, noise_level, generator=torch.Generator().manual_seed(seed + index))
         psnrs, ssims, best_scalar, _ = lambda_grid_search(noisy, clean, lambdas, n_iter)
         with torch.no_grad():
-            lam = model.lambda_map(noisy)
-            learned = tvfast.pdhg(noisy, lam, n_iter)
+            learned, lam = model.denoise(noisy, n_iter)
         row = {
             "image": path.name,
             "lambda": float(lambdas[int(np.argmax(psnrs))]),

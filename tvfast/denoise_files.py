@@ -124,7 +124,7 @@ def denoise_job(job: DenoiseJob, *, model=None, lam_value=None, lam_map=None, n_
     height, width = z.shape[-2:]
     with torch.no_grad():
         if model is not None:
-            lam = model.lambda_map(z)
+            x, lam = model.denoise(z, n_iter)
         elif lam_map is not None:
             if lam_map.shape[-2:] != (height, width):
                 raise UsageError(f"--lambda-map: map is {lam_map.shape[-2]}×{lam_map.shape[-1]}, "
@@ -132,7 +132,8 @@ def denoise_job(job: DenoiseJob, *, model=None, lam_value=None, lam_map=None, n_
             lam = torch.from_numpy(lam_map).to(device)[None]
         else:
             lam = float(lam_value)
-        x = tvfast.pdhg(z, lam, n_iter)
+        if model is None:
+            x = tvfast.pdhg(z, lam, n_iter)
     result = x[:, 0].cpu().numpy()
     result = result[0] if pixels.ndim == 2 else np.moveaxis(result, 0, -1)
     write_image(job.target, result, image.dtype)
