@@ -8,7 +8,6 @@ ratio-of-medians rows for RESULTS.md.
 256² targets, a few grid points, the training step and the bandwidth bound.
 """
 
-import pytest
 
 
 def pytest_addoption(parser):

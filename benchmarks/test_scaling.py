@@ -18,8 +18,18 @@ this machine's 24 GiB — the skip message says how much it would need.
 from __future__ import annotations
 
 import pytest
+import torch
 
-from tvfast.benchmarking import copy_bandwidth, forward, forward_backward, make_problem, probe_memory, solvers
+from tvfast.benchmarking import forward, forward_backward, make_problem, median_time, probe_memory, solvers
+
+
+def copy_bandwidth(n_bytes: int = 1 << 28, rounds: int = 5) -> float:
+    """Bytes per second of a large tensor copy (read + write counted)."""
+    a = torch.empty(n_bytes // 4).uniform_()
+    b = torch.empty_like(a)
+    seconds = median_time(b.copy_, a, rounds=rounds)
+    return 2 * n_bytes / seconds
+
 
 ITERS = 256
 MAX_PIXELS = 1 << 22

@@ -15,12 +15,33 @@ import pytest
 import torch
 
 import tvfast
-from tvfast.benchmarking import (
-    forward, forward_backward, grid_search_batched, grid_search_sequential_reference, make_problem,
-    make_train_step, probe_memory, skimage_tv, solvers,
-)  # fmt: skip
+from tvfast.benchmarking import forward, forward_backward, make_problem, make_train_step, probe_memory, solvers
 
 IMPLS = list(solvers())
+
+
+def grid_search_batched(z, lambdas, n_iter):
+    """All λ of a scalar grid in one batched tvfast.pdhg call (Λ of shape (K,))."""
+    import tvfast
+
+    with torch.no_grad():
+        return tvfast.pdhg(z.expand(len(lambdas), 1, *z.shape[-2:]).contiguous(), lambdas, n_iter)
+
+
+def grid_search_sequential_reference(z, lambdas, n_iter):
+    """The same grid as K separate reference solves."""
+    from tvfast.reference import pdhg_reference
+
+    with torch.no_grad():
+        return torch.cat([pdhg_reference(z, float(lam), n_iter) for lam in lambdas])
+
+
+def skimage_tv(z_np, weight: float, n_iter: int):
+    """scikit-image's Chambolle TV (scalar weight only), capped at n_iter iterations."""
+    from skimage.restoration import denoise_tv_chambolle
+
+    return denoise_tv_chambolle(z_np, weight=weight, eps=0.0, max_num_iter=n_iter)
+
 
 
 @pytest.mark.quick
@@ -116,3 +137,43 @@ def test_train_step_fullres_xray(benchmark):
         benchmark.extra_info.update(image=image.name, width=im.width, height=im.height)
     benchmark.extra_info.update(step_seconds=result["seconds"], peak_rss_bytes=result["rss_peak"],
                                 peak_extra_bytes=result["extra_bytes"])
+
+
+def _lambda_net_train_step(precision_name: str, size: int = 128, batch: int = 4, n_iter: int = 256):
+    """One LambdaNet training step (U-Net → Λ → tvfast.pdhg → MSE → backward → Adam) at a U-Net precision.
+
+    ``before``: float32, contiguous (the trainer before ``--precision``); ``auto``: what
+    ``tvfast train`` picks on this machine; ``bf16``: bf16 autocast + channels-last, forced.
+    """
+    from tvfast.lambda_net import LambdaNet
+    from tvfast.precision import Precision, resolve_precision
+
+    torch.manual_seed(0)
+    model = LambdaNet(n_iter=n_iter)
+    precision = Precision(False, False) if precision_name == "before" else resolve_precision(precision_name, "cpu")
+    model.set_precision(precision)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    clean, _ = make_problem(size, batch)
+    noisy = clean + 0.05 * torch.randn_like(clean)
+
+    def step():
+        loss = (model(noisy) - clean).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step, precision
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("precision", ["before", "auto", "bf16"])
+def test_train_step_precision(benchmark, precision):
+    """Issue #9: the training step at 4 × 128², T = 256 with the U-Net in float32 (before), auto and bf16."""
+    from tvfast.precision import cpu_has_amx_bf16
+
+    benchmark.group = "train step 4x128x128 T=256 by U-Net precision"
+    step, resolved = _lambda_net_train_step(precision)
+    benchmark.extra_info.update(resolved=resolved.name, amx_bf16=cpu_has_amx_bf16(),
+                                cpu_capability=torch.backends.cpu.get_cpu_capability())
+    benchmark.pedantic(step, rounds=5, warmup_rounds=1)

@@ -1,5 +1,7 @@
-"""Triton kernels for tvfast (installed as ``tvfast.kernels``).
+"""Triton kernels of tvfast, installed as ``tvfast.kernels`` (import it under that name only).
 
-Importing this package imports Triton. To run the kernels on CPU tensors
-(tests, no GPU) set ``TRITON_INTERPRET=1`` before importing it.
+:mod:`tvfast.kernels.pdhg_step` holds the fused PDHG iteration, its adjoint and
+their launchers; :func:`tvfast.pdhg` uses them for CUDA tensors. Importing the
+module imports Triton. To run the kernels on CPU tensors (tests on machines
+without a GPU), set ``TRITON_INTERPRET=1`` before the first import.
 """

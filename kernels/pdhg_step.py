@@ -1,6 +1,6 @@
 """Fused PDHG iteration and its adjoint as Triton kernels, with their launchers.
 
-Forward (SPEC §3), one launch per iteration. A program owns a BLOCK_H×BLOCK_W
+Forward (docs/method.md §3), one launch per iteration. A program owns a BLOCK_H×BLOCK_W
 tile of one image and reads a one-pixel halo. ∇ᵀq_{k+1} at pixel (i, j) needs
 q₀_{k+1}(i−1, j) and q₁_{k+1}(i, j−1), which belong to neighbouring pixels,
 so the program *recomputes* them from x̄_k and q_k instead of waiting for
@@ -23,7 +23,7 @@ each dual entry (INSIDE 0 / HIGH 1 / LOW 2, see :mod:`tvfast.clip_mask`,
 tie rule: HIGH if u ≥ Λ, else LOW if u ≤ −Λ): a pixel's nibble is
 ``s₀ | s₁ << 2`` and columns 2m, 2m+1 share byte m (low, high nibble).
 
-Backward (SPEC §4), one launch per iteration k = T−1 … 0. With
+Backward (docs/method.md §4), one launch per iteration k = T−1 … 0. With
 a = gx' + (1+θ)gx̄' (the adjoint of x_{k+1} once x̄_{k+1} has been
 propagated), everything is local except ∇a and ∇ᵀgu, handled as above by
 recomputing gq'' = gq' − τ∇a at the (i−1, j) and (i, j−1) neighbours::

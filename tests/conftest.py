@@ -41,7 +41,7 @@ def _poison(t: torch.Tensor) -> torch.Tensor:
 def nan_empty(request, monkeypatch):
     """Freshly allocated buffers are filled with garbage that fails loudly.
 
-    ``torch.empty``/``torch.empty_like`` return float buffers full of NaN and
+    ``torch.empty``/``torch.empty_like``/``Tensor.new_empty`` return float buffers full of NaN and
     uint8 buffers full of 0xFF (invalid clip states), like the tests of
     flash-linear-attention: an unwritten edge tile or mask byte then shows up
     as NaN or a wrong gradient instead of passing by luck on zeroed memory.
@@ -57,8 +57,14 @@ def nan_empty(request, monkeypatch):
     def empty_like(*args, **kwargs):
         return _poison(real_empty_like(*args, **kwargs))
 
+    real_new_empty = torch.Tensor.new_empty
+
+    def new_empty(self, *args, **kwargs):  # the CPU path's double buffers and clip masks use it
+        return _poison(real_new_empty(self, *args, **kwargs))
+
     monkeypatch.setattr(torch, "empty", empty)
     monkeypatch.setattr(torch, "empty_like", empty_like)
+    monkeypatch.setattr(torch.Tensor, "new_empty", new_empty)
     yield
 
 
@@ -73,6 +79,16 @@ def gen():
 # ---------------------------------------------------------------------------
 
 LAMBDA_KINDS = ("float", "0d", "per_batch", "hw", "bhw", "11hw", "b1hw", "b2hw", "12hw", "b211")
+TENSOR_LAMBDA_KINDS = tuple(k for k in LAMBDA_KINDS if k != "float")
+
+
+def pytest_generate_tests(metafunc):
+    """The one list of Λ layouts: a test taking ``lambda_kind`` runs for every layout,
+    one taking ``tensor_lambda_kind`` for every tensor layout (Λ that can receive a gradient)."""
+    if "lambda_kind" in metafunc.fixturenames:
+        metafunc.parametrize("lambda_kind", LAMBDA_KINDS)
+    if "tensor_lambda_kind" in metafunc.fixturenames:
+        metafunc.parametrize("tensor_lambda_kind", TENSOR_LAMBDA_KINDS)
 
 
 def make_lambda(kind, batch, height, width, dtype=torch.float32, generator=None, low=0.02, high=0.2):

@@ -123,8 +123,8 @@ def tiny_weights(tmp_path_factory):
     """A tiny random LambdaNet saved as tiny.safetensors + tiny.json."""
     import torch
 
-    from tvfast.training.model import LambdaNet
-    from tvfast.training.unet import UNet
+    from tvfast.lambda_net import LambdaNet
+    from tvfast.unet import UNet
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
@@ -443,6 +443,39 @@ def test_cuda_device_without_cuda(tmp_path):
     assert_no_output_files(tmp_path / "out")
 
 
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_cuda_device_without_cuda_for_train_and_evaluate(tmp_path, command):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    write_png8(folder / "a.png")
+    r = run_cli(command, "--data", folder, "--out", tmp_path / "out", "--device", "cuda", cwd=tmp_path)
+    assert "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"tvfast {command}: error: --device cuda"), r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("output", ["out.xyz", "result.pgn"])
+def test_output_with_an_unknown_suffix_is_an_error(tmp_path, output):
+    src = write_png8(tmp_path / "a.png")
+    r = run_cli("denoise", src, "-o", tmp_path / output, "--lambda", "0.05", "--iters", "2", cwd=tmp_path)
+    line = assert_usage_error(r, output, "unknown image suffix", ".png", ".tiff")
+    assert "trailing '/'" in line
+    assert not (tmp_path / output).exists()
+
+
+def test_output_folder_with_a_dot_needs_a_trailing_slash(tmp_path):
+    src = write_png8(tmp_path / "a.png")
+    r = run_cli("denoise", src, "-o", f"{tmp_path / 'run.v2'}/", "--lambda", "0.05", "--iters", "2", cwd=tmp_path)
+    assert_ok(r)
+    assert (tmp_path / "run.v2" / "a.png").is_file()
+
+
 # ---------------------------------------------------------------------------
 # the shipped model
 # ---------------------------------------------------------------------------
@@ -451,8 +484,7 @@ def test_cuda_device_without_cuda(tmp_path):
 def test_denoise_with_the_shipped_model(tmp_path):
     from tvfast.pretrained import pretrained_weights_path
 
-    if not pretrained_weights_path().is_file():
-        pytest.skip(f"shipped weights not present yet: {pretrained_weights_path()}")
+    assert pretrained_weights_path().is_file(), f"shipped weights missing: {pretrained_weights_path()}"
     src = write_png8(tmp_path / "a.png")
     target = tmp_path / "out" / "a.png"
     r = run_cli("denoise", src, "-o", target, "--iters", ITERS, "--save-lambda", cwd=tmp_path)

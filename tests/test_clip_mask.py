@@ -1,4 +1,4 @@
-"""Packed 2-bit clip states (SPEC §4) and their tie rule, in PyTorch and in the kernels."""
+"""Packed 2-bit clip states (docs/method.md §4) and their tie rule, in PyTorch and in the kernels."""
 
 import pytest
 import torch

@@ -6,7 +6,8 @@ import tifffile
 import torch
 from PIL import Image
 
-from tvfast.training.data import ImageFolderDataset, list_images, load_grayscale
+from tvfast.image_io import ImageReadError, read_grayscale
+from tvfast.training.data import ImageFolderDataset, list_images
 
 
 def ramp(h=24, w=32):
@@ -27,11 +28,11 @@ def test_8bit_png_and_jpeg(tmp_path):
     a = (ramp() * 255).round().astype(np.uint8)
     Image.fromarray(a).save(tmp_path / "a.png")
     Image.fromarray(a).save(tmp_path / "a.jpg", quality=95)
-    img, depth = load_grayscale(tmp_path / "a.png")
-    assert depth == 8 and img.dtype == np.float32 and img.shape == (24, 32)
+    img = read_grayscale(tmp_path / "a.png")
+    assert img.dtype == np.float32 and img.shape == (24, 32)
     np.testing.assert_allclose(img, a / 255.0, atol=1e-6)
-    img, depth = load_grayscale(tmp_path / "a.jpg")
-    assert depth == 8 and np.abs(img - a / 255.0).max() < 0.05
+    img = read_grayscale(tmp_path / "a.jpg")
+    assert np.abs(img - a / 255.0).max() < 0.05
 
 
 @pytest.mark.parametrize("ext", ["png", "tif"])
@@ -42,8 +43,7 @@ def test_16bit_scaled_by_dtype_max(tmp_path, ext):
         Image.fromarray(a).save(path)
     else:
         tifffile.imwrite(path, a)
-    img, depth = load_grayscale(path)
-    assert depth == 16
+    img = read_grayscale(path)
     np.testing.assert_allclose(img, a / 65535.0, atol=1e-6)
     assert img.max() == pytest.approx(1.0)
 
@@ -51,20 +51,31 @@ def test_16bit_scaled_by_dtype_max(tmp_path, ext):
 def test_rgb_and_float_tiff(tmp_path):
     a = (ramp() * 255).astype(np.uint8)
     Image.fromarray(np.stack([a, a, a], -1)).save(tmp_path / "rgb.png")
-    img, depth = load_grayscale(tmp_path / "rgb.png")
-    assert depth == 8 and img.shape == (24, 32)
+    img = read_grayscale(tmp_path / "rgb.png")
+    assert img.shape == (24, 32)
     np.testing.assert_allclose(img, a / 255.0, atol=1e-3)
-    tifffile.imwrite(tmp_path / "f.tif", (ramp() * 1.5 - 0.25).astype(np.float32))
-    img, depth = load_grayscale(tmp_path / "f.tif")
-    assert depth == 32 and img.min() == 0.0 and img.max() == 1.0
+    f = (ramp() * 1.5 - 0.25).astype(np.float32)
+    tifffile.imwrite(tmp_path / "f.tif", f)
+    np.testing.assert_array_equal(read_grayscale(tmp_path / "f.tif"), f)  # float data is taken as it is
+    f[3, 4] = np.nan
+    tifffile.imwrite(tmp_path / "nan.tif", f)
+    with pytest.raises(ImageReadError, match="nan.tif: contains NaN"):
+        read_grayscale(tmp_path / "nan.tif")
+
+
+def test_npy_images_are_listed_and_read(tmp_path):
+    a = ramp().astype(np.float32)
+    np.save(tmp_path / "a.npy", a)
+    assert [p.name for p in list_images(tmp_path)] == ["a.npy"]
+    np.testing.assert_array_equal(ImageFolderDataset(tmp_path, size=None, train=False)[0]["clean"][0], a)
 
 
 def test_unreadable_file_is_named(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"this is not a png")
-    with pytest.raises(OSError, match="broken.png"):
-        load_grayscale(tmp_path / "broken.png")
+    with pytest.raises(ImageReadError, match="broken.png"):
+        read_grayscale(tmp_path / "broken.png")
     ds = ImageFolderDataset(tmp_path, size=16)
-    with pytest.raises(OSError, match="broken.png"):
+    with pytest.raises(ImageReadError, match="broken.png"):
         ds[0]
 
 
@@ -147,3 +158,29 @@ def test_absolute_noise_and_validation(folder):
         ImageFolderDataset(folder, noise_level=(0.5, 0.1))
     with pytest.raises(ValueError):
         ImageFolderDataset(folder, size=16, patch_size=32)
+
+
+def test_augment_is_a_seeded_dihedral_transform(folder):
+    plain = ImageFolderDataset(folder, size=16, train=True, seed=3)
+    aug = ImageFolderDataset(folder, size=16, train=True, seed=3, augment=True)
+    clean = plain.clean_image(2)[0]
+    group = [torch.rot90(c, k) for c in (clean, clean.flip(-1)) for k in range(4)]
+    seen = set()
+    for epoch in range(12):
+        aug.set_epoch(epoch)
+        a, b = aug[2], aug[2]
+        assert torch.equal(a["clean"], b["clean"]) and torch.equal(a["noisy"], b["noisy"])
+        matches = [k for k, g in enumerate(group) if torch.equal(a["clean"][0], g)]
+        assert matches, "augmented image is not a flip/rotation of the original"
+        seen.add(matches[0])
+    assert len(seen) > 2  # several group elements are drawn
+    # validation images are never augmented
+    val = ImageFolderDataset(folder, size=16, train=False, augment=True)
+    assert torch.equal(val[2]["clean"][0], clean)
+
+
+def test_augment_keeps_non_square_shapes(folder):
+    ds = ImageFolderDataset(folder, size=None, train=True, seed=0, augment=True)
+    for epoch in range(6):
+        ds.set_epoch(epoch)
+        assert ds[0]["clean"].shape == (1, 40, 48)

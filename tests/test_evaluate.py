@@ -9,10 +9,11 @@ import torch
 from PIL import Image
 
 import tvfast
-from tvfast.training.evaluate import CSV_COLUMNS, lambda_grid_search, main
-from tvfast.training.metrics import psnr
-from tvfast.training.model import LambdaNet
-from tvfast.training.unet import UNet
+from tvfast.grid_search import lambda_grid_search
+from tvfast.lambda_net import LambdaNet
+from tvfast.metrics import psnr
+from tvfast.training.evaluate import CSV_COLUMNS, main
+from tvfast.unet import UNet
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from tvfast.training.model import LambdaNet, pretrained_paths
-from tvfast.training.unet import UNet
+from tvfast.lambda_net import LambdaNet, pretrained_paths
+from tvfast.unet import UNet
 
 
 def small(**kw):
@@ -82,3 +82,55 @@ def test_default_model_parameter_count():
 def test_pretrained_paths():
     assert [p.name for p in pretrained_paths("a/b.safetensors")] == ["b.safetensors", "b.json"]
     assert [p.name for p in pretrained_paths("a/b")] == ["model.safetensors", "config.json"]
+
+
+def test_normalize_input_makes_lambda_invariant_to_affine_intensity_changes():
+    net = small(normalize_input=True)
+    z = torch.rand(2, 1, 20, 20)
+    torch.testing.assert_close(net.lambda_map(z), net.lambda_map(3.0 * z + 0.5), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(small().lambda_map(z), small().lambda_map(3.0 * z + 0.5))
+
+
+def test_solve_pad_reflects_before_the_solve_and_crops():
+    import torch.nn.functional as F
+
+    import tvfast
+
+    net = small(solve_pad=5)
+    z = torch.rand(2, 1, 19, 23)
+    with torch.no_grad():
+        x, lam = net.denoise(z)
+        zp = F.pad(z, (5, 5, 5, 5), mode="reflect")
+        lam_p = net.lambda_map(zp)
+        expected = tvfast.pdhg(zp, lam_p, n_iter=4)[..., 5:-5, 5:-5]
+    assert x.shape == z.shape and lam.shape == (2, 1, 19, 23)
+    torch.testing.assert_close(x, expected)
+    torch.testing.assert_close(lam, lam_p[..., 5:-5, 5:-5])
+    torch.testing.assert_close(net(z), x)
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "dir"])
+def test_new_options_survive_save_and_load(tmp_path, name):
+    net = small(normalize_input=True, solve_pad=3)
+    path = tmp_path / name
+    net.save_pretrained(path)
+    loaded = LambdaNet.load_pretrained(path)
+    assert (loaded.normalize_input, loaded.solve_pad) == (True, 3)
+    z = torch.rand(1, 1, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(z), net(z))
+
+
+def test_old_config_without_new_keys_loads_with_seed_defaults(tmp_path):
+    net = small()
+    weights, config = net.save_pretrained(tmp_path / "m.safetensors")
+    cfg = json.loads(config.read_text())
+    del cfg["normalize_input"], cfg["solve_pad"]
+    config.write_text(json.dumps(cfg))
+    loaded = LambdaNet.load_pretrained(weights)
+    assert (loaded.normalize_input, loaded.solve_pad) == (False, 0)
+
+
+def test_negative_solve_pad_is_rejected():
+    with pytest.raises(ValueError, match="solve_pad must be >= 0"):
+        small(solve_pad=-1)

@@ -1,9 +1,9 @@
-"""Noise models of SPEC section 7."""
+"""Noise models of docs/method.md §7."""
 
 import pytest
 import torch
 
-from tvfast.training.noise import absolute_noise, add_noise, relative_noise
+from tvfast.noise import absolute_noise, add_noise, relative_noise
 
 
 def test_relative_noise_scales_with_each_image_std():

@@ -1,4 +1,4 @@
-"""The periodic gradient and its adjoint (SPEC §2)."""
+"""The periodic gradient and its adjoint (docs/method.md §2)."""
 
 import pytest
 import torch

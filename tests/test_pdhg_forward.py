@@ -1,4 +1,4 @@
-"""tvfast.pdhg forward against the reference loop (SPEC §3), both backends.
+"""tvfast.pdhg forward against the reference loop (docs/method.md §3), both backends.
 
 backend="triton" runs the Triton kernels through the interpreter
 (TRITON_INTERPRET=1, set in conftest.py), so kernel cases are small
@@ -15,13 +15,11 @@ import tvfast
 from tvfast import torch_path
 from tvfast.clip_mask import clip_state, pack_nibbles
 from tvfast.kernels import pdhg_step
-from tvfast.operators import gradient
-from tvfast.reference import pdhg_reference
+from tvfast.reference import pdhg_reference, pdhg_reference_iterates
 
 pytestmark = pytest.mark.usefixtures("nan_empty")
 
 BACKENDS = ("torch", "triton")
-LAMBDA_KINDS = ("float", "0d", "per_batch", "hw", "bhw", "11hw", "b1hw", "b2hw", "12hw", "b211")
 # (B, H, W): odd sizes, thin images, and (for the interpreter's ≤ 64×64 tiles)
 # sizes that need several tiles, the last one partly outside the image.
 SHAPES = [(2, 13, 10), (1, 1, 17), (3, 17, 1), (2, 33, 65), (1, 70, 20)]
@@ -37,11 +35,10 @@ def _assert_close(actual, expected, dtype, tolerances):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("kind", LAMBDA_KINDS)
-def test_lambda_layouts(backend, kind, gen, lambda_factory, run_reference, tolerances):
+def test_lambda_layouts(backend, lambda_kind, gen, lambda_factory, run_reference, tolerances):
     batch, height, width = 3, 13, 10
     z = torch.rand(batch, 1, height, width, generator=gen)
-    lam = lambda_factory(kind, batch, height, width, generator=gen)
+    lam = lambda_factory(lambda_kind, batch, height, width, generator=gen)
     n_iter = _n_iter(backend)
     x = tvfast.pdhg(z, lam, n_iter, backend=backend)
     assert x.shape == z.shape and x.dtype == z.dtype
@@ -162,20 +159,11 @@ def test_auto_backend_on_cpu_is_torch(gen, run_reference, tolerances):
 # ---------------------------------------------------------------------------
 
 
-def _reference_masks(z, lam, n_iter, tau=1 / 3, sigma=1 / 3, theta=1.0):
+def _reference_masks(z, lam, n_iter):
     """(T, B, H, ⌈W/2⌉) packed states from the reference iteration, tie rule of clip_mask."""
     lam = lam.expand(z.shape[0], 2, *z.shape[-2:])
-    x, x_bar, p, q = z, z, torch.zeros_like(z), torch.zeros_like(gradient(z))
-    masks = []
-    for _ in range(n_iter):
-        p = (p + sigma * (x_bar - z)) / (1 + sigma)
-        u = q + sigma * gradient(x_bar)
-        masks.append(pack_nibbles(clip_state(u[:, 0], lam[:, 0]) | (clip_state(u[:, 1], lam[:, 1]) << 2)))
-        q = torch.minimum(torch.maximum(u, -lam), lam)
-        x_new = x - tau * p - tau * (torch.roll(q[:, 0], 1, -2) - q[:, 0] + torch.roll(q[:, 1], 1, -1) - q[:, 1])
-        x_bar = x_new + theta * (x_new - x)
-        x = x_new
-    return torch.stack(masks)
+    return torch.stack([pack_nibbles(clip_state(s.u[:, 0], lam[:, 0]) | (clip_state(s.u[:, 1], lam[:, 1]) << 2))
+                        for s in pdhg_reference_iterates(z[:, None], lam, n_iter)])
 
 
 @pytest.mark.parametrize("shape", [(2, 13, 11), (1, 1, 17), (2, 17, 1), (1, 9, 67), (2, 66, 5)],
@@ -279,6 +267,45 @@ def test_graph_limit_falls_back_for_that_call_only(monkeypatch, gen):
     assert torch_path._compiled["fwd"] is not torch_path.pdhg_step_fwd  # still compiled for the next call
 
 
+def test_failed_compile_runs_that_call_eagerly_and_is_not_remembered(monkeypatch, gen):
+    monkeypatch.setenv("TVFAST_COMPILE", "1")
+    calls = []
+
+    def broken_step(*args):
+        calls.append(1)
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(torch_path, "_compiled", {"fwd": broken_step})
+    z = torch.rand(1, 1, 6, 7, generator=gen)
+    for _ in range(2):
+        with warnings.catch_warnings(record=True) as caught, torch.no_grad():
+            warnings.simplefilter("always")
+            x = tvfast.pdhg(z, 0.1, 3, backend="torch")
+        torch.testing.assert_close(x, pdhg_reference(z, 0.1, 3), atol=1e-6, rtol=1e-5)
+        assert any("running this call eagerly" in m for m in _tvfast_warnings(caught))
+    assert len(calls) == 2  # the second call tried the compiled step again
+    assert torch_path._compiled["fwd"] is broken_step
+
+
+def test_graph_limit_is_raised_only_during_the_solve(monkeypatch, gen):
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    seen = []
+    real_fwd = torch_path._EAGER["fwd"]
+
+    def spy(*args):
+        seen.append(getattr(config, name))
+        return real_fwd(*args)
+
+    monkeypatch.setenv("TVFAST_COMPILE", "0")
+    monkeypatch.setitem(torch_path._EAGER, "fwd", spy)
+    with config.patch(**{name: 3}):
+        with torch.no_grad():
+            tvfast.pdhg(torch.rand(1, 1, 5, 6, generator=gen), 0.1, 2, backend="torch")
+        assert getattr(config, name) == 3  # restored after the call
+    assert seen == [torch_path._MAX_GRAPHS] * 2
+
+
 # ---------------------------------------------------------------------------
 # CUDA (runs only on a GPU machine)
 # ---------------------------------------------------------------------------
@@ -291,12 +318,11 @@ needs_compiled_cuda = pytest.mark.skipif(
 
 @needs_compiled_cuda
 @pytest.mark.parametrize("shape", [(1, 37, 53), (3, 64, 129), (2, 200, 1)], ids=str)
-@pytest.mark.parametrize("kind", [k for k in LAMBDA_KINDS if k != "float"])
-def test_cuda_triton_odd_shapes_and_layouts(shape, kind, gen, lambda_factory, run_reference):
+def test_cuda_triton_odd_shapes_and_layouts(shape, tensor_lambda_kind, gen, lambda_factory, run_reference):
     """Compiled kernels on edge tiles (odd sizes) and every tensor Λ layout, float64, vs the reference."""
     batch, height, width = shape
     z = torch.rand(batch, 1, height, width, generator=gen, dtype=torch.float64).cuda()
-    lam = lambda_factory(kind, batch, height, width, dtype=torch.float64, generator=gen).cuda()
+    lam = lambda_factory(tensor_lambda_kind, batch, height, width, dtype=torch.float64, generator=gen).cuda()
     z1, lam1 = z.clone().requires_grad_(), lam.clone().requires_grad_()
     z2, lam2 = z.clone().requires_grad_(), lam.clone().requires_grad_()
     x = tvfast.pdhg(z1, lam1, 17, backend="triton")

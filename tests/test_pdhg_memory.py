@@ -1,4 +1,4 @@
-"""What the autograd Function keeps for backward (SPEC §4: the packed mask, nothing else)."""
+"""What the autograd Function keeps for backward (docs/method.md §4: the packed mask, nothing else)."""
 
 import pytest
 import torch
@@ -90,7 +90,7 @@ def test_saves_exactly_the_packed_mask(backend, shape, gen):
     assert not any(torch.is_tensor(v) for v in vars(node).values())
     assert not any(torch.is_tensor(v) for v in getattr(node, "config", ()))
     assert _graph_saved_bytes(x) == mask_bytes
-    # ≤ 0.55 B per pixel per iteration (SPEC §4) for even widths, plus nothing else
+    # ≤ 0.55 B per pixel per iteration (docs/method.md §4) for even widths, plus nothing else
     if width % 2 == 0:
         assert mask_bytes / (n_iter * batch * height * width) <= 0.55
     x.sum().backward()  # the graph is usable

@@ -53,8 +53,7 @@ def commands(block: list[str]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def readme_commands():
-    if not README.is_file():
-        pytest.skip("README.md does not exist yet")
+    assert README.is_file(), f"README.md is missing: {README}"
     return commands(first_shell_block(README.read_text(encoding="utf-8")))
 
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from tvfast.training.model import LambdaNet
-from tvfast.training.train import main
+from tvfast.lambda_net import LambdaNet
+from tvfast.training.train import build_parser, main, scheduled_lr
 
 # Tiny everything: 32×32 images, T = 4, a 2-level U-Net of width 4.
 TINY = ["--size", "32", "--iters", "4", "--base-channels", "4", "--depth", "2", "--batch-size", "2"]
@@ -126,6 +126,11 @@ def test_full_resolution_images_of_different_sizes(tmp_path):
 @pytest.mark.parametrize("extra, match", [
     (["--size", "0", "--batch-size", "2"], "--size 0"),
     (["--size", "-3"], "--size must be positive"),
+    (["--solve-pad", "-1"], "--solve-pad must be >= 0"),
+    (["--warmup-epochs", "-1"], "--warmup-epochs must be >= 0"),
+    (["--time-budget-min", "0"], "--time-budget-min must be positive"),
+    (["--checkpoint-every", "0"], "--checkpoint-every must be >= 1"),
+    (["--precision", "fp16"], "invalid choice: 'fp16'"),
     (["--size", "0", "--patch-size", "40"], "--patch-size 40 exceeds image"),
 ])
 def test_size_errors(data, tmp_path, capsys, extra, match):
@@ -159,3 +164,54 @@ def test_torchrun_two_processes_gloo(data, tmp_path):
     assert np.isfinite(ck["best_val_psnr"])
     assert (out / "best.safetensors").is_file()
     assert len(list((out / "tensorboard").iterdir())) == 1  # only rank 0 logs
+
+
+def test_learning_rate_schedules():
+    args = build_parser().parse_args(["--data", "x", "--lr", "1e-3", "--lr-schedule", "cosine",
+                                      "--warmup-epochs", "2"])
+    assert scheduled_lr(args, 0.0, 10) < 1e-5
+    assert scheduled_lr(args, 1.0, 10) == pytest.approx(5e-4, rel=1e-3)  # linear warm-up
+    assert scheduled_lr(args, 2.0, 10) == pytest.approx(1e-3)  # peak at the end of the warm-up
+    assert scheduled_lr(args, 6.0, 10) == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5)  # half-way down
+    assert scheduled_lr(args, 10.0, 10) == pytest.approx(1e-5)  # 1 % of the peak at the end
+    lrs = [scheduled_lr(args, e / 4, 10) for e in range(8, 41)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    const = build_parser().parse_args(["--data", "x", "--lr", "3e-4"])
+    assert scheduled_lr(const, 0.0, 10) == scheduled_lr(const, 9.5, 10) == 3e-4
+
+
+def test_recipe_options_train_and_are_stored(data, tmp_path):
+    out = tmp_path / "run"
+    assert run(data, out, "--epochs", "3", "--lr-schedule", "cosine", "--warmup-epochs", "1", "--augment",
+               "--normalize-input", "--solve-pad", "4", "--precision", "bf16", "--checkpoint-every", "2") == 0
+    ck = load(out)
+    assert ck["epoch"] == 3 and [h["epoch"] for h in ck["history"]] == [1, 2, 3]
+    assert ck["history"][-1]["lr"] == pytest.approx(1e-4 / 100, rel=0.05)  # cosine ends at 1 % of --lr
+    model = LambdaNet.load_pretrained(out / "best.safetensors")
+    assert (model.normalize_input, model.solve_pad) == (True, 4)
+    assert np.isfinite(ck["best_val_psnr"])
+
+
+def test_time_budget_fixes_the_epoch_count_after_two_epochs(data, tmp_path):
+    out = tmp_path / "run"
+    # A generous budget: the fitted count is capped by --epochs.
+    run(data, out, "--epochs", "4", "--time-budget-min", "60")
+    ck = load(out)
+    assert ck["epoch"] == 4 and ck["epochs_total"] == 4 and ck["epochs_total_fixed"]
+    # A budget already spent after two epochs: the run ends there, with a checkpoint.
+    out2 = tmp_path / "run2"
+    run(data, out2, "--epochs", "50", "--time-budget-min", "1e-4")
+    ck = load(out2)
+    assert ck["epoch"] <= 2 and ck["step"] <= 3
+
+
+def test_resume_with_a_budget_extends_a_finished_run(data, tmp_path):
+    out = tmp_path / "run"
+    run(data, out, "--epochs", "2", "--time-budget-min", "60", "--lr-schedule", "cosine")
+    assert load(out)["epoch"] == 2
+    run(data, out, "--epochs", "4", "--resume")  # no budget: the fitted count (2) stands
+    assert load(out)["epoch"] == 2
+    run(data, out, "--epochs", "5", "--resume", "--time-budget-min", "60", "--lr-schedule", "cosine")
+    ck = load(out)
+    assert ck["epoch"] == 5 and ck["epochs_total"] == 5 and ck["global_step"] == 15
+    assert [h["epoch"] for h in ck["history"]] == [1, 2, 3, 4, 5]

@@ -1,11 +1,11 @@
-"""U-Net of SPEC section 6: parameter count, shapes, odd sizes, batch independence."""
+"""U-Net of docs/method.md §6: parameter count, shapes, odd sizes, batch independence."""
 
 import copy
 
 import pytest
 import torch
 
-from tvfast.training.unet import UNet
+from tvfast.unet import UNet
 
 
 def test_default_parameter_count():
@@ -62,7 +62,7 @@ def test_decoder_block_equals_the_seeds_order(size):
     """The decoder block convolves 1×1 before upsampling and convolves the two
     halves of the concatenation separately; in float64 its output and
     gradients equal the seed's upsample → 1×1 conv → cat → conv order."""
-    from tvfast.training.unet import _Up
+    from tvfast.unet import _Up
 
     F = torch.nn.functional
     torch.manual_seed(0)

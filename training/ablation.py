@@ -31,7 +31,8 @@ from pathlib import Path
 
 import torch
 
-from tvfast.training.atomic import atomic_write_text
+from tvfast.atomic import atomic_write_text
+from tvfast.cli_parser import CommandParser
 
 __all__ = ["RECIPES", "run_ablation", "summarise_run", "main"]
 
@@ -52,7 +53,7 @@ RECIPES: dict[str, list[str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = CommandParser(
         prog="python -m tvfast.training.ablation",
         description="Train several recipes with the same time budget and compare them on validation.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

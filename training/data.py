@@ -1,11 +1,11 @@
-"""Image loading and the noisy/clean image-folder dataset (SPEC section 7).
+"""Image loading and the noisy/clean image-folder dataset (docs/method.md §7).
 
-Images are read with scikit-image (PNG, JPEG, TIFF; 8- or 16-bit, bool or
-float), converted to grayscale float32 in [0, 1] by dividing integer data by
-the maximum of its dtype (255 for 8-bit, 65535 for 16-bit), centre-cropped to
-a square and resized (bicubic, Pillow) to ``size × size``.
+Images are read by :func:`tvfast.image_io.read_grayscale` (the one reader
+of the package: PNG, JPEG, TIFF, ``.npy``; integer data divided by its
+dtype's maximum), then centre-cropped to a square and resized (bicubic,
+Pillow) to ``size × size``.
 
-Noise follows :mod:`tvfast.training.noise`:
+Noise follows :mod:`tvfast.noise`:
 
 * training (``train=True``): a fresh level ``s ~ U[s_min, s_max]`` and fresh
   noise for every sample drawn, plus an optional random ``patch_size`` crop;
@@ -17,83 +17,17 @@ Noise follows :mod:`tvfast.training.noise`:
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
-import skimage.color
-import skimage.io
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from tvfast.training.noise import NOISE_MODES, add_noise
+from tvfast.image_io import IMAGE_SUFFIXES, read_grayscale
+from tvfast.noise import NOISE_MODES, add_noise
 
-__all__ = ["IMAGE_EXTENSIONS", "load_grayscale", "list_images", "ImageFolderDataset"]
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
-
-
-def load_grayscale(path: str | os.PathLike) -> tuple[np.ndarray, int]:
-    """Read an image file as a grayscale float32 array in [0, 1].
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        PNG, JPEG or TIFF file.
-
-    Returns
-    -------
-    image : numpy.ndarray
-        ``(H, W)`` float32 in [0, 1]. Integer data is divided by its dtype's
-        maximum (``x / (2**b − 1)`` for ``b``-bit data); float data is taken
-        as already in [0, 1] and clipped; colour is converted with
-        ``skimage.color.rgb2gray`` (alpha is dropped).
-    bit_depth : int
-        Bits per sample of the stored data: 1 (bool), 8, 16, 32 or 64
-        (integers, or float32/float64).
-
-    Raises
-    ------
-    OSError
-        If the file cannot be read or decoded; the message names the file.
-    ValueError
-        If the array has a shape that is not a single 2-D image.
-    """
-    path = Path(path)
-    try:
-        with warnings.catch_warnings():
-            # imageio probes every plugin on undecodable files; some warn.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            arr = np.asarray(skimage.io.imread(path))
-    except Exception as exc:  # any decoder failure: corrupt, truncated, not an image
-        raise OSError(f"cannot read image file {str(path)!r}: {exc}") from exc
-
-    if arr.dtype == bool:
-        bit_depth = 1
-        img = arr.astype(np.float32)
-    elif np.issubdtype(arr.dtype, np.integer):
-        info = np.iinfo(arr.dtype)
-        bit_depth, scale = info.bits, float(info.max)
-        if path.suffix.lower() == ".png" and bit_depth > 16:
-            # PNG stores at most 16 bits; some Pillow versions decode them to int32.
-            bit_depth, scale = 16, 65535.0
-        img = (np.clip(arr, 0, None).astype(np.float64) / scale).astype(np.float32)
-    elif np.issubdtype(arr.dtype, np.floating):
-        bit_depth = arr.dtype.itemsize * 8
-        img = np.clip(np.nan_to_num(arr.astype(np.float32)), 0.0, 1.0)
-    else:
-        raise ValueError(f"unsupported pixel type {arr.dtype} in {str(path)!r}")
-
-    if img.ndim == 3 and img.shape[-1] in (3, 4):
-        img = skimage.color.rgb2gray(img[..., :3]).astype(np.float32)
-    elif img.ndim == 3 and img.shape[-1] in (1, 2):  # gray or gray + alpha
-        img = img[..., 0]
-    if img.ndim != 2:
-        raise ValueError(
-            f"{str(path)!r} is not a single 2-D image (array shape {arr.shape})"
-        )
-    return np.ascontiguousarray(img, dtype=np.float32), bit_depth
+__all__ = ["list_images", "ImageFolderDataset"]
 
 
 def _centre_square_resize(img: np.ndarray, size: int) -> np.ndarray:
@@ -127,11 +61,11 @@ def list_images(root: str | os.PathLike) -> list[Path]:
     if not root.is_dir():
         raise NotADirectoryError(f"not a folder: {str(root)!r}")
     files = sorted(
-        p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+        p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
     )
     if not files:
         raise ValueError(
-            f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in folder {str(root)!r}"
+            f"no images ({', '.join(IMAGE_SUFFIXES)}) found in folder {str(root)!r}"
         )
     return files
 
@@ -156,7 +90,7 @@ class ImageFolderDataset(Dataset):
         Training only: a random ``patch_size × patch_size`` crop of the
         (resized) image. Ignored when ``train=False``.
     noise : {"relative", "absolute"}
-        ``z = x + s·std(x)·n`` or ``z = x + s·n`` (see :mod:`~tvfast.training.noise`).
+        ``z = x + s·std(x)·n`` or ``z = x + s·n`` (see :mod:`~tvfast.noise`).
     noise_level : float or (float, float)
         A fixed level ``s``, or a range ``(s_min, s_max)`` from which
         ``s ~ U[s_min, s_max]`` is drawn for every sample (fixed per image
@@ -238,7 +172,7 @@ class ImageFolderDataset(Dataset):
         """The clean image ``index`` as a float32 tensor ``(1, H, W)`` in [0, 1]."""
         if index in self._cache:
             return self._cache[index]
-        img, _ = load_grayscale(self.files[index])
+        img = read_grayscale(self.files[index])
         if self.size is not None:
             img = _centre_square_resize(img, self.size)
         x = torch.from_numpy(img)[None]

@@ -1,4 +1,4 @@
-"""Evaluate the learned map against the best scalar λ (SPEC sections 6 and 8).
+"""Evaluate the learned map against the best scalar λ (docs/method.md §6 and §8).
 
 For every test image ``x`` and noise level ``s`` (fixed noise: image ``i``
 uses the generator seed ``seed + i``), with ``z = x + s·std(x)·n``:
@@ -38,20 +38,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-import tvfast
+from tvfast.atomic import atomic_write_text
+from tvfast.cli_parser import CommandParser
+from tvfast.device import resolve_device
+from tvfast.figures import plot_denoising_examples, plot_lambda_map
+from tvfast.grid_search import lambda_grid_search
+from tvfast.lambda_net import LambdaNet, pretrained_paths
+from tvfast.metrics import psnr, ssim
 from tvfast.precision import PRECISIONS, resolve_precision
-from tvfast.training.atomic import atomic_write_text
 from tvfast.training.data import ImageFolderDataset, list_images
-from tvfast.training.figures import (
-    plot_denoising_examples,
-    plot_lambda_curves,
-    plot_lambda_map,
-    plot_metric_differences,
-)
-from tvfast.training.metrics import psnr, ssim
-from tvfast.training.model import LambdaNet, pretrained_paths
+from tvfast.training.figures import plot_lambda_curves, plot_metric_differences
 
-__all__ = ["build_parser", "evaluate", "main", "lambda_grid_search"]
+__all__ = ["build_parser", "evaluate", "main"]
 
 CSV_COLUMNS = [
     "image", "s",
@@ -65,7 +63,7 @@ CSV_COLUMNS = [
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line options of the evaluation."""
-    p = argparse.ArgumentParser(
+    p = CommandParser(
         prog="tvfast evaluate",
         description="Compare the learned regularisation map with the best scalar λ per image.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -93,55 +91,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="U-Net arithmetic (bf16 autocast where faster, see tvfast.precision); the solver is float32")
     return p
-
-
-def lambda_grid_search(
-    z: torch.Tensor,
-    clean: torch.Tensor,
-    lambdas: torch.Tensor,
-    n_iter: int,
-    batch: int | None = None,
-) -> tuple[np.ndarray, np.ndarray, torch.Tensor, torch.Tensor]:
-    """Solve TV for every scalar λ of a grid and score each solution.
-
-    Parameters
-    ----------
-    z, clean : torch.Tensor
-        Noisy and clean image, ``(1, H, W)`` or ``(1, 1, H, W)``.
-    lambdas : torch.Tensor
-        ``(K,)`` grid.
-    n_iter : int
-        PDHG iterations.
-    batch : int, optional
-        λ values per ``tvfast.pdhg`` call; default all ``K`` in one call
-        (a batch of ``K`` copies of ``z`` with ``Λ`` of shape ``(K,)``).
-
-    Returns
-    -------
-    psnr_values, ssim_values : numpy.ndarray
-        ``(K,)`` metrics of each solution.
-    best_psnr_image, best_ssim_image : torch.Tensor
-        ``(H, W)`` solutions with the highest PSNR and SSIM.
-    """
-    z4 = z.reshape(1, 1, *z.shape[-2:])
-    K = lambdas.numel()
-    batch = K if batch is None or batch <= 0 else batch
-    psnr_values, ssim_values = np.empty(K), np.empty(K)
-    best = {"psnr": (-np.inf, None), "ssim": (-np.inf, None)}
-    with torch.no_grad():
-        for start in range(0, K, batch):
-            lam = lambdas[start : start + batch].to(z4)
-            xs = tvfast.pdhg(z4.expand(lam.numel(), 1, *z4.shape[-2:]).contiguous(), lam, n_iter=n_iter)
-            xs = xs.cpu()
-            for j in range(lam.numel()):
-                k = start + j
-                psnr_values[k] = psnr(clean, xs[j])
-                ssim_values[k] = ssim(clean, xs[j])
-                if psnr_values[k] > best["psnr"][0]:
-                    best["psnr"] = (psnr_values[k], xs[j, 0].clone())
-                if ssim_values[k] > best["ssim"][0]:
-                    best["ssim"] = (ssim_values[k], xs[j, 0].clone())
-    return psnr_values, ssim_values, best["psnr"][1], best["ssim"][1]
 
 
 def _mean_std(values) -> tuple[float, float]:
@@ -215,8 +164,7 @@ def evaluate(args: argparse.Namespace, default_weights: str | None = None) -> di
     weights = args.weights or default_weights
     if weights is None:
         raise ValueError("no weights given: pass --weights PATH")
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                          else ("cpu" if args.device == "auto" else args.device))
+    device = resolve_device(args.device)
     model = LambdaNet.load_pretrained(weights, map_location=device).eval()
     model.set_precision(resolve_precision(args.precision, device))
     lambdas = torch.linspace(0.0, args.lambda_max, args.lambda_steps, dtype=torch.float32)
@@ -315,6 +263,10 @@ def main(argv: list[str] | None = None, *, default_weights: str | None = None) -
         parser.error("need --lambda-steps >= 1 and --lambda-max >= 0")
     if args.iters < 0:
         parser.error("--iters must be >= 0")
+    try:
+        resolve_device(args.device)
+    except ValueError as exc:
+        parser.error(str(exc))
     evaluate(args, default_weights=default_weights)
     return 0
 

@@ -1,4 +1,4 @@
-"""Train ``LambdaNet`` end to end through the unrolled PDHG solver (SPEC section 6).
+"""Train ``LambdaNet`` end to end through the unrolled PDHG solver (docs/method.md §6).
 
 Objective, for clean images ``x`` and noisy ``z = x + s·std(x)·n``::
 
@@ -40,28 +40,29 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import random
 import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
+from tvfast.cli_parser import CommandParser
+from tvfast.device import resolve_device
+from tvfast.lambda_net import LambdaNet
+from tvfast.metrics import psnr, ssim
 from tvfast.precision import PRECISIONS, resolve_precision
-from tvfast.training.atomic import atomic_write
+from tvfast.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from tvfast.training.data import ImageFolderDataset, list_images
-from tvfast.training.metrics import psnr, ssim
-from tvfast.training.model import LambdaNet
-from tvfast.training.unet import UNet
+from tvfast.training.distributed import ProcessGroup
+from tvfast.unet import UNet
 
 __all__ = ["build_parser", "train", "main"]
 
@@ -71,7 +72,7 @@ BEST = "best.safetensors"
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line options of the trainer."""
-    p = argparse.ArgumentParser(
+    p = CommandParser(
         prog="tvfast train",
         description="Train the regularisation-map U-Net through unrolled PDHG (TV denoising).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -122,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--time-budget-min", type=float, default=None,
                    help="fit the run into this many minutes: after the second epoch the number of epochs "
                         "(and so the cosine horizon) is fixed from the measured epoch time, at most --epochs; "
-                        "also the time limit unless --time-limit-min is given")
+                        "also the time limit unless --time-limit-min is given. With --resume the budget counts "
+                        "from the restart and the epoch count is fitted again, which extends a finished run")
 
     g = p.add_argument_group("run")
     g.add_argument("--out", default="runs/train", help="output folder")
@@ -135,72 +137,77 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-# ---------------------------------------------------------------- helpers
-class _Dist:
-    """Process-group facts; a single process when not launched by torchrun."""
+# ---------------------------------------------------------------- run state
+@dataclass
+class RunState:
+    """Where a run stands: everything of ``last.pt`` besides weights, optimizer and RNG states."""
 
-    def __init__(self, device_arg: str) -> None:
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        if device_arg == "auto":
-            device_arg = "cuda" if torch.cuda.is_available() else "cpu"
-        device = torch.device(device_arg)
-        if device.type == "cuda" and device.index is None:
-            device = torch.device("cuda", self.local_rank if self.world > 1 else torch.cuda.current_device())
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        self.device = device
-        self.initialised_here = False
-        if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-            self.initialised_here = True
+    total_epochs: int  # planned epochs (fixed once by --time-budget-min)
+    total_fixed: bool = False  # True once --time-budget-min has fixed total_epochs
+    epoch: int = 0  # epochs completed
+    step: int = 0  # steps done in the unfinished epoch
+    global_step: int = 0
+    best_psnr: float = -math.inf
+    history: list = field(default_factory=list)  # one record per epoch
+    epoch_loss: tuple[float, int] = (0.0, 0)  # running train-loss sum / count of the unfinished epoch
 
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
+    def to_dict(self) -> dict:
+        return {"epoch": self.epoch, "step": self.step, "global_step": self.global_step,
+                "epoch_loss": list(self.epoch_loss), "epochs_total": self.total_epochs,
+                "epochs_total_fixed": self.total_fixed, "best_val_psnr": self.best_psnr, "history": self.history}
 
-    def all_sum(self, values: list[float]) -> list[float]:
-        if self.world == 1:
-            return list(values)
-        t = torch.tensor(values, dtype=torch.float64, device=self.device)
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-        return t.tolist()
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict, args: argparse.Namespace) -> "RunState":
+        # --resume with --time-budget-min re-fits the epoch count to the new budget (counted from this
+        # start): a finished run is extended, its cosine horizon moves out with it.
+        keep = bool(ckpt.get("epochs_total_fixed", False)) and args.time_budget_min is None
+        total = min(args.epochs, int(ckpt["epochs_total"])) if keep else args.epochs
+        return cls(total_epochs=total, total_fixed=keep,
+                   epoch=ckpt["epoch"], step=ckpt["step"], global_step=ckpt["global_step"],
+                   best_psnr=ckpt["best_val_psnr"], history=list(ckpt["history"]),
+                   epoch_loss=(float(ckpt["epoch_loss"][0]), int(ckpt["epoch_loss"][1])))
 
-    def barrier(self) -> None:
-        if self.world > 1:
-            dist.barrier()
-
-    def close(self) -> None:
-        if self.initialised_here:
-            dist.destroy_process_group()
+    def summary(self, stopped: bool) -> dict:
+        return {"epoch": self.epoch, "step": self.step, "global_step": self.global_step,
+                "best_val_psnr": self.best_psnr, "history": self.history, "stopped_early": stopped}
 
 
-def _rng_state() -> dict:
-    """RNG states as tensors / plain Python objects (loadable with weights_only)."""
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)),
-                  "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "python": random.getstate(),
+def _build_model(args: argparse.Namespace, ckpt: dict | None, env: ProcessGroup) -> LambdaNet:
+    """The model of a new run (seeded: identical on every rank) or of the checkpoint, on the device."""
+    torch.manual_seed(args.seed)
+    if ckpt is not None:
+        cfg = ckpt["model_config"]  # the checkpoint's model wins over --iters etc.
+        if env.main and (cfg["n_iter"], cfg["up_bound"], cfg["directional"]) != (
+                args.iters, args.up_bound, args.directional):
+            tqdm.write(f"resuming with the checkpoint's model configuration {cfg}")
+        model = LambdaNet(UNet(**cfg["unet"]), n_iter=cfg["n_iter"], up_bound=cfg["up_bound"],
+                          directional=cfg["directional"], pad=cfg["pad"],
+                          normalize_input=cfg.get("normalize_input", False), solve_pad=cfg.get("solve_pad", 0))
+        model.load_state_dict(ckpt["model"])
+    else:
+        model = LambdaNet(UNet(base_channels=args.base_channels, depth=args.depth),
+                          n_iter=args.iters, up_bound=args.up_bound, directional=args.directional,
+                          normalize_input=args.normalize_input, solve_pad=args.solve_pad)
+    model.backend = args.solver_backend
+    model.to(env.device)
+    if env.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed image sizes: pick the fastest convolutions once
+    return model.set_precision(resolve_precision(args.precision, env.device))
+
+
+def _checkpoint(model: LambdaNet, optimizer, state: RunState, args: argparse.Namespace) -> dict:
+    return {
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "model_config": model.config,
+        **state.to_dict(),
+        "rng": rng_state(),
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
 
 
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"],
-                         n["has_gauss"], n["cached_gaussian"]))
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _validate(model: LambdaNet, dataset: ImageFolderDataset | None, env: _Dist) -> dict:
+# ---------------------------------------------------------------- validation
+def _validate(model: LambdaNet, dataset: ImageFolderDataset | None, env: ProcessGroup) -> dict:
     """Mean PSNR / SSIM of ``model`` on the (sharded) validation set."""
     if dataset is None:
         return {}
@@ -230,17 +237,6 @@ def _lambda_image(model: LambdaNet, dataset: ImageFolderDataset, device) -> torc
     return lam / lam.max().clamp_min(1e-12)
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
-
-
-def _load_checkpoint(path: Path) -> dict:
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint to resume from not found: {str(path)!r}")
-    # weights_only: tensors and plain containers only — no arbitrary unpickling.
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
 # ---------------------------------------------------------------- training
 def train(args: argparse.Namespace) -> dict:
     """Run (or resume) training as configured by ``args`` (see :func:`build_parser`).
@@ -252,211 +248,185 @@ def train(args: argparse.Namespace) -> dict:
         epoch, 0 if none), ``global_step``, ``best_val_psnr``, ``history``
         (per-epoch metrics) and ``stopped_early`` (time limit or SIGTERM).
     """
-    env = _Dist(args.device)
+    env = ProcessGroup(args.device)
     try:
-        return _train(args, env)
+        return _Trainer(args, env).run()
     finally:
         env.close()
 
 
-def _train(args: argparse.Namespace, env: _Dist) -> dict:
-    out = Path(args.out)
-    if env.world > 1 and env.device.type == "cpu":
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", env.world))))
+class _Trainer:
+    """One training run: its parts are built in ``__init__``; :meth:`run` loops over epochs."""
 
-    ckpt = None
-    if args.resume is not None:
-        ckpt = _load_checkpoint(out / CHECKPOINT if args.resume == "auto" else Path(args.resume))
-
-    # ---- model & optimiser (identical initial weights on all ranks)
-    torch.manual_seed(args.seed)
-    if ckpt is not None:
-        cfg = ckpt["model_config"]  # the checkpoint's model wins over --iters etc.
-        if env.main and (cfg["n_iter"], cfg["up_bound"], cfg["directional"]) != (
-                args.iters, args.up_bound, args.directional):
-            tqdm.write(f"resuming with the checkpoint's model configuration {cfg}")
-        model = LambdaNet(UNet(**cfg["unet"]), n_iter=cfg["n_iter"], up_bound=cfg["up_bound"],
-                          directional=cfg["directional"], pad=cfg["pad"],
-                          normalize_input=cfg.get("normalize_input", False), solve_pad=cfg.get("solve_pad", 0))
-    else:
-        model = LambdaNet(UNet(base_channels=args.base_channels, depth=args.depth),
-                          n_iter=args.iters, up_bound=args.up_bound, directional=args.directional,
-                          normalize_input=args.normalize_input, solve_pad=args.solve_pad)
-    model.backend = args.solver_backend
-    model.to(env.device)
-    precision = resolve_precision(args.precision, env.device)
-    if env.device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed image sizes: pick the fastest convolutions once
-    model.set_precision(precision)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-
-    total_epochs = args.epochs  # may be lowered once by --time-budget-min
-    start_epoch, start_step, global_step = 0, 0, 0
-    best_psnr, history = -math.inf, []
-    resumed_loss = (0.0, 0)  # running train-loss sum / count of an unfinished epoch
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        for group in optimizer.param_groups:  # honour a changed --lr
-            group["lr"] = args.lr
-        start_epoch, start_step = ckpt["epoch"], ckpt["step"]
-        global_step, best_psnr = ckpt["global_step"], ckpt["best_val_psnr"]
-        history = list(ckpt["history"])
-        resumed_loss = (float(ckpt["epoch_loss"][0]), int(ckpt["epoch_loss"][1]))
-        total_epochs = min(args.epochs, int(ckpt.get("epochs_total", args.epochs)))
-        _set_rng_state(ckpt["rng"])
-
-    ddp = (DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
-           if env.world > 1 else model)
-
-    # ---- data
-    train_set = ImageFolderDataset(args.data, size=args.size or None, patch_size=args.patch_size, noise=args.noise,
-                                   noise_level=(args.noise_min, args.noise_max), train=True, seed=args.seed,
-                                   augment=args.augment)
-    val_set = None
-    if args.val:
-        val_set = ImageFolderDataset(args.val, size=args.size or None, noise=args.noise,
-                                     noise_level=(args.noise_min, args.noise_max), train=False, seed=args.seed)
-    sampler = DistributedSampler(train_set, num_replicas=env.world, rank=env.rank, shuffle=True, seed=args.seed)
-    steps_per_epoch = math.ceil(len(sampler) / args.batch_size)
-    if args.max_steps_per_epoch is not None:
-        steps_per_epoch = min(steps_per_epoch, args.max_steps_per_epoch)
-
-    # ---- logging (rank 0 only)
-    writer = None
-    if env.main:
-        out.mkdir(parents=True, exist_ok=True)
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(log_dir=str(out / "tensorboard"), purge_step=global_step or None)
+    def __init__(self, args: argparse.Namespace, env: ProcessGroup) -> None:
+        self.args, self.env, self.out = args, env, Path(args.out)
+        if env.world > 1 and env.device.type == "cpu":
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", env.world))))
+        ckpt = None
+        if args.resume is not None:
+            ckpt = load_checkpoint(self.out / CHECKPOINT if args.resume == "auto" else Path(args.resume))
+        self.model = _build_model(args, ckpt, env)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=args.lr)
         if ckpt is None:
-            writer.add_text("args", " ".join(f"--{k}={v}" for k, v in sorted(vars(args).items())))
-        tqdm.write(f"device {env.device}, U-Net precision {precision.name}, solver float32")
+            self.state = RunState(total_epochs=args.epochs)
+        else:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.state = RunState.from_checkpoint(ckpt, args)
+            set_rng_state(ckpt["rng"])
+        self.ddp = (DistributedDataParallel(self.model, device_ids=[env.device.index] if env.device.type == "cuda"
+                                            else None) if env.world > 1 else self.model)
+        self._build_data()
+        self.writer = None
+        if env.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            from torch.utils.tensorboard import SummaryWriter
 
-    stop_requested = {"flag": False}
-    previous_handler = None
-    if threading.current_thread() is threading.main_thread():
-        previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop_requested.update(flag=True))
-    t0 = time.monotonic()
-    limit_min = args.time_limit_min if args.time_limit_min is not None else args.time_budget_min
-    limit_s = None if limit_min is None else 60.0 * limit_min
-    budget_fixed = ckpt is not None and bool(ckpt.get("epochs_total_fixed", False))
-    epoch_times: list[float] = []
+            self.writer = SummaryWriter(log_dir=str(self.out / "tensorboard"), purge_step=self.state.global_step or None)
+            if ckpt is None:
+                self.writer.add_text("args", " ".join(f"--{k}={v}" for k, v in sorted(vars(args).items())))
+            tqdm.write(f"device {env.device}, U-Net precision {self.model.precision.name}, solver float32")
+        limit_min = args.time_limit_min if args.time_limit_min is not None else args.time_budget_min
+        self.limit_s = None if limit_min is None else 60.0 * limit_min
+        self.stop_requested = False
+        self.t0 = time.monotonic()
 
-    def state_dict(epoch: int, step: int, epoch_loss=(0.0, 0)) -> dict:
-        return {
-            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "optimizer": optimizer.state_dict(),
-            "model_config": model.config,
-            "epoch": epoch, "step": step, "global_step": global_step, "epoch_loss": list(epoch_loss),
-            "epochs_total": total_epochs, "epochs_total_fixed": budget_fixed,
-            "best_val_psnr": best_psnr, "history": history,
-            "rng": _rng_state(), "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        }
+    def _build_data(self) -> None:
+        a, env = self.args, self.env
+        self.train_set = ImageFolderDataset(a.data, size=a.size or None, patch_size=a.patch_size, noise=a.noise,
+                                            noise_level=(a.noise_min, a.noise_max), train=True, seed=a.seed,
+                                            augment=a.augment)
+        self.val_set = None
+        if a.val:
+            self.val_set = ImageFolderDataset(a.val, size=a.size or None, noise=a.noise,
+                                              noise_level=(a.noise_min, a.noise_max), train=False, seed=a.seed)
+        self.sampler = DistributedSampler(self.train_set, num_replicas=env.world, rank=env.rank, shuffle=True,
+                                          seed=a.seed)
+        self.steps_per_epoch = math.ceil(len(self.sampler) / a.batch_size)
+        if a.max_steps_per_epoch is not None:
+            self.steps_per_epoch = min(self.steps_per_epoch, a.max_steps_per_epoch)
 
-    stopped = False
-    last_val: dict = history[-1] if history else {}
-    epochs_done = start_epoch
-    try:
-        epoch = start_epoch
-        while epoch < total_epochs:
-            epoch_t0 = time.monotonic()
-            skip = start_step if epoch == start_epoch else 0
-            train_set.set_epoch(epoch)
-            sampler.set_epoch(epoch)
-            indices = list(sampler)[skip * args.batch_size : steps_per_epoch * args.batch_size]
-            loader = DataLoader(train_set, batch_size=args.batch_size, sampler=indices,
-                                num_workers=args.num_workers, pin_memory=env.device.type == "cuda")
-            bar = tqdm(total=steps_per_epoch, initial=skip, desc=f"epoch {epoch + 1}/{total_epochs}",
-                       disable=not env.main, dynamic_ncols=True, leave=True)
-            loss_sum, loss_count = (resumed_loss if skip else (0.0, 0))
-            step = skip
-            for batch in loader:
-                z = batch["noisy"].to(env.device, non_blocking=True)
-                x = batch["clean"].to(env.device, non_blocking=True)
-                lr = scheduled_lr(args, global_step / steps_per_epoch, total_epochs)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                loss = F.mse_loss(ddp(z), x)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                step += 1
-                global_step += 1
+    def _save(self) -> None:
+        save_checkpoint(self.out / CHECKPOINT, _checkpoint(self.model, self.optimizer, self.state, self.args))
 
-                over = stop_requested["flag"] or (limit_s is not None and time.monotonic() - t0 > limit_s)
-                total_loss, any_over = env.all_sum([loss.item(), float(over)])
-                mean_loss = total_loss / env.world
-                loss_sum, loss_count = loss_sum + mean_loss, loss_count + 1
-                if writer is not None and global_step % max(1, args.log_every) == 0:
-                    writer.add_scalar("train/loss", mean_loss, global_step)
-                shown = {"loss": f"{mean_loss:.3e}", "lr": f"{lr:.1e}"}
-                if "val_psnr" in last_val:
-                    shown["val_psnr"] = f"{last_val['val_psnr']:.2f}"
-                bar.set_postfix(**shown)
-                bar.update(1)
-                if any_over > 0:
-                    stopped = True
-                    break
-            bar.close()
+    def run(self) -> dict:
+        previous_handler = None
+        if threading.current_thread() is threading.main_thread():
+            previous_handler = signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stop_requested", True))
+        try:
+            epoch_times: list[float] = []
+            while self.state.epoch < self.state.total_epochs:
+                started = time.monotonic()
+                stopped = self._train_epoch()
+                if stopped and self.state.step < self.steps_per_epoch:  # stopped inside the epoch
+                    if self.env.main:
+                        self._save()
+                        tqdm.write(f"stopped at epoch {self.state.epoch + 1}, step {self.state.step}/"
+                                   f"{self.steps_per_epoch}; checkpoint {self.out / CHECKPOINT}")
+                    self.env.barrier()
+                    return self.state.summary(stopped=True)
+                self._end_epoch(stopped)
+                if stopped:
+                    return self.state.summary(stopped=True)
+                epoch_times.append(time.monotonic() - started)
+                if len(epoch_times) == 2:
+                    self._fit_epochs_to_budget(epoch_times[1])
+            return self.state.summary(stopped=False)
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+            if previous_handler is not None:
+                signal.signal(signal.SIGTERM, previous_handler)
 
-            if stopped and step < steps_per_epoch:
-                if env.main:
-                    _save_checkpoint(out / CHECKPOINT, state_dict(epoch, step, (loss_sum, loss_count)))
-                    tqdm.write(f"stopped at epoch {epoch + 1}, step {step}/{steps_per_epoch}; "
-                               f"checkpoint {out / CHECKPOINT}")
-                env.barrier()
-                return _summary(epoch, step, global_step, best_psnr, history, stopped)
+    def _train_epoch(self) -> bool:
+        """Train (the rest of) epoch ``state.epoch``; True if the time limit or SIGTERM stopped it."""
+        a, env, st = self.args, self.env, self.state
+        skip = st.step
+        self.train_set.set_epoch(st.epoch)
+        self.sampler.set_epoch(st.epoch)
+        indices = list(self.sampler)[skip * a.batch_size : self.steps_per_epoch * a.batch_size]
+        loader = DataLoader(self.train_set, batch_size=a.batch_size, sampler=indices,
+                            num_workers=a.num_workers, pin_memory=env.device.type == "cuda")
+        bar = tqdm(total=self.steps_per_epoch, initial=skip, desc=f"epoch {st.epoch + 1}/{st.total_epochs}",
+                   disable=not env.main, dynamic_ncols=True, leave=True)
+        loss_sum, loss_count = st.epoch_loss if skip else (0.0, 0)
+        last_val = st.history[-1] if st.history else {}
+        stopped = False
+        for batch in loader:
+            z = batch["noisy"].to(env.device, non_blocking=True)
+            x = batch["clean"].to(env.device, non_blocking=True)
+            lr = scheduled_lr(a, st.global_step / self.steps_per_epoch, st.total_epochs)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            loss = F.mse_loss(self.ddp(z), x)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            st.step += 1
+            st.global_step += 1
 
-            val = _validate(model, val_set, env)
-            record = {"epoch": epoch + 1, "global_step": global_step,
-                      "train_loss": loss_sum / max(1, loss_count),
-                      "val_psnr": val.get("psnr"), "val_ssim": val.get("ssim"),
-                      "lr": scheduled_lr(args, global_step / steps_per_epoch, total_epochs),
-                      "elapsed_s": time.monotonic() - t0}
-            history.append(record)
-            last_val = record
-            improved = val_set is None or val["psnr"] > best_psnr
-            if val_set is not None and improved:
-                best_psnr = val["psnr"]
-            if env.main:
-                writer.add_scalar("train/epoch_loss", record["train_loss"], epoch + 1)
-                if val_set is not None:
-                    writer.add_scalar("val/psnr", val["psnr"], epoch + 1)
-                    writer.add_scalar("val/ssim", val["ssim"], epoch + 1)
-                    writer.add_image("val/lambda_map", _lambda_image(model, val_set, env.device), epoch + 1)
-                writer.flush()
-                if improved:
-                    model.save_pretrained(out / BEST)
-                if stopped or (epoch + 1) % args.checkpoint_every == 0 or epoch + 1 >= total_epochs:
-                    _save_checkpoint(out / CHECKPOINT, state_dict(epoch + 1, 0))
-                msg = f"epoch {epoch + 1}: loss {record['train_loss']:.4e}"
-                if val_set is not None:
-                    msg += f", val PSNR {val['psnr']:.2f} dB, SSIM {val['ssim']:.4f} (best {best_psnr:.2f})"
-                tqdm.write(msg)
-            env.barrier()
-            epochs_done = epoch + 1
-            epoch += 1
-            if stopped:
+            over = self.stop_requested or (self.limit_s is not None and time.monotonic() - self.t0 > self.limit_s)
+            total_loss, any_over = env.all_sum([loss.item(), float(over)])
+            mean_loss = total_loss / env.world
+            loss_sum, loss_count = loss_sum + mean_loss, loss_count + 1
+            st.epoch_loss = (loss_sum, loss_count)
+            if self.writer is not None and st.global_step % max(1, a.log_every) == 0:
+                self.writer.add_scalar("train/loss", mean_loss, st.global_step)
+            shown = {"loss": f"{mean_loss:.3e}", "lr": f"{lr:.1e}"}
+            if last_val.get("val_psnr") is not None:
+                shown["val_psnr"] = f"{last_val['val_psnr']:.2f}"
+            bar.set_postfix(**shown)
+            bar.update(1)
+            if any_over > 0:
+                stopped = True
                 break
-            epoch_times.append(time.monotonic() - epoch_t0)
-            if args.time_budget_min is not None and not budget_fixed and len(epoch_times) == 2:
-                # The first epoch includes compilation: time the second one.
-                remaining = 60.0 * args.time_budget_min - (time.monotonic() - t0)
-                fitted = epochs_done + int(0.97 * remaining / max(epoch_times[1], 1e-9))
-                fitted = int(env.all_sum([float(fitted)])[0] / env.world)
-                total_epochs = max(epochs_done, min(args.epochs, fitted))
-                budget_fixed = True
-                if env.main:
-                    _save_checkpoint(out / CHECKPOINT, state_dict(epochs_done, 0))
-                    tqdm.write(f"--time-budget-min {args.time_budget_min:g}: {epoch_times[1]:.1f} s per epoch, "
-                               f"training {total_epochs} epochs")
-        return _summary(epochs_done, 0, global_step, best_psnr, history, stopped)
-    finally:
-        if writer is not None:
-            writer.close()
-        if previous_handler is not None:
-            signal.signal(signal.SIGTERM, previous_handler)
+        bar.close()
+        return stopped
+
+    def _end_epoch(self, stopped: bool) -> None:
+        """Validate, record the epoch, write logs, the best weights and (every N epochs) the checkpoint."""
+        a, env, st = self.args, self.env, self.state
+        val = _validate(self.model, self.val_set, env)
+        loss_sum, loss_count = st.epoch_loss
+        record = {"epoch": st.epoch + 1, "global_step": st.global_step,
+                  "train_loss": loss_sum / max(1, loss_count),
+                  "val_psnr": val.get("psnr"), "val_ssim": val.get("ssim"),
+                  "lr": scheduled_lr(a, st.global_step / self.steps_per_epoch, st.total_epochs),
+                  "elapsed_s": time.monotonic() - self.t0}
+        st.history.append(record)
+        st.epoch, st.step, st.epoch_loss = st.epoch + 1, 0, (0.0, 0)
+        improved = self.val_set is None or val["psnr"] > st.best_psnr
+        if self.val_set is not None and improved:
+            st.best_psnr = val["psnr"]
+        if env.main:
+            self.writer.add_scalar("train/epoch_loss", record["train_loss"], st.epoch)
+            if self.val_set is not None:
+                self.writer.add_scalar("val/psnr", val["psnr"], st.epoch)
+                self.writer.add_scalar("val/ssim", val["ssim"], st.epoch)
+                self.writer.add_image("val/lambda_map", _lambda_image(self.model, self.val_set, env.device), st.epoch)
+            self.writer.flush()
+            if improved:
+                self.model.save_pretrained(self.out / BEST)
+            if stopped or st.epoch % a.checkpoint_every == 0 or st.epoch >= st.total_epochs:
+                self._save()
+            msg = f"epoch {st.epoch}: loss {record['train_loss']:.4e}"
+            if self.val_set is not None:
+                msg += f", val PSNR {val['psnr']:.2f} dB, SSIM {val['ssim']:.4f} (best {st.best_psnr:.2f})"
+            tqdm.write(msg)
+        env.barrier()
+
+    def _fit_epochs_to_budget(self, epoch_seconds: float) -> None:
+        """With --time-budget-min, fix the number of epochs from the second epoch's time (the first compiles)."""
+        a, env, st = self.args, self.env, self.state
+        if a.time_budget_min is None or st.total_fixed:
+            return
+        remaining = 60.0 * a.time_budget_min - (time.monotonic() - self.t0)
+        fitted = st.epoch + int(0.97 * remaining / max(epoch_seconds, 1e-9))
+        fitted = int(env.all_sum([float(fitted)])[0] / env.world)
+        st.total_epochs, st.total_fixed = max(st.epoch, min(a.epochs, fitted)), True
+        if env.main:
+            self._save()
+            tqdm.write(f"--time-budget-min {a.time_budget_min:g}: {epoch_seconds:.1f} s per epoch, "
+                       f"training {st.total_epochs} epochs")
 
 
 def scheduled_lr(args: argparse.Namespace, epoch: float, total_epochs: int) -> float:
@@ -477,11 +447,6 @@ def scheduled_lr(args: argparse.Namespace, epoch: float, total_epochs: int) -> f
     return low + (peak - low) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
-def _summary(epoch, step, global_step, best_psnr, history, stopped) -> dict:
-    return {"epoch": epoch, "step": step, "global_step": global_step,
-            "best_val_psnr": best_psnr, "history": history, "stopped_early": stopped}
-
-
 def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Turn missing folders / files and bad numbers into clean usage errors."""
     for flag, folder in (("--data", args.data), ("--val", args.val)):
@@ -490,15 +455,21 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
                 list_images(folder)
             except (OSError, ValueError) as exc:
                 parser.error(f"{flag}: {exc}")
+    try:
+        resolve_device(args.device)
+    except ValueError as exc:
+        parser.error(str(exc))
     if args.resume is not None:
         ckpt = Path(args.out) / CHECKPOINT if args.resume == "auto" else Path(args.resume)
         if not ckpt.is_file():
             parser.error(f"--resume: checkpoint not found: {str(ckpt)!r}")
     if args.checkpoint_every < 1:
         parser.error(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
-    for flag, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--iters", args.iters)):
-        if value < (0 if flag == "--iters" else 1):
+    for flag, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size)):
+        if value < 1:
             parser.error(f"{flag} must be positive, got {value}")
+    if args.iters < 0:
+        parser.error(f"--iters must be >= 0, got {args.iters}")
     if args.size < 0:
         parser.error(f"--size must be positive (or 0 for full resolution), got {args.size}")
     if args.size == 0 and args.patch_size is None and args.batch_size > 1:

@@ -15,7 +15,7 @@ import torch
 
 __all__ = ["PDHGArguments", "check_arguments", "OPERATOR_NORM_SQUARED"]
 
-# ‖K‖² for K = [I; ∇] in 2-D: 1 + ‖∇‖² ≤ 1 + 8 (SPEC §2).
+# ‖K‖² for K = [I; ∇] in 2-D: 1 + ‖∇‖² ≤ 1 + 8 (docs/method.md §2).
 OPERATOR_NORM_SQUARED = 9.0
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -33,7 +33,6 @@ class PDHGArguments:
 
     z: torch.Tensor
     lam: torch.Tensor
-    lam_shape: tuple[int, ...] | None  # the caller's Λ shape, None for a Python number
     out_shape: torch.Size
     out_dtype: torch.dtype
     n_iter: int
@@ -139,7 +138,6 @@ def check_arguments(z, Lambda, n_iter, tau, sigma, theta, backend) -> PDHGArgume
     return PDHGArguments(
         z=z3.to(compute_dtype).contiguous(),
         lam=lam,
-        lam_shape=tuple(Lambda.shape) if isinstance(Lambda, torch.Tensor) else None,
         out_shape=z.shape,
         out_dtype=z.dtype,
         n_iter=int(n_iter),

@@ -1,7 +1,8 @@
 """Measuring tvfast.pdhg against the reference loop: time and peak memory.
 
-Used by ``tvfast bench`` and by the pytest-benchmark suite in
-``benchmarks/``. Times are medians of repeated runs in one process, both
+The small core module behind ``tvfast bench`` (its op-vs-reference table);
+the pytest-benchmark suite in ``benchmarks/`` builds on the same helpers and
+keeps its own workload helpers. Times are medians of repeated runs in one process, both
 implementations on the same inputs; memory is the peak growth of the
 resident set size (RSS) during one forward+backward in a *fresh* process
 (``python -m tvfast.benchmarking --impl …``), after a 2-iteration warm-up
@@ -23,7 +24,7 @@ import time
 import torch
 
 __all__ = ["solvers", "make_problem", "forward", "forward_backward", "median_time", "PeakRSS",
-           "probe_memory", "copy_bandwidth", "print_table"]
+           "probe_memory", "print_table"]
 
 
 def solvers() -> dict:
@@ -122,21 +123,22 @@ def make_train_step(solve, size: int, batch: int = 1, n_iter: int = 256, seed: i
 
     The clean batch is random (``size``², ``batch`` images) or, with ``image``,
     that grayscale file at full resolution (``size`` and ``batch`` ignored)
-    with relative Gaussian noise s = 0.5 (SPEC §7). Model and data live on ``device``.
+    with relative Gaussian noise s = 0.5 (docs/method.md §7). Model and data live on ``device``.
     """
-    from tvfast.training.noise import add_noise
-    from tvfast.training.unet import UNet
+    from tvfast.noise import add_noise
+    from tvfast.unet import UNet
 
-    torch.manual_seed(seed)
-    net = UNet().to(device)
+    with torch.random.fork_rng(devices=[]):  # seeded weights without touching the caller's global RNG
+        torch.manual_seed(seed)
+        net = UNet().to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
     if image is None:
         clean, _ = make_problem(size, batch, seed)
         noisy = clean + 0.05 * torch.randn_like(clean)
     else:
-        from tvfast.training.data import load_grayscale
+        from tvfast.image_io import read_grayscale
 
-        clean = torch.from_numpy(load_grayscale(image)[0])[None, None]
+        clean = torch.from_numpy(read_grayscale(image))[None, None]
         noisy = add_noise(clean, 0.5, "relative", generator=torch.Generator().manual_seed(seed))
     clean, noisy = clean.to(device), noisy.to(device)
 
@@ -149,37 +151,6 @@ def make_train_step(solve, size: int, batch: int = 1, n_iter: int = 256, seed: i
         return loss.item()
 
     return step
-
-
-def grid_search_batched(z, lambdas, n_iter):
-    """All λ of a scalar grid in one batched tvfast.pdhg call (Λ of shape (K,))."""
-    import tvfast
-
-    with torch.no_grad():
-        return tvfast.pdhg(z.expand(len(lambdas), 1, *z.shape[-2:]).contiguous(), lambdas, n_iter)
-
-
-def grid_search_sequential_reference(z, lambdas, n_iter):
-    """The same grid as K separate reference solves."""
-    from tvfast.reference import pdhg_reference
-
-    with torch.no_grad():
-        return torch.cat([pdhg_reference(z, float(lam), n_iter) for lam in lambdas])
-
-
-def skimage_tv(z_np, weight: float, n_iter: int):
-    """scikit-image's Chambolle TV (scalar weight only), capped at n_iter iterations."""
-    from skimage.restoration import denoise_tv_chambolle
-
-    return denoise_tv_chambolle(z_np, weight=weight, eps=0.0, max_num_iter=n_iter)
-
-
-def copy_bandwidth(n_bytes: int = 1 << 28, rounds: int = 5) -> float:
-    """Bytes per second of a large tensor copy (read + write counted)."""
-    a = torch.empty(n_bytes // 4).uniform_()
-    b = torch.empty_like(a)
-    seconds = median_time(b.copy_, a, rounds=rounds)
-    return 2 * n_bytes / seconds
 
 
 def _speed_rows(size: int, batch: int, n_iter: int, rounds: int) -> list[str]:

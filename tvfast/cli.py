@@ -10,6 +10,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from tvfast.cli_parser import CommandParser
+from tvfast.device import resolve_device
+from tvfast.precision import PRECISIONS
+
 __all__ = ["main", "build_parser"]
 
 _MAIN_EXAMPLES = """examples:
@@ -26,7 +30,13 @@ _DENOISE_EXAMPLES = """examples:
   tvfast denoise scan.png -o out/ --lambda-map lam.npy    your own (H, W) or (2, H, W) map
 
 Colour images are denoised channel by channel; outputs keep the input's
-format and bit depth (8/16-bit PNG or TIFF, JPEG, float .npy)."""
+format and bit depth (8/16-bit PNG or TIFF, JPEG, float .npy).
+
+What the shipped model is for: it was trained on grayscale chest X-rays
+(relative Gaussian noise, s = 0.1–0.5) and beats the best scalar λ there.
+On other kinds of images (natural photographs, micrographs, …) it can be
+worse than a well-chosen scalar λ: use --lambda (classic TV), --lambda-map,
+or a model trained on your own images with 'tvfast train' (--weights)."""
 
 _DEMO_EXAMPLES = """example:
   tvfast demo -o tvfast_demo      writes tvfast_demo/results.md and *_compare.png"""
@@ -36,15 +46,10 @@ _BENCH_EXAMPLES = """examples:
   tvfast bench                    256², T = 256 (the RESULTS.md rows)"""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2 (argparse's own convention)
-        self.exit(2, f"tvfast: error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="tvfast", description="Total-variation denoising with learned per-pixel Λ maps.",
+    parser = CommandParser(prog="tvfast", description="Total-variation denoising with learned per-pixel Λ maps.",
                      epilog=_MAIN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser)
 
     fmt = argparse.RawDescriptionHelpFormatter
     d = sub.add_parser("denoise", help="denoise image files", epilog=_DENOISE_EXAMPLES, formatter_class=fmt)
@@ -59,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--compare", action="store_true", help="also write NAME_compare.png (input | output | Λ)")
     d.add_argument("--force", action="store_true", help="overwrite existing outputs (never inputs)")
     d.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda'")
+    d.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="U-Net arithmetic: bf16 autocast where the hardware is faster with it (auto), "
+                        "or forced; the solver is always float32")
 
     m = sub.add_parser("demo", help="denoise the bundled chest X-rays, compare with the best scalar λ",
                        epilog=_DEMO_EXAMPLES, formatter_class=fmt)
@@ -67,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     m.add_argument("--iters", type=int, default=256, help="PDHG iterations (default 256)")
     m.add_argument("--weights", default=None, help="a model from 'tvfast train' instead of the shipped one")
+    m.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="U-Net arithmetic (bf16 autocast where faster); the solver is always float32")
 
     sub.add_parser("train", help="train a Λ-map model (see tvfast train --help)", add_help=False)
     sub.add_parser("evaluate", help="evaluate against the best scalar λ (see tvfast evaluate --help)", add_help=False)
@@ -77,31 +87,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"--device: unknown device {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine")
-    return device
-
-
-def _load_model(weights: str | None, device):
+def _load_model(weights: str | None, device, precision: str = "auto"):
     import tvfast
+    from tvfast.precision import resolve_precision
 
     if weights is None:
-        return tvfast.pretrained(device)
-    from tvfast.training.model import LambdaNet
+        model = tvfast.pretrained(device)
+    else:
+        from tvfast.lambda_net import LambdaNet
 
-    path = Path(weights)
-    if not path.is_file():
-        raise FileNotFoundError(f"--weights {path}: no such file")
-    return LambdaNet.load_pretrained(path, map_location=device).eval()
+        path = Path(weights)
+        if not path.is_file():
+            raise FileNotFoundError(f"--weights {path}: no such file")
+        model = LambdaNet.load_pretrained(path, map_location=device).eval()
+    return model.set_precision(resolve_precision(precision, device))
 
 
 def _cmd_denoise(args) -> int:
@@ -115,11 +114,11 @@ def _cmd_denoise(args) -> int:
         raise UsageError(f"--lambda: expected a non-negative number, got {args.lam}")
     sidecars = (("_lambda.npy", "_lambda.png") if args.save_lambda else ()) + (("_compare.png",) if args.compare else ())
     jobs = plan_jobs(args.inputs, args.output, args.force, sidecars)
-    device = _device(args.device)
+    device = resolve_device(args.device)
     lam_map = load_lambda_map(args.lambda_map) if args.lambda_map else None
     model = None
     if args.lam is None and lam_map is None:
-        model = _load_model(args.weights, device)
+        model = _load_model(args.weights, device, args.precision)
     elif args.weights:
         raise UsageError("--weights: only used with the learned model, not with --lambda / --lambda-map")
     for job in tqdm(jobs, desc="denoise", unit="image", disable=len(jobs) < 2):
@@ -139,7 +138,7 @@ def _cmd_demo(args) -> int:
         raise ValueError(f"--iters: expected a positive integer, got {args.iters}")
     if not args.noise >= 0:
         raise ValueError(f"--noise: expected a non-negative level, got {args.noise}")
-    model = _load_model(args.weights, "cpu")
+    model = _load_model(args.weights, "cpu", args.precision)
     rows = run_demo(out, model, noise_level=args.noise, seed=args.seed, n_iter=args.iters)
     print()
     print(format_table(rows, args.noise))

@@ -1,7 +1,7 @@
 """The 2-bit clip states of PDHG's dual update, packed 4 bits per pixel.
 
 The dual update ``q = clip(u, −Λ, Λ)`` takes one of three branches per entry
-(SPEC §4). Its derivative depends only on the branch, so the backward pass
+(docs/method.md §4). Its derivative depends only on the branch, so the backward pass
 needs nothing else from the forward pass. Tie rule (shared by the forward
 value, the Triton kernels and the backward)::
 

@@ -1,7 +1,7 @@
 """``tvfast demo``: the bundled chest X-rays, noisy, denoised two ways.
 
 Each bundled image (``tvfast/data``, CC BY 4.0, see NOTICE.md there) gets
-relative Gaussian noise (SPEC §7, s = 0.5 by default, seeded per image) and
+relative Gaussian noise (docs/method.md §7, s = 0.5 by default, seeded per image) and
 is denoised with (a) the best scalar λ of an 81-value grid in [0, 0.8],
 chosen for PSNR against the clean image — an oracle no user has — and (b)
 the shipped learned Λ map. Prints a PSNR/SSIM table and writes one
@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tvfast.training.atomic import atomic_write_text
-from tvfast.training.data import load_grayscale
-from tvfast.training.evaluate import lambda_grid_search
-from tvfast.training.figures import plot_denoising_examples, plot_lambda_map
-from tvfast.training.metrics import psnr, ssim
-from tvfast.training.noise import add_noise
+from tvfast.atomic import atomic_write_text
+from tvfast.figures import plot_denoising_examples, plot_lambda_map
+from tvfast.grid_search import lambda_grid_search
+from tvfast.image_io import read_grayscale
+from tvfast.metrics import psnr, ssim
+from tvfast.noise import add_noise
 
 __all__ = ["bundled_images", "run_demo"]
 
@@ -37,7 +37,7 @@ def run_demo(out: Path, model, noise_level: float = 0.5, seed: int = 0, n_iter: 
     lambdas = torch.linspace(0.0, 0.8, 81)
     rows = []
     for index, path in enumerate(bundled_images()):
-        clean_np, _ = load_grayscale(path)
+        clean_np = read_grayscale(path)
         clean = torch.from_numpy(clean_np)[None, None]
         noisy = add_noise(clean, noise_level, generator=torch.Generator().manual_seed(seed + index))
         psnrs, ssims, best_scalar, _ = lambda_grid_search(noisy, clean, lambdas, n_iter)

@@ -49,11 +49,21 @@ def _expand_inputs(inputs: list[str]) -> list[Path]:
 
 
 def plan_jobs(inputs: list[str], output: str, force: bool, sidecars: tuple[str, ...] = ()) -> list[DenoiseJob]:
-    """Map inputs to outputs. ``output`` is a file when it has an image suffix
-    and there is exactly one input file, otherwise a folder (created)."""
+    """Map inputs to outputs.
+
+    ``output`` is a file when it has an image suffix (one input only); a folder
+    (created) when it is an existing folder, ends with ``/`` or has no suffix.
+    Any other suffix is an error that names the supported ones, so a typo such
+    as ``-o out.pgn`` never silently becomes a folder.
+    """
     files = _expand_inputs(inputs)
     out = Path(output)
-    single_file = out.suffix.lower() in IMAGE_SUFFIXES and not out.is_dir()
+    names_folder = output.endswith(("/", "\\")) or out.is_dir()
+    if not names_folder and out.suffix and out.suffix.lower() not in IMAGE_SUFFIXES:
+        raise UsageError(f"-o {output}: unknown image suffix {out.suffix!r}; use one of "
+                         f"{', '.join(IMAGE_SUFFIXES)} for a file, or a folder name without a suffix "
+                         "(or with a trailing '/')")
+    single_file = out.suffix.lower() in IMAGE_SUFFIXES and not names_folder
     if single_file and len(files) != 1:
         raise UsageError(f"-o {out}: a single output file needs exactly one input, got {len(files)}")
     if single_file:
@@ -160,7 +170,7 @@ def _save_lambda(job: DenoiseJob, lam: np.ndarray) -> None:
 def _save_comparison(job: DenoiseJob, noisy: np.ndarray, denoised: np.ndarray, lam: np.ndarray) -> None:
     from matplotlib.figure import Figure
 
-    from tvfast.training.figures import save_figure
+    from tvfast.figures import save_figure
 
     fig = Figure(figsize=(12, 4.2))
     axes = fig.subplots(1, 3)

@@ -2,7 +2,7 @@
 
 The forward runs T fused iterations and keeps only the packed clip masks
 (0.5 byte per pixel per iteration, :mod:`tvfast.clip_mask`); the backward
-replays the adjoint recursion of SPEC §4 over them. Both directions are
+replays the adjoint recursion of docs/method.md §4 over them. Both directions are
 delegated to a *solver module* — :mod:`tvfast.kernels.pdhg_step` (Triton) or
 :mod:`tvfast.torch_path` (PyTorch) — exposing ``solve_forward`` and
 ``solve_backward`` with the same signatures.

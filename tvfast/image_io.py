@@ -1,9 +1,18 @@
 """Reading and writing the images the command line denoises.
 
-Images keep their channels and bit depth: an 8-bit PNG comes back as an
-8-bit PNG, a 16-bit TIFF as a 16-bit TIFF, ``.npy`` arrays as float arrays.
-Pixel values are handled as float32 in [0, 1] (integers divided by their
-dtype's maximum); ``.npy`` arrays are taken as they are. Writes are atomic:
+The one image reader of tvfast: the command line, the demo, the training
+data sets and the evaluation all read files through :func:`read_image` (or
+:func:`read_grayscale` on top of it), so they accept the same suffixes and
+apply the same rules:
+
+* integer samples are divided by their dtype's maximum (8-bit by 255, 16-bit
+  by 65535; PNGs that a decoder hands over as int32 are 16-bit), booleans
+  become 0/1, float samples (TIFF, ``.npy``) are taken as they are;
+* NaN or inf is an error naming the file; alpha channels are dropped.
+
+Images keep their channels and bit depth when written: an 8-bit PNG comes
+back as an 8-bit PNG, a 16-bit TIFF as a 16-bit TIFF, ``.npy`` arrays as
+float arrays. Writes are atomic:
 a temporary file next to the target, renamed over it when complete, so a
 failed or interrupted write never leaves a partial output.
 """
@@ -16,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tvfast.training.atomic import atomic_write
+from tvfast.atomic import atomic_write
 
-__all__ = ["IMAGE_SUFFIXES", "LoadedImage", "read_image", "write_image", "ImageReadError"]
+__all__ = ["IMAGE_SUFFIXES", "LoadedImage", "read_image", "read_grayscale", "write_image", "ImageReadError"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".npy")
 
@@ -58,6 +67,9 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
     if arr.ndim == 3 and arr.shape[-1] in (2, 4) and suffix != ".npy":
         arr = arr[..., :-1]  # drop alpha
     dtype = arr.dtype
+    if suffix == ".png" and np.issubdtype(dtype, np.integer) and dtype.itemsize > 2:
+        dtype = np.dtype(np.uint16)  # PNG holds at most 16 bits; some decoders return int32
+        arr = np.clip(arr, 0, 65535)
     if np.issubdtype(dtype, np.integer):
         pixels = arr.astype(np.float32) / np.float32(np.iinfo(dtype).max)
     elif dtype == np.bool_:
@@ -69,6 +81,28 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
     if not np.isfinite(pixels).all():
         raise ImageReadError(f"{path}: contains NaN or inf")
     return LoadedImage(pixels=pixels, dtype=dtype)
+
+
+def read_grayscale(path: str | os.PathLike) -> np.ndarray:
+    """Read an image as one grayscale (H, W) float32 array (rules of :func:`read_image`).
+
+    Colour is converted with ``skimage.color.rgb2gray`` (ITU-R 709 luma);
+    single-channel (H, W, 1) data is squeezed.
+
+    Raises
+    ------
+    FileNotFoundError, ImageReadError
+        As :func:`read_image`.
+    """
+    pixels = read_image(path).pixels
+    if pixels.ndim == 3:
+        if pixels.shape[-1] == 3:
+            import skimage.color
+
+            pixels = skimage.color.rgb2gray(pixels)
+        else:
+            pixels = pixels[..., 0]
+    return np.ascontiguousarray(pixels, dtype=np.float32)
 
 
 def _file_dtype(suffix: str, dtype: np.dtype) -> np.dtype:

@@ -1,4 +1,4 @@
-"""The periodic finite-difference gradient and its exact adjoint (SPEC §2).
+"""The periodic finite-difference gradient and its exact adjoint (docs/method.md §2).
 
 For an image batch ``x`` of shape (..., H, W)::
 

@@ -16,12 +16,12 @@ def pretrained_weights_path() -> Path:
 
 
 def pretrained(device: str | torch.device = "cpu"):
-    """The shipped :class:`~tvfast.training.model.LambdaNet`, in eval mode.
+    """The shipped :class:`~tvfast.lambda_net.LambdaNet`, in eval mode.
 
     Loaded from safetensors (no pickle). ``model(z)`` denoises (B, 1, H, W)
     images in [0, 1]; ``model.lambda_map(z)`` returns Λ.
     """
-    from tvfast.training.model import LambdaNet
+    from tvfast.lambda_net import LambdaNet
 
     path = pretrained_weights_path()
     if not path.is_file():

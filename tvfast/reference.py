@@ -1,17 +1,25 @@
 """The reference PDHG loop: plain PyTorch, differentiated by autograd.
 
 This is the baseline every fused path is tested and benchmarked against. It
-follows SPEC §3 line by line and keeps whatever autograd keeps (several float
+follows docs/method.md §3 line by line and keeps whatever autograd keeps (several float
 images per iteration).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import NamedTuple
+
 import torch
 
 from tvfast.operators import grad_T, gradient
 
-__all__ = ["pdhg_reference"]
+__all__ = ["pdhg_reference", "pdhg_reference_iterates", "IterationState"]
+
+
+def _check_z(z: torch.Tensor) -> None:
+    if z.dim() != 4 or z.shape[1] != 1:
+        raise ValueError(f"z: expected shape (B, 1, H, W), got {tuple(z.shape)}")
 
 
 def pdhg_reference(
@@ -38,8 +46,37 @@ def pdhg_reference(
         x_new ← x − τp − τ∇ᵀq
         x̄ ← x_new + θ(x_new − x)
     """
-    if z.dim() != 4 or z.shape[1] != 1:
-        raise ValueError(f"z: expected shape (B, 1, H, W), got {tuple(z.shape)}")
+    _check_z(z)
+    x = z[:, 0]
+    for state in pdhg_reference_iterates(z, Lambda, n_iter, tau, sigma, theta):
+        x = state.x
+    return x.unsqueeze(1)
+
+
+class IterationState(NamedTuple):
+    """The variables after one reference iteration (images (B, H, W), duals (B, 2, H, W))."""
+
+    u: torch.Tensor  # q_k + σ∇x̄_k, the dual update before the clip
+    q: torch.Tensor  # q_{k+1} = clip(u, −Λ, Λ)
+    p: torch.Tensor  # p_{k+1}
+    x: torch.Tensor  # x_{k+1}
+    x_bar: torch.Tensor  # x̄_{k+1}
+
+
+def pdhg_reference_iterates(
+    z: torch.Tensor,
+    Lambda: torch.Tensor | float,
+    n_iter: int = 256,
+    tau: float = 1.0 / 3.0,
+    sigma: float = 1.0 / 3.0,
+    theta: float = 1.0,
+) -> Iterator[IterationState]:
+    """Yield the :class:`IterationState` of every iteration of :func:`pdhg_reference`.
+
+    For tests and analysis that need the intermediate variables (clip states
+    from ``u``, distances to the clip thresholds, …) without rewriting the loop.
+    """
+    _check_z(z)
     z = z[:, 0]  # (B, H, W); the dual variable is (B, 2, H, W), like Λ
     x = z
     x_bar = z
@@ -52,4 +89,4 @@ def pdhg_reference(
         x_new = x - tau * p - tau * grad_T(q)
         x_bar = x_new + theta * (x_new - x)
         x = x_new
-    return x.unsqueeze(1)
+        yield IterationState(u=u, q=q, p=p, x=x, x_bar=x_bar)

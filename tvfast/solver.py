@@ -36,7 +36,7 @@ def pdhg(
 
     .. math:: \hat x = \arg\min_x \tfrac12\|x - z\|_2^2 + \|\Lambda \circ \nabla x\|_1
 
-    with ``n_iter`` iterations of SPEC §3 (x₀ = x̄₀ = z, p₀ = q₀ = 0, periodic
+    with ``n_iter`` iterations of docs/method.md §3 (x₀ = x̄₀ = z, p₀ = q₀ = 0, periodic
     forward differences, anisotropic TV). Gradients flow to ``z`` and
     ``Lambda``; the backward keeps only 2-bit clip states per dual entry
     (0.5 byte per pixel per iteration) instead of autograd's float images.

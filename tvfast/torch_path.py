@@ -1,10 +1,10 @@
 """PDHG with the mask-based backward, written in PyTorch ops (the CPU path).
 
-The same algorithm as the Triton kernels (SPEC §3–§4), one function per step:
+The same algorithm as the Triton kernels (docs/method.md §3–§4), one function per step:
 
 * :func:`pdhg_step_fwd` — one forward iteration, optionally emitting the clip
   states (:mod:`tvfast.clip_mask`);
-* :func:`pdhg_step_bwd` — one iteration of the adjoint recursion of SPEC §4.
+* :func:`pdhg_step_bwd` — one iteration of the adjoint recursion of docs/method.md §4.
 
 Each step reads its state and writes the new state into preallocated buffers
 (``copy_``), so under :func:`torch.compile` (Inductor) a step is a few fused,
@@ -85,7 +85,7 @@ def _clip_state(u, lam):
 
 
 def pdhg_step_fwd(x, x_bar, p, q0, q1, z, lam0, lam1, x_bar_out, q0_out, q1_out, state_out, tau: float, sigma: float, theta: float):
-    """One PDHG iteration (SPEC §3), in place.
+    """One PDHG iteration (docs/method.md §3), in place.
 
     Reads x, p, z, q₀ (B, H, W), the padded x̄ and q₁ (B, H, W+2), Λ₀ and Λ₁
     (Λ₁ padded when it varies along W). Writes x, p in place, the new x̄, q₀,
@@ -121,7 +121,7 @@ def pdhg_step_fwd(x, x_bar, p, q0, q1, z, lam0, lam1, x_bar_out, q0_out, q1_out,
 
 
 def pdhg_step_bwd(gx, gx_bar, gp, gq0, gq1, gz, glam, state, gx_out, gx_bar_out, gq0_out, gq1_out, tau: float, sigma: float, theta: float):
-    """One iteration k = T−1 … 0 of the adjoint recursion (SPEC §4).
+    """One iteration k = T−1 … 0 of the adjoint recursion (docs/method.md §4).
 
     On entry gx, gx̄ (padded), gp, gq₀, gq₁ (padded) hold the adjoints of
     x_{k+1}, x̄_{k+1}, p_{k+1}, q_{k+1}; on exit those of iteration k are in
@@ -166,6 +166,7 @@ def pdhg_step_bwd(gx, gx_bar, gp, gq0, gq1, gz, glam, state, gx_out, gx_bar_out,
 
 
 _EAGER = {"fwd": pdhg_step_fwd, "bwd": pdhg_step_bwd}
+# The torch.compile wrappers, made once per process (Dynamo caches the graphs per shape inside them).
 _compiled: dict[str, object] = {}
 
 
@@ -189,9 +190,9 @@ def _step_function(name: str, compile_it: bool):
     if name not in _compiled:
         try:
             _compiled[name] = torch.compile(_EAGER[name], dynamic=False, fullgraph=True)
-        except Exception as exc:  # torch.compile unavailable on this platform
+        except Exception as exc:  # torch.compile unavailable on this platform: this call runs eagerly
             warnings.warn(f"tvfast: torch.compile unavailable ({exc}); running eagerly", stacklevel=3)
-            _compiled[name] = _EAGER[name]
+            return _EAGER[name]
     return _compiled[name]
 
 
@@ -202,8 +203,15 @@ _MAX_GRAPHS = 128
 
 
 def _graph_limit():
-    """A context allowing ``_MAX_GRAPHS`` compiled shapes per step function
-    while the solver runs (restored on exit: no state outlives the call)."""
+    """A context allowing ``_MAX_GRAPHS`` compiled shapes per step function while the solver runs.
+
+    Dynamo keeps its recompile limit in a process-wide config, with no
+    per-function setting, so the limit is raised (never lowered) with
+    ``config.patch`` for the duration of the solve and restored on exit, even
+    on an error: no state outlives the call. While a solve runs, other code
+    compiling in another thread sees the raised limit; that is the only
+    effect outside the call.
+    """
     config = torch._dynamo.config
     for name in ("recompile_limit", "cache_size_limit"):  # the latter before torch 2.7
         if hasattr(config, name):
@@ -219,8 +227,9 @@ def _recompile_limit_hit(exc: Exception) -> bool:
 def _run_steps(name: str, n_iter: int, compile_it: bool, step_args, after_step=None):
     """Call step ``name`` for k = 0 … n_iter−1.
 
-    If compiling fails the solve continues eagerly: for this call only when
-    the graph limit was reached, for good when compilation itself is broken.
+    If compiling fails (the graph limit is reached, or Inductor cannot build
+    the step, e.g. without a C++ compiler) this call continues eagerly with a
+    warning; nothing is remembered, so the next call tries to compile again.
     """
     step = _step_function(name, compile_it)
     with _graph_limit():
@@ -234,9 +243,8 @@ def _run_steps(name: str, n_iter: int, compile_it: bool, step_args, after_step=N
                     warnings.warn(f"tvfast: {_MAX_GRAPHS} compiled shapes reached; running this call eagerly",
                                   stacklevel=3)
                 else:
-                    warnings.warn(f"tvfast: torch.compile failed ({type(exc).__name__}: {exc}); running eagerly",
-                                  stacklevel=3)
-                    _compiled[name] = _EAGER[name]
+                    warnings.warn(f"tvfast: torch.compile failed ({type(exc).__name__}: {exc}); "
+                                  "running this call eagerly", stacklevel=3)
                 step = _EAGER[name]
                 step(*step_args(k))
             if after_step is not None:

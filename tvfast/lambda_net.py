@@ -1,6 +1,6 @@
 """``LambdaNet``: the learned regularisation map and the unrolled TV solver.
 
-For a noisy image ``z`` (SPEC section 6)::
+For a noisy image ``z`` (docs/method.md §6)::
 
     o   = crop₄( UNet( reflect_pad₄(n(z)) ) )           (B, 2, H, W)
     Λ_Θ = 0.1 · softplus(o)          if up_bound == 0   (the seed's choice)
@@ -35,9 +35,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import tvfast
+from tvfast.atomic import atomic_write, atomic_write_text
 from tvfast.precision import Precision
-from tvfast.training.atomic import atomic_write, atomic_write_text
-from tvfast.training.unet import UNet
+from tvfast.unet import UNet, pad_mode
 
 __all__ = ["LambdaNet", "pretrained_paths"]
 
@@ -64,11 +64,6 @@ def pretrained_paths(path: str | os.PathLike) -> tuple[Path, Path]:
     return path / "model.safetensors", path / "config.json"
 
 
-def _pad_mode(H: int, W: int, pad: int) -> str:
-    # Reflection needs pad < size; tiny images fall back to edge replication.
-    return "reflect" if pad < H and pad < W else "replicate"
-
-
 class LambdaNet(nn.Module):
     """U-Net → regularisation map Λ_Θ → T iterations of PDHG.
 
@@ -77,7 +72,7 @@ class LambdaNet(nn.Module):
     unet : torch.nn.Module, optional
         Maps ``(B, 1, H, W)`` to ``(B, C, H, W)`` logits with ``C ≥ 1``
         (``C ≥ 2`` when ``directional``). Default: ``UNet()`` (1,796,034
-        parameters, SPEC section 6).
+        parameters, docs/method.md §6).
     n_iter : int
         PDHG iterations ``T`` used by :meth:`forward`.
     up_bound : float
@@ -144,7 +139,7 @@ class LambdaNet(nn.Module):
     def config(self) -> dict:
         """JSON-serialisable configuration (requires a ``UNet`` network)."""
         if not isinstance(self.unet, UNet):
-            raise TypeError("config is only defined for a tvfast.training.unet.UNet network")
+            raise TypeError("config is only defined for a tvfast.unet.UNet network")
         return {
             "n_iter": self.n_iter,
             "up_bound": self.up_bound,
@@ -187,7 +182,7 @@ class LambdaNet(nn.Module):
             z = (z - mean) / std.clamp_min(1e-6)
         p = self.pad
         if p:
-            z = F.pad(z, (p, p, p, p), mode=_pad_mode(H, W, p))
+            z = F.pad(z, (p, p, p, p), mode=pad_mode(H, W, p, p))
         if self.precision.channels_last:
             z = z.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device_type=z.device.type, dtype=torch.bfloat16, enabled=self.precision.bf16):
@@ -221,7 +216,7 @@ class LambdaNet(nn.Module):
         H, W = z4.shape[-2:]
         r = self.solve_pad
         if r:
-            z4 = F.pad(z4, (r, r, r, r), mode=_pad_mode(H, W, r))
+            z4 = F.pad(z4, (r, r, r, r), mode=pad_mode(H, W, r, r))
         lam = self.lambda_map(z4)
         x = tvfast.pdhg(z4, lam, n_iter=self.n_iter if n_iter is None else n_iter, backend=self.backend)
         if r:

@@ -1,6 +1,6 @@
 """The U-Net ``NET_Θ`` that maps a noisy image to regularisation-map logits.
 
-Architecture (SPEC section 6), for ``base_channels=c`` and ``depth=3``::
+Architecture (docs/method.md §6), for ``base_channels=c`` and ``depth=3``::
 
     1 → c → 2c → 4c → 8c → 4c → 2c → c → 2        (1-32-64-128-256-128-64-32-2)
 
@@ -32,9 +32,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["UNet"]
+__all__ = ["UNet", "pad_mode"]
 
 _NEGATIVE_SLOPE = 0.01
+
+
+def pad_mode(height: int, width: int, pad_h: int, pad_w: int) -> str:
+    """The padding rule of the model: reflect, unless the image is too small to reflect
+    ``pad_h`` rows / ``pad_w`` columns (reflection needs pad < size): then replicate the edge."""
+    return "reflect" if pad_h < height and pad_w < width else "replicate"
 
 
 def _double_conv(in_ch: int, mid_ch: int, out_ch: int) -> nn.Sequential:
@@ -94,7 +100,7 @@ class _Up(nn.Module):
 
 
 class UNet(nn.Module):
-    """2-D U-Net of SPEC section 6.
+    """2-D U-Net of docs/method.md §6.
 
     Parameters
     ----------
@@ -153,8 +159,7 @@ class UNet(nn.Module):
         m = 2**self.depth
         pad_h, pad_w = (-H) % m, (-W) % m
         if pad_h or pad_w:
-            mode = "reflect" if (pad_h < H and pad_w < W) else "replicate"
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode=pad_mode(H, W, pad_h, pad_w))
 
         skips = []
         x = self.inc(x)

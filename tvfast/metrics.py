@@ -1,4 +1,4 @@
-"""Image-quality metrics against the clean image, with data range 1 (SPEC section 6).
+"""Image-quality metrics against the clean image, with data range 1 (docs/method.md §6).
 
     PSNR(x, y) = 10 · log10( 1 / mean((x − y)²) )        [dB]
     SSIM(x, y) = skimage.metrics.structural_similarity(x, y, data_range=1)

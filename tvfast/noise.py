@@ -1,4 +1,4 @@
-"""Additive Gaussian noise models (SPEC section 7).
+"""Additive Gaussian noise models (docs/method.md §7).
 
 Relative noise (the seed's model), with ``s`` relative to each clean image's
 standard deviation::

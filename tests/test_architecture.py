@@ -1,0 +1,60 @@
+"""Layering: the core package (tvfast, tvfast.kernels) never imports tvfast.training, and no SPEC is cited."""
+
+import importlib
+import json
+import os
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import tvfast
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def core_modules() -> list[str]:
+    names = ["tvfast", "tvfast.kernels"]
+    for info in pkgutil.iter_modules(tvfast.__path__):
+        if info.name not in ("training", "kernels"):
+            names.append(f"tvfast.{info.name}")
+    kernels = importlib.import_module("tvfast.kernels")
+    return names + [f"tvfast.kernels.{m.name}" for m in pkgutil.iter_modules(kernels.__path__)]
+
+
+def test_core_modules_load_no_training_module():
+    modules = core_modules()
+    assert {"tvfast.lambda_net", "tvfast.unet", "tvfast.cli", "tvfast.demo", "tvfast.kernels.pdhg_step"} <= set(modules)
+    code = (
+        "import importlib, json, sys\n"
+        f"for name in {modules!r}: importlib.import_module(name)\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('tvfast'))))\n"
+    )
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    loaded = json.loads(out.strip().splitlines()[-1])
+    assert set(modules) <= set(loaded)
+    assert not [m for m in loaded if m.startswith("tvfast.training")]
+
+
+def test_the_shipped_model_and_the_demo_need_no_training_module():
+    code = (
+        "import sys, tvfast\n"
+        "from tvfast.demo import run_demo\n"
+        "m = tvfast.pretrained()\n"
+        "print([n for n in sys.modules if n.startswith('tvfast.training')])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_no_source_file_cites_the_internal_spec():
+    offenders = []
+    for folder in ("tvfast", "kernels", "training", "tests", "benchmarks", "docs"):
+        for path in (ROOT / folder).rglob("*"):
+            if path.resolve() == Path(__file__).resolve():
+                continue
+            if path.suffix in (".py", ".md", ".sh") and "SPEC" in path.read_text(encoding="utf-8"):
+                offenders.append(str(path.relative_to(ROOT)))
+    offenders += ["README.md"] if "SPEC" in (ROOT / "README.md").read_text(encoding="utf-8") else []
+    assert offenders == [], offenders
