@@ -267,24 +267,29 @@ def test_graph_limit_falls_back_for_that_call_only(monkeypatch, gen):
     assert torch_path._compiled["fwd"] is not torch_path.pdhg_step_fwd  # still compiled for the next call
 
 
-def test_failed_compile_runs_that_call_eagerly_and_is_not_remembered(monkeypatch, gen):
+def test_failed_compile_is_remembered_for_that_shape_only(monkeypatch, gen):
     monkeypatch.setenv("TVFAST_COMPILE", "1")
+    monkeypatch.setattr(torch_path, "_failed_graphs", set())
     calls = []
 
     def broken_step(*args):
-        calls.append(1)
+        calls.append(tuple(args[0].shape))
         raise RuntimeError("no C++ compiler")
 
     monkeypatch.setattr(torch_path, "_compiled", {"fwd": broken_step})
-    z = torch.rand(1, 1, 6, 7, generator=gen)
-    for _ in range(2):
+    small, other = torch.rand(1, 1, 6, 7, generator=gen), torch.rand(1, 1, 8, 5, generator=gen)
+    messages = []
+    for z in (small, small, other):
         with warnings.catch_warnings(record=True) as caught, torch.no_grad():
             warnings.simplefilter("always")
             x = tvfast.pdhg(z, 0.1, 3, backend="torch")
+        messages += _tvfast_warnings(caught)
         torch.testing.assert_close(x, pdhg_reference(z, 0.1, 3), atol=1e-6, rtol=1e-5)
-        assert any("running this call eagerly" in m for m in _tvfast_warnings(caught))
-    assert len(calls) == 2  # the second call tried the compiled step again
-    assert torch_path._compiled["fwd"] is broken_step
+    assert sum("running this shape eagerly" in m for m in messages) == 2
+    assert len(calls) == 2 and calls[0] != calls[1]  # the repeated shape did not try again; a new one did
+    assert len(torch_path._failed_graphs) == 2
+    torch_path.forget_compile_failures()
+    assert not torch_path._failed_graphs
 
 
 def test_graph_limit_is_raised_only_during_the_solve(monkeypatch, gen):

@@ -198,12 +198,25 @@ def test_time_budget_fixes_the_epoch_count_after_two_epochs(data, tmp_path):
     run(data, out, "--epochs", "4", "--time-budget-min", "60")
     ck = load(out)
     assert ck["epoch"] == 4 and ck["epochs_total"] == 4 and ck["epochs_total_fixed"]
-    # A budget already spent after two epochs: the run ends there, with a checkpoint.
+    # A budget spent before the fit: the budget is the time limit, the run stops after its first step.
     out2 = tmp_path / "run2"
     run(data, out2, "--epochs", "50", "--time-budget-min", "1e-4")
     ck = load(out2)
-    assert ck["epoch"] <= 2 and ck["step"] <= 3
+    assert (ck["epoch"], ck["step"]) == (0, 1) and not ck["epochs_total_fixed"]
 
+
+def test_time_budget_fits_epochs_from_the_second_epoch(data, tmp_path, monkeypatch):
+    """A fake trainer clock that advances 1 s per reading makes the fitted count deterministic."""
+    import tvfast.training.train as train_module
+
+    clock = iter(range(10**6))
+    monkeypatch.setattr(train_module, "_now", lambda: float(next(clock)))
+    out = tmp_path / "run"
+    run(data, out, "--epochs", "1000", "--time-budget-min", "2", "--lr-schedule", "cosine")
+    ck = load(out)
+    assert ck["epochs_total_fixed"] and 2 < ck["epochs_total"] < 1000
+    assert ck["epoch"] == ck["epochs_total"]  # ran to the fitted end, not cut by the budget
+    assert ck["history"][-1]["lr"] == pytest.approx(1e-6, rel=0.05)  # the cosine reached its end
 
 def test_resume_with_a_budget_extends_a_finished_run(data, tmp_path):
     out = tmp_path / "run"
@@ -215,3 +228,28 @@ def test_resume_with_a_budget_extends_a_finished_run(data, tmp_path):
     ck = load(out)
     assert ck["epoch"] == 5 and ck["epochs_total"] == 5 and ck["global_step"] == 15
     assert [h["epoch"] for h in ck["history"]] == [1, 2, 3, 4, 5]
+
+
+def test_resume_mid_epoch_with_the_recipe_options_is_exact(data, tmp_path):
+    recipe = ["--lr-schedule", "cosine", "--warmup-epochs", "1", "--augment", "--normalize-input",
+              "--solve-pad", "3", "--lr", "1e-3"]
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    run(data, straight, "--epochs", "2", *recipe)
+    run(data, stopped, "--epochs", "2", *recipe, "--time-limit-min", "1e-6")  # stops after one step
+    assert (load(stopped)["epoch"], load(stopped)["step"]) == (0, 1)
+    run(data, stopped, "--epochs", "2", "--resume")  # the recipe comes back from the checkpoint
+    a, b = load(straight), load(stopped)
+    assert b["epoch"] == 2 and b["global_step"] == a["global_step"]
+    assert b["args"]["lr_schedule"] == "cosine" and b["args"]["augment"]
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-6, atol=1e-7)
+    assert [h["lr"] for h in b["history"]] == pytest.approx([h["lr"] for h in a["history"]])
+
+
+def test_resume_refuses_a_different_sample_stream(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    run(data, out, "--epochs", "1")
+    with pytest.raises(SystemExit):
+        main(["--data", str(data / "train"), "--out", str(out), "--resume", "--epochs", "2",
+              "--size", "32", "--iters", "4", "--base-channels", "4", "--depth", "2", "--batch-size", "3"])
+    assert "--batch-size 3 differs from the checkpoint's 2" in capsys.readouterr().err

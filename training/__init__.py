@@ -1,14 +1,16 @@
-"""Learning regularisation maps for TV denoising (docs/method.md §6–§8).
+"""Training and evaluating Λ-map models (docs/method.md §6–§8). Imports the core; the core never imports it.
 
 Modules
 -------
-unet      : the U-Net ``NET_Θ``.
-model     : ``LambdaNet`` — U-Net → Λ_Θ → ``tvfast.pdhg``; safetensors I/O.
-metrics   : PSNR / SSIM with data range 1.
-atomic    : atomic file writes (temp file + os.replace).
-noise     : relative / absolute Gaussian noise (docs/method.md §7).
-data      : image-folder dataset and ``load_grayscale``.
-train     : the trainer (``python -m tvfast.training.train``).
-evaluate  : best-scalar-λ vs learned Λ evaluation (``tvfast evaluate``).
-figures   : matplotlib figures for the evaluation.
+train          : the trainer (``tvfast train``, ``python -m tvfast.training.train``).
+checkpoint     : the resumable ``last.pt`` (model, optimizer, position, RNG states).
+distributed    : the process group of a run (one process, or several under torchrun).
+data           : the image-folder dataset (noise, crops, flips/rotations).
+evaluate       : learned Λ vs the best scalar λ (``tvfast evaluate``).
+figures        : the evaluation's λ-curve and difference-histogram figures.
+ablation       : several recipes with the same time budget, judged on validation.
+natural_images : a model on scikit-image's grey test images (outside the X-ray domain).
+
+The model itself (``tvfast.lambda_net``, ``tvfast.unet``), image I/O, noise,
+metrics and the scalar-λ grid search live in the core package.
 """

@@ -27,10 +27,10 @@ from torch.utils.data import Dataset
 from tvfast.image_io import IMAGE_SUFFIXES, read_grayscale
 from tvfast.noise import NOISE_MODES, add_noise
 
-__all__ = ["list_images", "ImageFolderDataset"]
+__all__ = ["list_images", "centre_square_resize", "ImageFolderDataset"]
 
 
-def _centre_square_resize(img: np.ndarray, size: int) -> np.ndarray:
+def centre_square_resize(img: np.ndarray, size: int) -> np.ndarray:
     """Centre-crop ``img`` to a square and resize it (bicubic) to ``size × size``."""
     H, W = img.shape
     n = min(H, W)
@@ -174,7 +174,7 @@ class ImageFolderDataset(Dataset):
             return self._cache[index]
         img = read_grayscale(self.files[index])
         if self.size is not None:
-            img = _centre_square_resize(img, self.size)
+            img = centre_square_resize(img, self.size)
         x = torch.from_numpy(img)[None]
         if self.cache:
             self._cache[index] = x

@@ -56,6 +56,7 @@ from tqdm import tqdm
 
 from tvfast.cli_parser import CommandParser
 from tvfast.device import resolve_device
+from tvfast.image_io import read_grayscale
 from tvfast.lambda_net import LambdaNet
 from tvfast.metrics import psnr, ssim
 from tvfast.precision import PRECISIONS, resolve_precision
@@ -67,6 +68,7 @@ from tvfast.unet import UNet
 __all__ = ["build_parser", "train", "main"]
 
 CHECKPOINT = "last.pt"
+_now = time.monotonic  # the trainer's clock (time limits, budgets, elapsed times)
 BEST = "best.safetensors"
 
 
@@ -137,6 +139,42 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# ---------------------------------------------------------------- resuming
+# Options that define the stream of training samples: a resumed run must use the checkpoint's
+# values (a different one would break exact resumption), so giving another value is an error.
+SAMPLE_OPTIONS = ("batch_size", "max_steps_per_epoch", "seed", "size", "patch_size", "noise", "noise_min",
+                  "noise_max", "augment")
+# Options of the optimisation that a resumed run takes from the checkpoint unless given again.
+SCHEDULE_OPTIONS = ("lr", "lr_schedule", "warmup_epochs", "precision", "solver_backend")
+
+
+def resumed_arguments(args: argparse.Namespace, saved: dict, explicit: set[str]) -> argparse.Namespace:
+    """``args`` for a resumed run: sample options from the checkpoint (an explicit different value is an
+    error), schedule options from the checkpoint unless given on the command line (``explicit``)."""
+    merged = argparse.Namespace(**vars(args))
+    for key in SAMPLE_OPTIONS:
+        if key not in saved:
+            continue
+        if key in explicit and getattr(args, key) != saved[key]:
+            raise ValueError(f"--{key.replace('_', '-')} {getattr(args, key)} differs from the checkpoint's "
+                             f"{saved[key]}; a resumed run keeps the stream of samples it started with")
+        setattr(merged, key, saved[key])
+    for key in SCHEDULE_OPTIONS:
+        if key in saved and key not in explicit:
+            setattr(merged, key, saved[key])
+    return merged
+
+
+def explicit_options(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
+    """Destinations of the options that appear in ``argv``."""
+    given = set()
+    for action in parser._actions:
+        for flag in action.option_strings:
+            if any(a == flag or a.startswith(flag + "=") for a in argv):
+                given.add(action.dest)
+    return given
+
+
 # ---------------------------------------------------------------- run state
 @dataclass
 class RunState:
@@ -160,9 +198,12 @@ class RunState:
     def from_checkpoint(cls, ckpt: dict, args: argparse.Namespace) -> "RunState":
         # --resume with --time-budget-min re-fits the epoch count to the new budget (counted from this
         # start): a finished run is extended, its cosine horizon moves out with it.
-        keep = bool(ckpt.get("epochs_total_fixed", False)) and args.time_budget_min is None
-        total = min(args.epochs, int(ckpt["epochs_total"])) if keep else args.epochs
-        return cls(total_epochs=total, total_fixed=keep,
+        fixed = bool(ckpt.get("epochs_total_fixed", False))
+        # Until a new budget re-fits it, the epoch count (and so the learning rate) stays the checkpoint's.
+        total = min(args.epochs, int(ckpt["epochs_total"])) if fixed else args.epochs
+        if fixed and args.time_budget_min is not None and ckpt["epoch"] >= total:
+            total = args.epochs  # a finished run that is extended: nothing left to do before the refit
+        return cls(total_epochs=total, total_fixed=fixed and args.time_budget_min is None,
                    epoch=ckpt["epoch"], step=ckpt["step"], global_step=ckpt["global_step"],
                    best_psnr=ckpt["best_val_psnr"], history=list(ckpt["history"]),
                    epoch_loss=(float(ckpt["epoch_loss"][0]), int(ckpt["epoch_loss"][1])))
@@ -202,7 +243,7 @@ def _checkpoint(model: LambdaNet, optimizer, state: RunState, args: argparse.Nam
         "model_config": model.config,
         **state.to_dict(),
         "rng": rng_state(),
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "explicit"},
     }
 
 
@@ -265,6 +306,9 @@ class _Trainer:
         ckpt = None
         if args.resume is not None:
             ckpt = load_checkpoint(self.out / CHECKPOINT if args.resume == "auto" else Path(args.resume))
+            explicit = getattr(args, "explicit", None)
+            args = self.args = resumed_arguments(args, ckpt.get("args", {}), set(vars(args)) if explicit is None
+                                                 else explicit)
         self.model = _build_model(args, ckpt, env)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=args.lr)
         if ckpt is None:
@@ -283,12 +327,23 @@ class _Trainer:
 
             self.writer = SummaryWriter(log_dir=str(self.out / "tensorboard"), purge_step=self.state.global_step or None)
             if ckpt is None:
-                self.writer.add_text("args", " ".join(f"--{k}={v}" for k, v in sorted(vars(args).items())))
+                self.writer.add_text("args", " ".join(f"--{k}={v}" for k, v in sorted(vars(args).items())
+                                                      if k != "explicit"))
             tqdm.write(f"device {env.device}, U-Net precision {self.model.precision.name}, solver float32")
-        limit_min = args.time_limit_min if args.time_limit_min is not None else args.time_budget_min
-        self.limit_s = None if limit_min is None else 60.0 * limit_min
+        self.limit_s = self._time_limit(fitted=False)
         self.stop_requested = False
-        self.t0 = time.monotonic()
+        self.t0 = _now()
+
+    def _time_limit(self, fitted: bool) -> float | None:
+        """Seconds after which the run stops: --time-limit-min, else the budget. Once the budget has fixed
+        the epoch count the run ends with its last epoch; the limit then only guards against epochs that
+        became much slower (25 % over the budget)."""
+        a = self.args
+        if a.time_limit_min is not None:
+            return 60.0 * a.time_limit_min
+        if a.time_budget_min is not None:
+            return 60.0 * a.time_budget_min * (1.25 if fitted else 1.0)
+        return None
 
     def _build_data(self) -> None:
         a, env = self.args, self.env
@@ -315,7 +370,7 @@ class _Trainer:
         try:
             epoch_times: list[float] = []
             while self.state.epoch < self.state.total_epochs:
-                started = time.monotonic()
+                started = _now()
                 stopped = self._train_epoch()
                 if stopped and self.state.step < self.steps_per_epoch:  # stopped inside the epoch
                     if self.env.main:
@@ -324,10 +379,12 @@ class _Trainer:
                                    f"{self.steps_per_epoch}; checkpoint {self.out / CHECKPOINT}")
                     self.env.barrier()
                     return self.state.summary(stopped=True)
+                if stopped and self.env.main:
+                    self._save()  # before validation: a SIGKILL that follows SIGTERM loses nothing
                 self._end_epoch(stopped)
                 if stopped:
                     return self.state.summary(stopped=True)
-                epoch_times.append(time.monotonic() - started)
+                epoch_times.append(_now() - started)
                 if len(epoch_times) == 2:
                     self._fit_epochs_to_budget(epoch_times[1])
             return self.state.summary(stopped=False)
@@ -364,7 +421,7 @@ class _Trainer:
             st.step += 1
             st.global_step += 1
 
-            over = self.stop_requested or (self.limit_s is not None and time.monotonic() - self.t0 > self.limit_s)
+            over = self.stop_requested or (self.limit_s is not None and _now() - self.t0 > self.limit_s)
             total_loss, any_over = env.all_sum([loss.item(), float(over)])
             mean_loss = total_loss / env.world
             loss_sum, loss_count = loss_sum + mean_loss, loss_count + 1
@@ -391,18 +448,19 @@ class _Trainer:
                   "train_loss": loss_sum / max(1, loss_count),
                   "val_psnr": val.get("psnr"), "val_ssim": val.get("ssim"),
                   "lr": scheduled_lr(a, st.global_step / self.steps_per_epoch, st.total_epochs),
-                  "elapsed_s": time.monotonic() - self.t0}
+                  "elapsed_s": _now() - self.t0}
         st.history.append(record)
         st.epoch, st.step, st.epoch_loss = st.epoch + 1, 0, (0.0, 0)
         improved = self.val_set is None or val["psnr"] > st.best_psnr
         if self.val_set is not None and improved:
             st.best_psnr = val["psnr"]
         if env.main:
-            self.writer.add_scalar("train/epoch_loss", record["train_loss"], st.epoch)
+            step = st.global_step  # one axis for every scalar, so purge_step on resume treats them alike
+            self.writer.add_scalar("train/epoch_loss", record["train_loss"], step)
             if self.val_set is not None:
-                self.writer.add_scalar("val/psnr", val["psnr"], st.epoch)
-                self.writer.add_scalar("val/ssim", val["ssim"], st.epoch)
-                self.writer.add_image("val/lambda_map", _lambda_image(self.model, self.val_set, env.device), st.epoch)
+                self.writer.add_scalar("val/psnr", val["psnr"], step)
+                self.writer.add_scalar("val/ssim", val["ssim"], step)
+                self.writer.add_image("val/lambda_map", _lambda_image(self.model, self.val_set, env.device), step)
             self.writer.flush()
             if improved:
                 self.model.save_pretrained(self.out / BEST)
@@ -419,10 +477,11 @@ class _Trainer:
         a, env, st = self.args, self.env, self.state
         if a.time_budget_min is None or st.total_fixed:
             return
-        remaining = 60.0 * a.time_budget_min - (time.monotonic() - self.t0)
+        remaining = 60.0 * a.time_budget_min - (_now() - self.t0)
         fitted = st.epoch + int(0.97 * remaining / max(epoch_seconds, 1e-9))
         fitted = int(env.all_sum([float(fitted)])[0] / env.world)
         st.total_epochs, st.total_fixed = max(st.epoch, min(a.epochs, fitted)), True
+        self.limit_s = self._time_limit(fitted=True)
         if env.main:
             self._save()
             tqdm.write(f"--time-budget-min {a.time_budget_min:g}: {epoch_seconds:.1f} s per epoch, "
@@ -456,9 +515,11 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
             except (OSError, ValueError) as exc:
                 parser.error(f"{flag}: {exc}")
     try:
-        resolve_device(args.device)
+        device = resolve_device(args.device)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.solver_backend == "triton" and device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        parser.error("--solver-backend triton needs a CUDA device (or TRITON_INTERPRET=1 for tests)")
     if args.resume is not None:
         ckpt = Path(args.out) / CHECKPOINT if args.resume == "auto" else Path(args.resume)
         if not ckpt.is_file():
@@ -475,13 +536,13 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
     if args.size == 0 and args.patch_size is None and args.batch_size > 1:
         parser.error("--size 0 (full resolution) keeps each image's own size: use --batch-size 1 or --patch-size")
     if args.size == 0 and args.patch_size is not None:
-        from PIL import Image
-
         for path in list_images(args.data):
-            with Image.open(path) as im:
-                if min(im.size) < args.patch_size:
-                    parser.error(f"--patch-size {args.patch_size} exceeds image {str(path)!r} "
-                                 f"of size {im.height}×{im.width}")
+            try:
+                height, width = read_grayscale(path).shape
+            except (OSError, ValueError) as exc:
+                parser.error(f"--data: {exc}")
+            if min(height, width) < args.patch_size:
+                parser.error(f"--patch-size {args.patch_size} exceeds image {str(path)!r} of size {height}×{width}")
     if args.solve_pad < 0:
         parser.error(f"--solve-pad must be >= 0, got {args.solve_pad}")
     if args.warmup_epochs < 0:
@@ -498,9 +559,16 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m tvfast.training.train`` and ``tvfast train``."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     _check_arguments(parser, args)
-    train(args)
+    args.explicit = explicit_options(parser, argv)
+    try:
+        train(args)
+    except ValueError as exc:
+        if "a resumed run keeps" not in str(exc):
+            raise
+        parser.error(str(exc))
     return 0
 
 

@@ -20,6 +20,7 @@ failed or interrupted write never leaves a partial output.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,7 +59,9 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
         else:
             import skimage.io
 
-            arr = skimage.io.imread(path)
+            with warnings.catch_warnings():  # imageio probes every plugin on undecodable files; some warn
+                warnings.simplefilter("ignore", DeprecationWarning)
+                arr = skimage.io.imread(path)
     except Exception as exc:  # decoders raise many types for truncated or corrupt files
         reason = " ".join(str(exc).split())  # some decoders' messages span several lines
         raise ImageReadError(f"{path}: cannot read image ({type(exc).__name__}: {reason})") from None
@@ -96,10 +99,10 @@ def read_grayscale(path: str | os.PathLike) -> np.ndarray:
     """
     pixels = read_image(path).pixels
     if pixels.ndim == 3:
-        if pixels.shape[-1] == 3:
+        if pixels.shape[-1] in (3, 4):  # RGB, or RGBA from a .npy (image files lose alpha when read)
             import skimage.color
 
-            pixels = skimage.color.rgb2gray(pixels)
+            pixels = skimage.color.rgb2gray(pixels[..., :3])
         else:
             pixels = pixels[..., 0]
     return np.ascontiguousarray(pixels, dtype=np.float32)

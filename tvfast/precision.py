@@ -67,7 +67,8 @@ def resolve_precision(name: str, device: torch.device | str) -> Precision:
         raise ValueError(f"precision: expected one of {PRECISIONS}, got {name!r}")
     device = torch.device(device)
     if device.type == "cuda":
-        fast_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        # bf16 tensor cores from compute capability 8.0 (Ampere) on; older GPUs only emulate bf16.
+        fast_bf16 = torch.cuda.is_available() and torch.cuda.get_device_capability(device)[0] >= 8
         channels_last = fast_bf16
     else:
         fast_bf16 = cpu_has_amx_bf16()

@@ -19,7 +19,14 @@ def pretrained(device: str | torch.device = "cpu"):
     """The shipped :class:`~tvfast.lambda_net.LambdaNet`, in eval mode.
 
     Loaded from safetensors (no pickle). ``model(z)`` denoises (B, 1, H, W)
-    images in [0, 1]; ``model.lambda_map(z)`` returns Λ.
+    images in [0, 1]; ``model.denoise(z)`` returns the result and Λ;
+    ``model.lambda_map(z)`` returns Λ alone.
+
+    What it is for: grayscale chest X-rays with Gaussian noise (it was trained
+    on 200 of them, relative noise s = 0.1–0.5, and beats the best scalar λ
+    there). On other images, natural photographs for instance, it can be worse
+    than a well-chosen scalar λ (docs/evaluation/natural_images.md): use
+    ``tvfast.pdhg(z, λ)`` or train a model on your own images.
     """
     from tvfast.lambda_net import LambdaNet
 

@@ -76,8 +76,12 @@ def pdhg_reference_iterates(
     For tests and analysis that need the intermediate variables (clip states
     from ``u``, distances to the clip thresholds, …) without rewriting the loop.
     """
-    _check_z(z)
-    z = z[:, 0]  # (B, H, W); the dual variable is (B, 2, H, W), like Λ
+    _check_z(z)  # now, not at the first next(): this function is not itself a generator
+    return _iterate(z[:, 0], Lambda, n_iter, tau, sigma, theta)
+
+
+def _iterate(z, Lambda, n_iter, tau, sigma, theta) -> Iterator[IterationState]:
+    # z is (B, H, W); the dual variable is (B, 2, H, W), like Λ
     x = z
     x_bar = z
     p = torch.zeros_like(z)

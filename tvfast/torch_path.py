@@ -42,7 +42,8 @@ import torch
 
 from tvfast.clip_mask import HIGH, INSIDE, LOW, pack_nibbles, unpack_nibbles
 
-__all__ = ["pdhg_step_fwd", "pdhg_step_bwd", "solve_forward", "solve_backward", "use_compile"]
+__all__ = ["pdhg_step_fwd", "pdhg_step_bwd", "solve_forward", "solve_backward", "use_compile",
+           "forget_compile_failures"]
 
 # Below this much work (pixels × iterations) compiling does not pay for itself.
 _COMPILE_MIN_WORK = 64 * 64 * 64
@@ -219,6 +220,19 @@ def _graph_limit():
     return contextlib.nullcontext()
 
 
+# Graphs Inductor failed to build, as (step name, argument signature): see _run_steps.
+_failed_graphs: set[tuple] = set()
+
+
+def forget_compile_failures() -> None:
+    """Let every graph that failed to compile be tried again (after installing a compiler, say)."""
+    _failed_graphs.clear()
+
+
+def _signature(name: str, args) -> tuple:
+    return (name, *((tuple(a.shape), a.dtype, a.stride()) if isinstance(a, torch.Tensor) else type(a) for a in args))
+
+
 def _recompile_limit_hit(exc: Exception) -> bool:
     limit_error = getattr(torch._dynamo.exc, "FailOnRecompileLimitHit", None)
     return limit_error is not None and isinstance(exc, limit_error)
@@ -227,11 +241,16 @@ def _recompile_limit_hit(exc: Exception) -> bool:
 def _run_steps(name: str, n_iter: int, compile_it: bool, step_args, after_step=None):
     """Call step ``name`` for k = 0 … n_iter−1.
 
-    If compiling fails (the graph limit is reached, or Inductor cannot build
-    the step, e.g. without a C++ compiler) this call continues eagerly with a
-    warning; nothing is remembered, so the next call tries to compile again.
+    If compiling fails this call continues eagerly, with a warning. When the
+    graph limit was reached nothing is remembered. When Inductor could not
+    build the step (no C++ compiler, an unsupported layout, …) the failure is
+    remembered for that one graph — the step, the shapes, dtypes and strides
+    of its arguments — so later calls of the same shape run eagerly at once
+    instead of paying for the failed compilation again; other shapes still
+    compile. :func:`forget_compile_failures` clears the record.
     """
-    step = _step_function(name, compile_it)
+    signature = _signature(name, step_args(0)) if compile_it else None
+    step = _step_function(name, compile_it and signature not in _failed_graphs)
     with _graph_limit():
         for k in range(n_iter):
             try:
@@ -244,7 +263,8 @@ def _run_steps(name: str, n_iter: int, compile_it: bool, step_args, after_step=N
                                   stacklevel=3)
                 else:
                     warnings.warn(f"tvfast: torch.compile failed ({type(exc).__name__}: {exc}); "
-                                  "running this call eagerly", stacklevel=3)
+                                  "running this shape eagerly", stacklevel=3)
+                    _failed_graphs.add(signature)
                 step = _EAGER[name]
                 step(*step_args(k))
             if after_step is not None:
