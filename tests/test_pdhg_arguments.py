@@ -149,8 +149,10 @@ def test_step_sizes_not_positive(z, name, value):
         tvfast.pdhg(z, 0.1, 4, **{name: value})
 
 
-@pytest.mark.parametrize("name", ["tau", "sigma", "theta"])
-@pytest.mark.parametrize("value", ["0.3", None, True, torch.tensor(0.3)])
+# tau=None and sigma=None are the defaults (1/3 for images, 1/√13 for volumes; tests/test_pdhg_3d.py)
+@pytest.mark.parametrize("name, value", [(name, value) for name in ("tau", "sigma", "theta")
+                                         for value in ("0.3", None, True, torch.tensor(0.3))
+                                         if value is not None or name == "theta"])  # fmt: skip
 def test_steps_wrong_type(z, name, value):
     with pytest.raises(TypeError, match=rf"^{name}: expected a real number"):
         tvfast.pdhg(z, 0.1, 4, **{name: value})

@@ -3,6 +3,11 @@
 Every user-facing error of the op is raised here, before any kernel runs,
 as a TypeError (wrong kind of object) or ValueError (wrong value or shape)
 that names the argument and what was expected.
+
+The number of spatial dimensions comes from z alone: (H, W), (B, H, W) and
+(B, 1, H, W) are images (docs/method.md §1–§3), (B, 1, D, H, W) is a volume
+or an (x, y, t) sequence with D as depth or time (docs/method.md §9). No
+other shape is accepted, so no shape is ambiguous.
 """
 
 from __future__ import annotations
@@ -13,10 +18,23 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["PDHGArguments", "check_arguments", "OPERATOR_NORM_SQUARED"]
+__all__ = ["PDHGArguments", "check_arguments", "default_step", "operator_norm_squared", "OPERATOR_NORM_SQUARED",
+           "OPERATOR_NORM_SQUARED_3D"]
 
 # ‖K‖² for K = [I; ∇] in 2-D: 1 + ‖∇‖² ≤ 1 + 8 (docs/method.md §2).
 OPERATOR_NORM_SQUARED = 9.0
+# ‖K‖² for K = [I; ∇] in 3-D, ∇ = (∂_D, ∂_H, ∂_W): 1 + ‖∇‖² ≤ 1 + 12 (docs/method.md §9).
+OPERATOR_NORM_SQUARED_3D = 13.0
+
+
+def operator_norm_squared(spatial_dims: int) -> float:
+    """The bound on ‖[I; ∇]‖² for 2 or 3 spatial dimensions: 9 or 13."""
+    return OPERATOR_NORM_SQUARED if spatial_dims == 2 else OPERATOR_NORM_SQUARED_3D
+
+
+def default_step(spatial_dims: int) -> float:
+    """The default τ = σ = 1/‖[I; ∇]‖: 1/3 for images, 1/√13 for volumes (docs/method.md §3, §9)."""
+    return 1.0 / math.sqrt(operator_norm_squared(spatial_dims))
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _BACKENDS = ("auto", "triton", "torch")
@@ -26,9 +44,12 @@ _BACKENDS = ("auto", "triton", "torch")
 class PDHGArguments:
     """Arguments of one ``pdhg`` call in the form the solvers take.
 
-    ``z`` is (B, H, W) in the compute dtype; ``lam`` a 4-D tensor of shape
-    (B|1, 1|2, H|1, W|1) in the compute dtype, still attached to the caller's
-    autograd graph; ``out_shape``/``out_dtype`` restore the caller's layout.
+    Images (``spatial_dims == 2``): ``z`` is (B, H, W) in the compute dtype;
+    ``lam`` a 4-D tensor of shape (B|1, 1|2, H|1, W|1). Volumes
+    (``spatial_dims == 3``): ``z`` is (B, D, H, W); ``lam`` a 5-D tensor of
+    shape (B|1, 1|3, D|1, H|1, W|1). ``lam`` is in the compute dtype, still
+    attached to the caller's autograd graph; ``out_shape``/``out_dtype``
+    restore the caller's layout; ``tau``/``sigma`` are resolved (no None).
     """
 
     z: torch.Tensor
@@ -40,6 +61,7 @@ class PDHGArguments:
     sigma: float
     theta: float
     backend: str  # "triton" or "torch", resolved
+    spatial_dims: int = 2  # 2: images, 3: volumes / sequences (z was 5-D)
 
 
 def _check_step(name: str, value) -> float:
@@ -52,6 +74,7 @@ def _check_step(name: str, value) -> float:
 
 
 def _image_batch(z) -> torch.Tensor:
+    """z as (B, H, W) (images) or (B, D, H, W) (volumes, from a 5-D z only)."""
     if not isinstance(z, torch.Tensor):
         raise TypeError(f"z: expected a torch.Tensor, got {type(z).__name__}")
     if z.dtype not in _FLOAT_DTYPES:
@@ -60,24 +83,38 @@ def _image_batch(z) -> torch.Tensor:
         return z.unsqueeze(0)
     if z.dim() == 3:
         return z
-    if z.dim() == 4 and z.shape[1] == 1:
+    if z.dim() in (4, 5) and z.shape[1] == 1:
         return z.squeeze(1)
-    raise ValueError(f"z: expected shape (H, W), (B, H, W) or (B, 1, H, W), got {tuple(z.shape)}")
+    raise ValueError(
+        f"z: expected shape (H, W), (B, H, W) or (B, 1, H, W) for images, or (B, 1, D, H, W) for volumes, "
+        f"got {tuple(z.shape)}"
+    )
+
+
+def _as_tensor_lambda(Lambda, device: torch.device) -> torch.Tensor:
+    if isinstance(Lambda, torch.Tensor):
+        if Lambda.dtype not in _FLOAT_DTYPES:
+            raise TypeError(f"Lambda: expected a floating-point tensor or a Python number, got {Lambda.dtype}")
+        if Lambda.device != device:
+            raise ValueError(f"Lambda: expected a tensor on z's device {device}, got {Lambda.device}")
+        return Lambda
+    if isinstance(Lambda, numbers.Real) and not isinstance(Lambda, bool):
+        return torch.tensor(float(Lambda), device=device)
+    raise TypeError(f"Lambda: expected a float or a torch.Tensor, got {type(Lambda).__name__}")
+
+
+def _check_lambda_values(lam: torch.Tensor) -> None:
+    with torch.no_grad():
+        if not bool(torch.isfinite(lam).all()):
+            raise ValueError("Lambda: expected finite values, got NaN or inf")
+        if bool((lam < 0).any()):
+            raise ValueError(f"Lambda: expected non-negative values, got minimum {lam.min().item():.4g}")
 
 
 def _lambda_4d(Lambda, z3: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Λ as a 4-D (B|1, 1|2, H|1, W|1) tensor in ``dtype``, on z's device."""
     batch, height, width = z3.shape
-    if isinstance(Lambda, torch.Tensor):
-        if Lambda.dtype not in _FLOAT_DTYPES:
-            raise TypeError(f"Lambda: expected a floating-point tensor or a Python number, got {Lambda.dtype}")
-        if Lambda.device != z3.device:
-            raise ValueError(f"Lambda: expected a tensor on z's device {z3.device}, got {Lambda.device}")
-        lam = Lambda
-    elif isinstance(Lambda, numbers.Real) and not isinstance(Lambda, bool):
-        lam = torch.tensor(float(Lambda), device=z3.device)
-    else:
-        raise TypeError(f"Lambda: expected a float or a torch.Tensor, got {type(Lambda).__name__}")
+    lam = _as_tensor_lambda(Lambda, z3.device)
 
     shape = tuple(lam.shape)
     expected = f"a scalar, (B,), (H, W), (B|1, H, W) or (B|1, 1|2, H, W) with B={batch}, H={height}, W={width}"
@@ -94,17 +131,42 @@ def _lambda_4d(Lambda, z3: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     b, c, h, w = lam.shape
     if b not in (1, batch) or c not in (1, 2) or h not in (1, height) or w not in (1, width):
         raise ValueError(f"Lambda: shape {shape} does not broadcast; expected {expected}")
-    with torch.no_grad():
-        if not bool(torch.isfinite(lam).all()):
-            raise ValueError("Lambda: expected finite values, got NaN or inf")
-        if bool((lam < 0).any()):
-            raise ValueError(f"Lambda: expected non-negative values, got minimum {lam.min().item():.4g}")
+    _check_lambda_values(lam)
+    return lam.to(dtype)
+
+
+def _lambda_5d(Lambda, z4: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Λ for a volume z (B, D, H, W) as a 5-D (B|1, 1|3, D|1, H|1, W|1) tensor in ``dtype``.
+
+    Channel c weights the differences along axis c of (D, H, W); one channel
+    is shared by all three (docs/method.md §9). Maps must be 5-D, so a
+    lower-dimensional tensor is never guessed into a volume layout.
+    """
+    batch, depth, height, width = z4.shape
+    lam = _as_tensor_lambda(Lambda, z4.device)
+    shape = tuple(lam.shape)
+    expected = (f"a scalar, (B,) or (B|1, 1|3, D, H, W) for a volume z (B, 1, D, H, W) "
+                f"with B={batch}, D={depth}, H={height}, W={width}")
+    if lam.dim() == 0:
+        lam = lam.reshape(1, 1, 1, 1, 1)
+    elif lam.dim() == 1:
+        lam = lam.reshape(-1, 1, 1, 1, 1)
+    elif lam.dim() != 5:
+        raise ValueError(f"Lambda: expected {expected}, got shape {shape}")
+    b, c, d, h, w = lam.shape
+    if b not in (1, batch) or c not in (1, 3) or d not in (1, depth) or h not in (1, height) or w not in (1, width):
+        raise ValueError(f"Lambda: shape {shape} does not broadcast; expected {expected}")
+    _check_lambda_values(lam)
     return lam.to(dtype)
 
 
 def check_arguments(z, Lambda, n_iter, tau, sigma, theta, backend) -> PDHGArguments:
-    """Validate the arguments of :func:`tvfast.pdhg` and bring them to solver form."""
-    z3 = _image_batch(z)
+    """Validate the arguments of :func:`tvfast.pdhg` and bring them to solver form.
+
+    ``tau``/``sigma`` may be None: τ = σ = 1/3 for images, 1/√13 for volumes.
+    """
+    z3 = _image_batch(z)  # (B, H, W), or (B, D, H, W) for a 5-D z
+    spatial_dims = z3.dim() - 1
     if z3.numel() == 0:
         raise ValueError(f"z: expected a non-empty image, got shape {tuple(z.shape)}")
     with torch.no_grad():
@@ -114,15 +176,17 @@ def check_arguments(z, Lambda, n_iter, tau, sigma, theta, backend) -> PDHGArgume
         raise TypeError(f"n_iter: expected an int, got {type(n_iter).__name__}")
     if n_iter < 0:
         raise ValueError(f"n_iter: expected n_iter >= 0, got {n_iter}")
-    tau = _check_step("tau", tau)
-    sigma = _check_step("sigma", sigma)
+    tau = default_step(spatial_dims) if tau is None else _check_step("tau", tau)
+    sigma = default_step(spatial_dims) if sigma is None else _check_step("sigma", sigma)
     theta = _check_step("theta", theta)
     if tau <= 0 or sigma <= 0:
         raise ValueError(f"tau, sigma: expected positive step sizes, got tau={tau}, sigma={sigma}")
-    if tau * sigma * OPERATOR_NORM_SQUARED > 1.0 + 1e-9:
+    norm2 = operator_norm_squared(spatial_dims)
+    if tau * sigma * norm2 > 1.0 + 1e-9:
+        what = "images" if spatial_dims == 2 else "volumes (B, 1, D, H, W)"
         raise ValueError(
-            f"tau, sigma: PDHG converges for tau*sigma*L^2 <= 1 with L^2 = 9, "
-            f"got tau*sigma*9 = {tau * sigma * OPERATOR_NORM_SQUARED:.4g}"
+            f"tau, sigma: PDHG converges for tau*sigma*L^2 <= 1 with L^2 = {norm2:g} for {what}, "
+            f"got tau*sigma*{norm2:g} = {tau * sigma * norm2:.4g}"
         )
     if not 0.0 <= theta <= 1.0:
         raise ValueError(f"theta: expected 0 <= theta <= 1, got {theta}")
@@ -130,7 +194,7 @@ def check_arguments(z, Lambda, n_iter, tau, sigma, theta, backend) -> PDHGArgume
         raise ValueError(f"backend: expected one of {_BACKENDS}, got {backend!r}")
 
     compute_dtype = torch.float64 if z3.dtype == torch.float64 else torch.float32
-    lam = _lambda_4d(Lambda, z3, compute_dtype)
+    lam = (_lambda_4d if spatial_dims == 2 else _lambda_5d)(Lambda, z3, compute_dtype)
     if backend == "auto":
         backend = "triton" if z3.is_cuda and _triton_available() else "torch"
     elif backend == "triton":
@@ -145,6 +209,7 @@ def check_arguments(z, Lambda, n_iter, tau, sigma, theta, backend) -> PDHGArgume
         sigma=sigma,
         theta=theta,
         backend=backend,
+        spatial_dims=spatial_dims,
     )
 
 

@@ -102,17 +102,22 @@ class PeakRSS:
         return self.peak - self.start
 
 
-def probe_memory(impl: str, size: int, batch: int, n_iter: int, case: str = "solver", image: str | None = None) -> dict:
+def probe_memory(impl: str, size: int, batch: int, n_iter: int, case: str = "solver", image: str | None = None,
+                 depth: int | None = None) -> dict:
     """Peak extra RSS (and time) of one forward+backward, measured in a fresh process.
 
     ``case="solver"``: the op alone; ``case="train_step"``: one training step
     of the default U-Net (1.8 M parameters) → Λ → solver → MSE, on random
-    images or on the grayscale file ``image`` at full resolution.
+    images or on the grayscale file ``image`` at full resolution. With
+    ``depth`` (solver only), the problem is a volume (B, 1, depth, size, size)
+    with a shared Λ map (docs/method.md §9).
     """
     cmd = [sys.executable, "-m", "tvfast.benchmarking", "--impl", impl, "--size", str(size),
            "--batch", str(batch), "--iters", str(n_iter), "--case", case]
     if image is not None:
         cmd += ["--image", str(image)]
+    if depth is not None:
+        cmd += ["--depth", str(depth)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -207,7 +212,11 @@ def _probe_main(argv=None) -> None:
     parser.add_argument("--iters", type=int, default=256)
     parser.add_argument("--case", choices=["solver", "train_step"], default="solver")
     parser.add_argument("--image", default=None, help="train_step on this grayscale image at full resolution")
+    parser.add_argument("--depth", type=int, default=None,
+                        help="solver on volumes (B, 1, DEPTH, SIZE, SIZE) instead of images")
     args = parser.parse_args(argv)
+    if args.depth is not None and (args.case != "solver" or args.depth < 1):
+        parser.error("--depth needs --case solver and a depth >= 1")
     solve = solvers()[args.impl]
     # The warm-up runs 2 iterations, enough to compile the CPU path's steps
     # (forced on, as the default does for these sizes) but small enough that
@@ -216,7 +225,12 @@ def _probe_main(argv=None) -> None:
     if args.case == "train_step":
         run = make_train_step(solve, args.size, args.batch, args.iters, image=args.image)
     else:
-        z, lam = make_problem(args.size, args.batch)
+        if args.depth is None:
+            z, lam = make_problem(args.size, args.batch)
+        else:  # a volume in [0, 1] and a shared Λ map in [0, 0.1], like make_problem
+            gen = torch.Generator().manual_seed(0)
+            z = torch.rand(args.batch, 1, args.depth, args.size, args.size, generator=gen)
+            lam = 0.1 * torch.rand(args.batch, 1, args.depth, args.size, args.size, generator=gen)
 
         def run(iters: int = args.iters):
             forward_backward(solve, z, lam, iters)
@@ -226,7 +240,7 @@ def _probe_main(argv=None) -> None:
     with PeakRSS() as probe:
         run()
     print(json.dumps({"impl": args.impl, "case": args.case, "size": args.size, "batch": args.batch, "iters": args.iters,
-                      "image": args.image, "seconds": time.perf_counter() - start,
+                      "depth": args.depth, "image": args.image, "seconds": time.perf_counter() - start,
                       "rss_before": probe.start, "rss_peak": probe.peak, "extra_bytes": probe.extra}))
 
 

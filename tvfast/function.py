@@ -1,11 +1,17 @@
 """The autograd Function of the PDHG solver, with the mask-based backward.
 
 The forward runs T fused iterations and keeps only the packed clip masks
-(0.5 byte per pixel per iteration, :mod:`tvfast.clip_mask`); the backward
-replays the adjoint recursion of docs/method.md §4 over them. Both directions are
-delegated to a *solver module* — :mod:`tvfast.kernels.pdhg_step` (Triton) or
-:mod:`tvfast.torch_path` (PyTorch) — exposing ``solve_forward`` and
-``solve_backward`` with the same signatures.
+(0.5 byte per pixel per iteration for images, :mod:`tvfast.clip_mask`; one
+byte per voxel per iteration for volumes, :mod:`tvfast.torch_path3d`); the
+backward replays the adjoint recursion of docs/method.md §4 over them. Both
+directions are delegated to a *solver module* — :mod:`tvfast.kernels.pdhg_step`
+(Triton) or :mod:`tvfast.torch_path` (PyTorch) for images, their 3-D
+counterparts ``tvfast.kernels.pdhg_step3d`` and :mod:`tvfast.torch_path3d`
+for volumes (docs/method.md §9) — exposing ``solve_forward`` and
+``solve_backward`` with the same signatures. The Function itself does not
+depend on the dimension: it passes the number of Λ channels (1 or 2 for
+images, 1 or 3 for volumes) to the backward and sums the gradient to the
+shape of Λ.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ __all__ = ["PDHGFunction"]
 
 
 class PDHGFunction(torch.autograd.Function):
-    """x_T = PDHG_T(z, Λ) for z (B, H, W) and a 4-D broadcastable Λ."""
+    """x_T = PDHG_T(z, Λ) for z (B, H, W) and a 4-D broadcastable Λ, or z (B, D, H, W) and a 5-D Λ."""
 
     @staticmethod
     def forward(ctx, z, lam, n_iter, tau, sigma, theta, solver):

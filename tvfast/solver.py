@@ -10,11 +10,20 @@ from tvfast.function import PDHGFunction
 __all__ = ["pdhg"]
 
 
-def _solver_module(backend: str):
+def _solver_module(backend: str, spatial_dims: int = 2):
+    """The module with ``solve_forward``/``solve_backward`` for a backend and 2 or 3 spatial dimensions."""
     if backend == "triton":
+        if spatial_dims == 3:
+            from tvfast.kernels import pdhg_step3d
+
+            return pdhg_step3d
         from tvfast.kernels import pdhg_step
 
         return pdhg_step
+    if spatial_dims == 3:
+        from tvfast import torch_path3d
+
+        return torch_path3d
     from tvfast import torch_path
 
     return torch_path
@@ -25,8 +34,8 @@ def pdhg(
     Lambda: torch.Tensor | float,
     n_iter: int = 256,
     *,
-    tau: float = 1.0 / 3.0,
-    sigma: float = 1.0 / 3.0,
+    tau: float | None = None,
+    sigma: float | None = None,
     theta: float = 1.0,
     backend: str = "auto",
 ) -> torch.Tensor:
@@ -39,22 +48,33 @@ def pdhg(
     with ``n_iter`` iterations of docs/method.md §3 (x₀ = x̄₀ = z, p₀ = q₀ = 0, periodic
     forward differences, anisotropic TV). Gradients flow to ``z`` and
     ``Lambda``; the backward keeps only 2-bit clip states per dual entry
-    (0.5 byte per pixel per iteration) instead of autograd's float images.
+    (0.5 byte per pixel per iteration for images, 1 byte per voxel per
+    iteration for volumes) instead of autograd's float images.
+
+    A 5-D ``z`` (B, 1, D, H, W) is a volume or an (x, y, t) sequence with D as
+    depth or time (docs/method.md §9): ∇x = (∂_D x, ∂_H x, ∂_W x), periodic
+    forward differences along all three axes. Only a 5-D z is treated as 3-D.
 
     Parameters
     ----------
     z : Tensor
-        Noisy images, (H, W), (B, H, W) or (B, 1, H, W), floating point
-        (half types are computed in float32). Non-contiguous inputs are fine.
+        Noisy images, (H, W), (B, H, W) or (B, 1, H, W), or volumes
+        (B, 1, D, H, W), floating point (half types are computed in float32).
+        Non-contiguous inputs are fine.
     Lambda : float or Tensor
         Non-negative, finite regularisation strength: a number, a 0-d tensor,
-        per-image (B,), one map (H, W), maps (B|1, H, W), or
-        (B|1, 1|2, H, W) where 2 channels are separate maps for the vertical
-        and horizontal differences.
+        or per-image (B,). For images also one map (H, W), maps (B|1, H, W),
+        or (B|1, 1|2, H, W) where 2 channels are separate maps for the
+        vertical and horizontal differences. For volumes maps
+        (B|1, 1|3, D, H, W), where channel c weights the differences along
+        axis c of (D, H, W) and 1 channel is shared by all three (a size-1
+        D, H or W broadcasts). The gradient has the shape passed in.
     n_iter : int
         Iterations T ≥ 0; ``n_iter=0`` returns a copy of ``z``.
-    tau, sigma : float
-        Primal and dual step sizes, τσ·9 ≤ 1 (‖[I; ∇]‖² ≤ 9).
+    tau, sigma : float or None
+        Primal and dual step sizes, τσ·L² ≤ 1 with L² = ‖[I; ∇]‖² ≤ 9 for
+        images and ≤ 13 for volumes. None (the default) means 1/3 for images
+        and 1/√13 for volumes.
     theta : float
         Over-relaxation, 0 ≤ θ ≤ 1.
     backend : {"auto", "triton", "torch"}
@@ -70,11 +90,13 @@ def pdhg(
     --------
     >>> z = torch.rand(1, 1, 64, 64)
     >>> x = tvfast.pdhg(z, 0.05, n_iter=64)
+    >>> v = torch.rand(1, 1, 16, 64, 64)  # (B, 1, D, H, W)
+    >>> x = tvfast.pdhg(v, torch.tensor([0.05, 0.02, 0.02]).reshape(1, 3, 1, 1, 1), n_iter=64)
     """
     args = check_arguments(z, Lambda, n_iter, tau, sigma, theta, backend)
     if args.n_iter == 0:
         return z.clone()
-    solver = _solver_module(args.backend)
+    solver = _solver_module(args.backend, args.spatial_dims)
     needs_grad = torch.is_grad_enabled() and (args.z.requires_grad or args.lam.requires_grad)
     if needs_grad:
         x = PDHGFunction.apply(args.z, args.lam, args.n_iter, args.tau, args.sigma, args.theta, solver)
