@@ -122,3 +122,29 @@ def test_gpu_train_step_memory_256(benchmark, impl):
     step(2)
     extra = benchmark.pedantic(_peak_extra_bytes, args=(step,), rounds=1, iterations=1)
     benchmark.extra_info["peak_extra_bytes"] = extra
+
+
+def _cuda_volume(depth: int, size: int, batch: int = 1, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.rand(batch, 1, depth, size, size, generator=gen)
+    return z.cuda(), (0.1 * torch.rand(batch, 1, depth, size, size, generator=gen)).cuda()
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_gpu_forward_3d(benchmark, impl):
+    """Issue #11 on the GPU: a 32×128×128 sequence, B = 1, T = 128 (Kofler's setting), forward."""
+    benchmark.group = "GPU 3-D forward 32x128x128 B=1 T=128"
+    _device_info(benchmark)
+    z, lam = _cuda_volume(32, 128)
+    benchmark.pedantic(_synced, args=(forward, solvers()[impl], z, lam, 128), rounds=5, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_gpu_memory_forward_backward_3d(benchmark, impl):
+    benchmark.group = "GPU 3-D memory forward+backward 32x128x128 B=1 T=128"
+    _device_info(benchmark)
+    z, lam = _cuda_volume(32, 128)
+    _synced(forward_backward, solvers()[impl], z, lam, 2)
+    extra = benchmark.pedantic(_peak_extra_bytes, args=(forward_backward, solvers()[impl], z, lam, 128),
+                               rounds=1, iterations=1)
+    benchmark.extra_info["peak_extra_bytes"] = extra

@@ -57,7 +57,7 @@ fi
 stamp "solver backend for training: $backend"
 
 ( timeout 300 python -m pytest -q -p no:cacheprovider tests/test_pdhg_forward.py tests/test_pdhg_backward.py \
-      tests/test_pdhg_arguments.py tests/test_pdhg_memory.py -k cuda >"$logs/tests.log" 2>&1
+      tests/test_pdhg_arguments.py tests/test_pdhg_memory.py tests/test_pdhg_3d.py -k cuda >"$logs/tests.log" 2>&1
   echo "pytest exit $?" >>"$logs/tests.log" ) &
 tests_pid=$!
 
