@@ -560,7 +560,7 @@ def test_reference_checks_z():
 @pytest.mark.real_empty
 def test_torch_compile_path(monkeypatch, gen, tolerances):
     monkeypatch.setenv("TVFAST_COMPILE", "1")
-    monkeypatch.setattr(torch_path3d, "_compiled", {})
+    monkeypatch.setattr(torch_path, "_compiled", {})  # the compiled wrappers of both paths live there
     z = torch.rand(2, 1, 3, 4, 5, generator=gen)
     lam = make_lambda3d("b3dhw", 2, 3, 4, 5, generator=gen)
     with warnings.catch_warnings(record=True) as caught:
@@ -568,8 +568,8 @@ def test_torch_compile_path(monkeypatch, gen, tolerances):
         _compare("torch", z, lam, 6, tolerances)
     fallbacks = [str(w.message) for w in caught if "tvfast" in str(w.message)]
     assert not fallbacks, f"torch.compile fell back to eager: {fallbacks[0]}"
-    assert torch_path3d._compiled["fwd3d"] is not torch_path3d.pdhg_step_fwd
-    assert torch_path3d._compiled["bwd3d"] is not torch_path3d.pdhg_step_bwd
+    assert torch_path._compiled["fwd3d"] is not torch_path3d.pdhg_step_fwd
+    assert torch_path._compiled["bwd3d"] is not torch_path3d.pdhg_step_bwd
 
 
 def test_failed_compile_runs_eagerly_and_is_remembered(monkeypatch, gen):
@@ -581,7 +581,7 @@ def test_failed_compile_runs_eagerly_and_is_remembered(monkeypatch, gen):
         calls.append(1)
         raise RuntimeError("no C++ compiler")
 
-    monkeypatch.setattr(torch_path3d, "_compiled", {"fwd3d": broken_step})
+    monkeypatch.setattr(torch_path, "_compiled", {"fwd3d": broken_step})
     z = torch.rand(1, 1, 2, 3, 4, generator=gen)
     for _ in range(2):
         with warnings.catch_warnings(record=True) as caught, torch.no_grad():

@@ -43,7 +43,7 @@ import torch
 from tvfast.clip_mask import HIGH, INSIDE, LOW, pack_nibbles, unpack_nibbles
 
 __all__ = ["pdhg_step_fwd", "pdhg_step_bwd", "solve_forward", "solve_backward", "use_compile",
-           "forget_compile_failures"]
+           "forget_compile_failures", "run_steps", "padded", "halo_views"]
 
 # Below this much work (pixels × iterations) compiling does not pay for itself.
 _COMPILE_MIN_WORK = 64 * 64 * 64
@@ -185,15 +185,16 @@ def use_compile(work: int) -> bool:
     return work >= _COMPILE_MIN_WORK
 
 
-def _step_function(name: str, compile_it: bool):
+def _step_function(name: str, eager, compile_it: bool):
+    """The compiled wrapper of step ``eager`` (made once per process and ``name``), or ``eager`` itself."""
     if not compile_it:
-        return _EAGER[name]
+        return eager
     if name not in _compiled:
         try:
-            _compiled[name] = torch.compile(_EAGER[name], dynamic=False, fullgraph=True)
+            _compiled[name] = torch.compile(eager, dynamic=False, fullgraph=True)
         except Exception as exc:  # torch.compile unavailable on this platform: this call runs eagerly
             warnings.warn(f"tvfast: torch.compile unavailable ({exc}); running eagerly", stacklevel=3)
-            return _EAGER[name]
+            return eager
     return _compiled[name]
 
 
@@ -238,8 +239,10 @@ def _recompile_limit_hit(exc: Exception) -> bool:
     return limit_error is not None and isinstance(exc, limit_error)
 
 
-def _run_steps(name: str, n_iter: int, compile_it: bool, step_args, after_step=None):
-    """Call step ``name`` for k = 0 … n_iter−1.
+def run_steps(name: str, eager, n_iter: int, compile_it: bool, step_args, after_step=None):
+    """Call the step function ``eager`` (compiled under ``name`` when ``compile_it``) for k = 0 … n_iter−1,
+    with ``step_args(k)`` as its arguments and ``after_step(k)`` after each call. Shared by the 2-D and
+    3-D CPU paths.
 
     If compiling fails this call continues eagerly, with a warning. When the
     graph limit was reached nothing is remembered. When Inductor could not
@@ -250,13 +253,13 @@ def _run_steps(name: str, n_iter: int, compile_it: bool, step_args, after_step=N
     compile. :func:`forget_compile_failures` clears the record.
     """
     signature = _signature(name, step_args(0)) if compile_it else None
-    step = _step_function(name, compile_it and signature not in _failed_graphs)
+    step = _step_function(name, eager, compile_it and signature not in _failed_graphs)
     with _graph_limit():
         for k in range(n_iter):
             try:
                 step(*step_args(k))
             except Exception as exc:
-                if step is _EAGER[name] or k > 0:
+                if step is eager or k > 0:
                     raise
                 if _recompile_limit_hit(exc):
                     warnings.warn(f"tvfast: {_MAX_GRAPHS} compiled shapes reached; running this call eagerly",
@@ -265,7 +268,7 @@ def _run_steps(name: str, n_iter: int, compile_it: bool, step_args, after_step=N
                     warnings.warn(f"tvfast: torch.compile failed ({type(exc).__name__}: {exc}); "
                                   "running this shape eagerly", stacklevel=3)
                     _failed_graphs.add(signature)
-                step = _EAGER[name]
+                step = eager
                 step(*step_args(k))
             if after_step is not None:
                 after_step(k)
@@ -316,7 +319,7 @@ def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, n
             pack_nibbles(nibble, out=mask[k])
 
     with torch.no_grad():
-        _run_steps("fwd", n_iter, compile_it, step_args, after_step)
+        run_steps("fwd", _EAGER["fwd"], n_iter, compile_it, step_args, after_step)
     return x, mask
 
 
@@ -353,7 +356,7 @@ def solve_backward(grad_x, mask, lam_channels: int, need_glam: bool, tau: float,
             dst.copy_(src)
 
     with torch.no_grad():
-        _run_steps("bwd", n_iter, compile_it, step_args, after_step)
+        run_steps("bwd", _EAGER["bwd"], n_iter, compile_it, step_args, after_step)
         last = n_iter % 2
         gz.add_(_interior(gx[last], width)).add_(_interior(gx_bar[last], width))
     return gz, glam

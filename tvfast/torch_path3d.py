@@ -48,13 +48,13 @@ with 1 (shared) or 3 channels.
 
 from __future__ import annotations
 
-import warnings
 
 import torch
 
-from tvfast import torch_path
 from tvfast.clip_mask import HIGH, LOW
-from tvfast.torch_path import _clip, _clip_state, _interior, _left, _right, halo_views, padded, use_compile
+from tvfast.torch_path import (  # the step helpers and the compile policy are shared with the 2-D path
+    _clip, _clip_state, _interior, _left, _right, halo_views, padded, run_steps, use_compile,
+)
 
 __all__ = ["pdhg_step_fwd", "pdhg_step_bwd", "solve_forward", "solve_backward", "STATE_SHIFTS"]
 
@@ -160,50 +160,6 @@ def pdhg_step_bwd(gx, gx_bar, gp, gq0, gq1, gq2, gz, glam, state, gx_out, gx_bar
     gp.copy_(gp_new / (1.0 + sigma))
 
 
-_EAGER = {"fwd3d": pdhg_step_fwd, "bwd3d": pdhg_step_bwd}
-# The torch.compile wrappers, made once per process (Dynamo caches the graphs per shape inside them).
-_compiled: dict[str, object] = {}
-
-
-def _step_function(name: str, compile_it: bool):
-    if not compile_it:
-        return _EAGER[name]
-    if name not in _compiled:
-        try:
-            _compiled[name] = torch.compile(_EAGER[name], dynamic=False, fullgraph=True)
-        except Exception as exc:  # torch.compile unavailable on this platform: this call runs eagerly
-            warnings.warn(f"tvfast: torch.compile unavailable ({exc}); running eagerly", stacklevel=3)
-            return _EAGER[name]
-    return _compiled[name]
-
-
-def _run_steps(name: str, n_iter: int, compile_it: bool, step_args, after_step=None):
-    """Call step ``name`` for k = 0 … n_iter−1, with the fallback policy of
-    :func:`tvfast.torch_path._run_steps` (a graph that failed to build is
-    remembered in the shared record, keyed by step name and argument signature)."""
-    failed = torch_path._failed_graphs
-    signature = torch_path._signature(name, step_args(0)) if compile_it else None
-    step = _step_function(name, compile_it and signature not in failed)
-    with torch_path._graph_limit():
-        for k in range(n_iter):
-            try:
-                step(*step_args(k))
-            except Exception as exc:
-                if step is _EAGER[name] or k > 0:
-                    raise
-                if torch_path._recompile_limit_hit(exc):
-                    warnings.warn(f"tvfast: {torch_path._MAX_GRAPHS} compiled shapes reached; running this call "
-                                  "eagerly", stacklevel=3)
-                else:
-                    warnings.warn(f"tvfast: torch.compile failed ({type(exc).__name__}: {exc}); "
-                                  "running this shape eagerly", stacklevel=3)
-                    failed.add(signature)
-                step = _EAGER[name]
-                step(*step_args(k))
-            if after_step is not None:
-                after_step(k)
-
-
 def _lambda_parts(lam: torch.Tensor, width: int):
     """Λ (Bl, 1|3, Dl, Hl, Wl) → (Λ₀, Λ₁, Λ₂) 4-D, Λ₂ padded along W when it varies along W."""
     lam0 = lam[:, 0]
@@ -252,7 +208,7 @@ def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, n
             mask[k].copy_(state)  # exact: the float is the byte's value (0 … 42)
 
     with torch.no_grad():
-        _run_steps("fwd3d", n_iter, compile_it, step_args, after_step)
+        run_steps("fwd3d", pdhg_step_fwd, n_iter, compile_it, step_args, after_step)
     return x, mask
 
 
@@ -292,7 +248,7 @@ def solve_backward(grad_x, mask, lam_channels: int, need_glam: bool, tau: float,
             dst.copy_(src)
 
     with torch.no_grad():
-        _run_steps("bwd3d", n_iter, compile_it, step_args, after_step)
+        run_steps("bwd3d", pdhg_step_bwd, n_iter, compile_it, step_args, after_step)
         last = n_iter % 2
         gz.add_(_interior(gx[last], width)).add_(_interior(gx_bar[last], width))
     return gz, glam
