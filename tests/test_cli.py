@@ -477,6 +477,60 @@ def test_output_folder_with_a_dot_needs_a_trailing_slash(tmp_path):
 
 
 # ---------------------------------------------------------------------------
+# volumes and sequences (--volume)
+# ---------------------------------------------------------------------------
+
+
+def test_volume_npy_with_a_scalar_lambda_equals_the_3d_op(tmp_path):
+    import torch
+
+    import tvfast
+
+    vol = noisy((5, 12, 14), seed=3).astype(np.float32)
+    np.save(tmp_path / "v.npy", vol)
+    r = run_cli("denoise", tmp_path / "v.npy", "-o", tmp_path / "out.npy", "--volume", "--lambda", "0.05",
+                "--iters", ITERS, "--save-lambda", cwd=tmp_path)
+    assert_ok(r)
+    out = np.load(tmp_path / "out.npy")
+    expected = tvfast.pdhg(torch.from_numpy(vol)[None, None], 0.05, int(ITERS))[0, 0].numpy()
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    assert np.load(tmp_path / "out_lambda.npy").shape == (1, 5, 12, 14)
+
+
+def test_volume_multipage_tiff_keeps_its_type_and_takes_a_three_channel_map(tmp_path):
+    import tifffile
+
+    vol = np.rint(noisy((4, 10, 9), seed=4) * 65535).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "seq.tif", vol, photometric="minisblack")
+    lam = np.full((3, 4, 10, 9), 0.03, np.float32)
+    lam[0] = 0.1  # stronger along time
+    np.save(tmp_path / "lam.npy", lam)
+    r = run_cli("denoise", tmp_path / "seq.tif", "-o", tmp_path / "out", "--volume", "--lambda-map",
+                tmp_path / "lam.npy", "--iters", ITERS, cwd=tmp_path)
+    assert_ok(r)
+    out = tifffile.imread(tmp_path / "out" / "seq.tif")
+    assert out.shape == vol.shape and out.dtype == np.uint16
+
+
+@pytest.mark.parametrize("extra, needles", [
+    ((), ("--volume", "3-D")),
+    (("--lambda", "0.05", "--compare"), ("--compare",)),
+])
+def test_volume_usage_errors(tmp_path, extra, needles):
+    np.save(tmp_path / "v.npy", noisy((3, 6, 7), seed=1).astype(np.float32))
+    r = run_cli("denoise", tmp_path / "v.npy", "-o", tmp_path / "out", "--volume", *extra, "--iters", "2",
+                cwd=tmp_path)
+    assert_usage_error(r, *needles)
+    assert_no_output_files(tmp_path / "out")
+
+
+def test_volume_flag_on_a_2d_image_names_the_file(tmp_path):
+    src = write_png8(tmp_path / "a.png")
+    r = run_cli("denoise", src, "-o", tmp_path / "out", "--volume", "--lambda", "0.05", "--iters", "2", cwd=tmp_path)
+    assert_usage_error(r, "a.png")
+
+
+# ---------------------------------------------------------------------------
 # the shipped model
 # ---------------------------------------------------------------------------
 

@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--lambda-map", default=None, help="Λ map file (.npy (H,W)/(2,H,W), or an image)")
     d.add_argument("--weights", default=None, help="a model from 'tvfast train' (.safetensors) instead of the shipped one")
     d.add_argument("--iters", type=int, default=256, help="PDHG iterations (default 256)")
+    d.add_argument("--volume", action="store_true",
+                   help="each input is one volume or (x, y, t) sequence: a (D, H, W) .npy or a multi-page TIFF, "
+                        "denoised with 3-D TV (differences along D, H and W); use --lambda, a (D, H, W) or "
+                        "(3, D, H, W) .npy --lambda-map, or --weights of a 3-D model")
     d.add_argument("--save-lambda", action="store_true", help="also write NAME_lambda.npy and NAME_lambda.png")
     d.add_argument("--compare", action="store_true", help="also write NAME_compare.png (input | output | Λ)")
     d.add_argument("--force", action="store_true", help="overwrite existing outputs (never inputs)")
@@ -113,6 +117,8 @@ def _cmd_denoise(args) -> int:
     if args.lam is not None and not args.lam >= 0:
         raise UsageError(f"--lambda: expected a non-negative number, got {args.lam}")
     sidecars = (("_lambda.npy", "_lambda.png") if args.save_lambda else ()) + (("_compare.png",) if args.compare else ())
+    if args.volume:
+        return _denoise_volumes(args)
     jobs = plan_jobs(args.inputs, args.output, args.force, sidecars)
     device = resolve_device(args.device)
     lam_map = load_lambda_map(args.lambda_map) if args.lambda_map else None
@@ -126,6 +132,43 @@ def _cmd_denoise(args) -> int:
                     save_lambda=args.save_lambda, compare=args.compare, device=device)
         if len(jobs) == 1:
             print(f"wrote {job.target}")
+    return 0
+
+
+def _denoise_volumes(args) -> int:
+    """``tvfast denoise --volume``: each input file is one (D, H, W) volume or sequence."""
+    import json
+
+    from tvfast.denoise_files import UsageError, plan_jobs
+    from tvfast.lambda_net import pretrained_paths
+    from tvfast.volume_files import denoise_volume, load_volume_lambda
+
+    if args.compare:
+        raise UsageError("--compare: not available with --volume (use --save-lambda)")
+    jobs = plan_jobs(args.inputs, args.output, args.force, ("_lambda.npy",) if args.save_lambda else ())
+    device = resolve_device(args.device)
+    lam_map = load_volume_lambda(args.lambda_map) if args.lambda_map else None
+    model = None
+    if (args.lam is not None or lam_map is not None) and args.weights:
+        raise UsageError("--weights: only used with a learned model, not with --lambda / --lambda-map")
+    if args.lam is None and lam_map is None:
+        if args.weights is None:
+            raise UsageError("--volume: the shipped model is 2-D; give --lambda, --lambda-map or --weights of a "
+                             "3-D model")
+        weights, config = pretrained_paths(args.weights)
+        if not weights.is_file() or not config.is_file():
+            raise FileNotFoundError(f"--weights {args.weights}: needs {weights.name} and {config.name}")
+        if json.loads(config.read_text()).get("format") != "tvfast-lambdanet3d":
+            raise UsageError(f"--weights {args.weights}: not a 3-D model (train one on sequences)")
+        from tvfast.lambda_net3d import LambdaNet3d
+        from tvfast.precision import resolve_precision
+
+        model = LambdaNet3d.load_pretrained(weights, map_location=device).eval()
+        model.set_precision(resolve_precision(args.precision, device))
+    for job in jobs:
+        denoise_volume(job.source, job.target, lam_value=args.lam, lam_map=lam_map, model=model,
+                       n_iter=args.iters, device=device, save_lambda=args.save_lambda)
+        print(f"wrote {job.target}")
     return 0
 
 
