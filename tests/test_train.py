@@ -1,5 +1,6 @@
 """Trainer: tiny runs, checkpoints, exact resume, time limit, torchrun/gloo."""
 
+import json
 import os
 import subprocess
 import sys
@@ -253,3 +254,35 @@ def test_resume_refuses_a_different_sample_stream(data, tmp_path, capsys):
         main(["--data", str(data / "train"), "--out", str(out), "--resume", "--epochs", "2",
               "--size", "32", "--iters", "4", "--base-channels", "4", "--depth", "2", "--batch-size", "3"])
     assert "--batch-size 3 differs from the checkpoint's 2" in capsys.readouterr().err
+
+
+SEQ = ["--sequences", "--size", "16", "--frames", "4", "--iters", "4", "--base-channels", "4", "--depth", "2",
+       "--batch-size", "2"]
+
+
+def test_sequences_train_resume_and_evaluate_against_the_best_pair(data, tmp_path):
+    from tvfast.lambda_net3d import LambdaNet3d
+    from tvfast.training.evaluate3d import main as evaluate3d_main
+
+    out = tmp_path / "run3d"
+    args = ["--data", str(data / "train"), "--val", str(data / "val"), "--out", str(out), *SEQ]
+    assert main([*args, "--epochs", "1"]) == 0
+    ck = load(out)
+    assert ck["model_kind"] == "lambdanet3d" and ck["epoch"] == 1 and np.isfinite(ck["best_val_psnr"])
+    assert main([*args, "--epochs", "2", "--resume"]) == 0
+    assert load(out)["epoch"] == 2
+    model = LambdaNet3d.load_pretrained(out / "best.safetensors")
+    assert model.n_iter == 4
+    ev = tmp_path / "eval3d"
+    assert evaluate3d_main(["--data", str(data / "val"), "--weights", str(out / "best.safetensors"), "--out", str(ev),
+                            "--frames", "4", "--size", "16", "--iters", "4", "--grid", "3"]) == 0
+    summary = json.loads((ev / "summary.json").read_text())["levels"]["0.5"]
+    assert summary["count"] == 2 and summary["psnr_best_pair"][0] > summary["psnr_noisy"][0]
+    assert (ev / "sequence0_s0.5.png").is_file() and (ev / "sequence0_s0.5_lambda.png").is_file()
+
+
+@pytest.mark.parametrize("extra", [["--augment"], ["--patch-size", "8"], ["--solve-pad", "2"]])
+def test_sequences_refuse_2d_only_options(data, tmp_path, capsys, extra):
+    with pytest.raises(SystemExit):
+        main(["--data", str(data / "train"), "--out", str(tmp_path / "o"), *SEQ, *extra])
+    assert "does not apply with --sequences" in capsys.readouterr().err

@@ -58,12 +58,15 @@ from tvfast.cli_parser import CommandParser
 from tvfast.device import resolve_device
 from tvfast.image_io import read_grayscale
 from tvfast.lambda_net import LambdaNet
-from tvfast.metrics import psnr, ssim
+from tvfast.lambda_net3d import LambdaNet3d
+from tvfast.metrics import frame_metrics, psnr, ssim
 from tvfast.precision import PRECISIONS, resolve_precision
 from tvfast.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from tvfast.training.data import ImageFolderDataset, list_images
 from tvfast.training.distributed import ProcessGroup
+from tvfast.training.sequences import SequenceFolderDataset
 from tvfast.unet import UNet
+from tvfast.unet3d import UNet3d
 
 __all__ = ["build_parser", "train", "main"]
 
@@ -92,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes")
     g.add_argument("--augment", action="store_true",
                    help="random flips and 90° rotations of the training images")
+    g.add_argument("--sequences", action="store_true",
+                   help="train the dynamic model (LambdaNet3d: maps Λ_t and Λ_xy, 3-D TV) on (x, y, t) sequences: "
+                        "--data holds images, from which seeded breathing-like sequences are generated, or "
+                        "ready-made (D, H, W) .npy / multi-page TIFF sequences; use with e.g. --size 64 "
+                        "--base-channels 16 --iters 128")
+    g.add_argument("--frames", type=int, default=16, help="frames per sequence (with --sequences)")
+    g.add_argument("--pool-time", action="store_true", help="the 3-D U-Net also pools along time (--sequences)")
 
     g = p.add_argument_group("model")
     g.add_argument("--iters", type=int, default=256, help="PDHG iterations T")
@@ -143,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 # Options that define the stream of training samples: a resumed run must use the checkpoint's
 # values (a different one would break exact resumption), so giving another value is an error.
 SAMPLE_OPTIONS = ("batch_size", "max_steps_per_epoch", "seed", "size", "patch_size", "noise", "noise_min",
-                  "noise_max", "augment")
+                  "noise_max", "augment", "sequences", "frames")
 # Options of the optimisation that a resumed run takes from the checkpoint unless given again.
 SCHEDULE_OPTIONS = ("lr", "lr_schedule", "warmup_epochs", "precision", "solver_backend")
 
@@ -216,6 +226,18 @@ class RunState:
 def _build_model(args: argparse.Namespace, ckpt: dict | None, env: ProcessGroup) -> LambdaNet:
     """The model of a new run (seeded: identical on every rank) or of the checkpoint, on the device."""
     torch.manual_seed(args.seed)
+    kind = ckpt.get("model_kind", "lambdanet") if ckpt is not None else ("lambdanet3d" if args.sequences
+                                                                         else "lambdanet")
+    if kind == "lambdanet3d":
+        if ckpt is not None:
+            cfg = ckpt["model_config"]
+            model = LambdaNet3d(UNet3d(**cfg["unet"]), n_iter=cfg["n_iter"], pad=cfg["pad"])
+            model.load_state_dict(ckpt["model"])
+        else:
+            model = LambdaNet3d(UNet3d(base_channels=args.base_channels, depth=args.depth, pool_time=args.pool_time),
+                                n_iter=args.iters)
+        model.to(env.device)
+        return model.set_precision(resolve_precision(args.precision, env.device))
     if ckpt is not None:
         cfg = ckpt["model_config"]  # the checkpoint's model wins over --iters etc.
         if env.main and (cfg["n_iter"], cfg["up_bound"], cfg["directional"]) != (
@@ -241,6 +263,7 @@ def _checkpoint(model: LambdaNet, optimizer, state: RunState, args: argparse.Nam
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": optimizer.state_dict(),
         "model_config": model.config,
+        "model_kind": "lambdanet3d" if isinstance(model, LambdaNet3d) else "lambdanet",
         **state.to_dict(),
         "rng": rng_state(),
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "explicit"},
@@ -259,8 +282,12 @@ def _validate(model: LambdaNet, dataset: ImageFolderDataset | None, env: Process
             item = dataset[i]
             z = item["noisy"][None].to(env.device)
             x = model(z)
-            sums[0] += psnr(item["clean"], x)
-            sums[1] += ssim(item["clean"], x)
+            if item["clean"].ndim == 4:  # a sequence (1, D, H, W): mean over frames
+                p, q = frame_metrics(item["clean"], x)
+            else:
+                p, q = psnr(item["clean"], x), ssim(item["clean"], x)
+            sums[0] += p
+            sums[1] += q
             sums[2] += 1
     model.train()
     total_psnr, total_ssim, count = env.all_sum(sums)
@@ -274,6 +301,8 @@ def _lambda_image(model: LambdaNet, dataset: ImageFolderDataset, device) -> torc
     with torch.no_grad():
         lam = model.lambda_map(dataset[0]["noisy"][None].to(device))[0].float().cpu()
     model.train()
+    if lam.ndim == 4:  # (Λ_t, Λ_xy, Λ_xy) of a sequence: its middle frame, Λ_t | Λ_xy
+        lam = lam[:2, lam.shape[1] // 2]
     lam = torch.cat(list(lam), dim=-1)[None]
     return lam / lam.max().clamp_min(1e-12)
 
@@ -346,7 +375,16 @@ class _Trainer:
         return None
 
     def _build_data(self) -> None:
-        a, env = self.args, self.env
+        a = self.args
+        if a.sequences:
+            level = (a.noise_min, a.noise_max)
+            self.train_set = SequenceFolderDataset(a.data, size=a.size or None, frames=a.frames, noise=a.noise,
+                                                   noise_level=level, train=True, seed=a.seed)
+            self.val_set = None if not a.val else SequenceFolderDataset(
+                a.val, size=a.size or None, frames=a.frames, noise=a.noise, noise_level=level, train=False,
+                seed=a.seed)
+            self._make_sampler()
+            return
         self.train_set = ImageFolderDataset(a.data, size=a.size or None, patch_size=a.patch_size, noise=a.noise,
                                             noise_level=(a.noise_min, a.noise_max), train=True, seed=a.seed,
                                             augment=a.augment)
@@ -354,6 +392,10 @@ class _Trainer:
         if a.val:
             self.val_set = ImageFolderDataset(a.val, size=a.size or None, noise=a.noise,
                                               noise_level=(a.noise_min, a.noise_max), train=False, seed=a.seed)
+        self._make_sampler()
+
+    def _make_sampler(self) -> None:
+        a, env = self.args, self.env
         self.sampler = DistributedSampler(self.train_set, num_replicas=env.world, rank=env.rank, shuffle=True,
                                           seed=a.seed)
         self.steps_per_epoch = math.ceil(len(self.sampler) / a.batch_size)
@@ -543,6 +585,13 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
                 parser.error(f"--data: {exc}")
             if min(height, width) < args.patch_size:
                 parser.error(f"--patch-size {args.patch_size} exceeds image {str(path)!r} of size {height}×{width}")
+    if args.sequences:
+        defaults = build_parser().parse_args(["--data", "x"])
+        for key in ("patch_size", "augment", "directional", "up_bound", "normalize_input", "solve_pad"):
+            if getattr(args, key) != getattr(defaults, key):
+                parser.error(f"--{key.replace('_', '-')} is for 2-D images; it does not apply with --sequences")
+        if args.frames < 1:
+            parser.error(f"--frames must be positive, got {args.frames}")
     if args.solve_pad < 0:
         parser.error(f"--solve-pad must be >= 0, got {args.solve_pad}")
     if args.warmup_epochs < 0:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-__all__ = ["psnr", "ssim"]
+__all__ = ["psnr", "ssim", "frame_metrics"]
 
 
 def _as_2d(a) -> np.ndarray:
@@ -33,3 +33,23 @@ def psnr(clean, estimate) -> float:
 def ssim(clean, estimate) -> float:
     """SSIM of ``estimate`` against ``clean`` (both one image), data range 1."""
     return float(structural_similarity(_as_2d(clean), _as_2d(estimate), data_range=1.0))
+
+
+def frame_metrics(clean, estimate) -> tuple[float, float]:
+    """Mean over frames of PSNR and SSIM for sequences or volumes ``(D, H, W)`` (leading size-1 axes allowed).
+
+    Sequences are scored frame by frame, as videos usually are, rather than as
+    one 3-D signal.
+    """
+    def frames(a):
+        if isinstance(a, torch.Tensor):
+            a = a.detach().to("cpu", torch.float64).numpy()
+        a = np.squeeze(np.asarray(a, dtype=np.float64))
+        if a.ndim == 2:
+            a = a[None]
+        if a.ndim != 3:
+            raise ValueError(f"expected a (D, H, W) sequence, got shape {a.shape}")
+        return a
+
+    pairs = [(psnr(c, e), ssim(c, e)) for c, e in zip(frames(clean), frames(estimate))]
+    return float(np.mean([p for p, _ in pairs])), float(np.mean([s for _, s in pairs]))

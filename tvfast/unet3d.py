@@ -22,7 +22,7 @@ inputs ``(B, C, D, H, W)`` with D as depth or time (docs/method.md §9). For
 All 3×3×3 convolutions use zero padding 1 and are followed by
 LeakyReLU(0.01); every convolution has a bias; the 1×1×1 convolutions are
 linear. The default configuration (``base_channels=16``, ``depth=3``) has
-1,347,634 trainable parameters.
+1,325,314 trainable parameters.
 
 Inputs whose H or W (and D, with ``pool_time``) is not a multiple of
 ``2**depth`` are padded up to the next multiple — reflect-padded, or
