@@ -140,7 +140,7 @@ def evaluate3d(args) -> dict:
     lines = [f"Sequences from `{args.data}` ({args.frames} frames, {args.size}², relative noise), T = {args.iters}; "
              f"best scalar pair: oracle over a {args.grid}×{args.grid} grid, λ_xy in [0, {args.lambda_xy_max}], "
              f"λ_t in [0, {args.lambda_t_max}]; "
-             "PSNR/SSIM per frame, averaged. Mean ± std over sequences.", "",
+             "PSNR/SSIM per frame, averaged over frames, then over sequences.", "",
              "| s | noisy PSNR / SSIM | best pair PSNR / SSIM | learned Λ PSNR / SSIM | gain (dB / SSIM) |",
              "|---|---|---|---|---|"]
     for s, m in summary.items():
