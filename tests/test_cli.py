@@ -524,6 +524,27 @@ def test_volume_usage_errors(tmp_path, extra, needles):
     assert_no_output_files(tmp_path / "out")
 
 
+def test_volume_with_a_3d_model_and_a_2d_model_refused(tmp_path):
+    import torch
+
+    from tvfast.lambda_net3d import LambdaNet3d
+    from tvfast.unet3d import UNet3d
+
+    torch.manual_seed(0)
+    LambdaNet3d(UNet3d(base_channels=4, depth=2), n_iter=4).save_pretrained(tmp_path / "m3d.safetensors")
+    np.save(tmp_path / "v.npy", noisy((4, 12, 10), seed=2).astype(np.float32))
+    r = run_cli("denoise", tmp_path / "v.npy", "-o", tmp_path / "out.npy", "--volume", "--weights",
+                tmp_path / "m3d.safetensors", "--iters", "4", "--save-lambda", cwd=tmp_path)
+    assert_ok(r)
+    assert np.load(tmp_path / "out.npy").shape == (4, 12, 10)
+    assert np.load(tmp_path / "out_lambda.npy").shape == (3, 4, 12, 10)
+    from tvfast.pretrained import pretrained_weights_path
+
+    r = run_cli("denoise", tmp_path / "v.npy", "-o", tmp_path / "out2.npy", "--volume", "--weights",
+                pretrained_weights_path(), "--iters", "4", cwd=tmp_path)
+    assert_usage_error(r, "not a 3-D model")
+
+
 def test_volume_flag_on_a_2d_image_names_the_file(tmp_path):
     src = write_png8(tmp_path / "a.png")
     r = run_cli("denoise", src, "-o", tmp_path / "out", "--volume", "--lambda", "0.05", "--iters", "2", cwd=tmp_path)
