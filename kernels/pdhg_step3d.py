@@ -101,7 +101,7 @@ def pdhg_step3d_fwd(
     i, j, inside, i_next, i_prev, j_next, j_prev = _tile(H, W, BLOCK_H, BLOCK_W)
     tau, sigma, theta, _ = _step_sizes(params_ptr)
     b, d, d_prev, vol, sl, sl_next, sl_prev = _slices(D, H, W)
-    channel = D * H * W  # elements per channel of one volume
+    channel = D * H * W  # elements per channel of one volume; only ever added to a pointer (64-bit)
     # pointers to volume b; sl, sl_next, sl_prev and here, up, left are offsets inside it
     x_ptr += vol
     x_bar_ptr += vol
@@ -129,10 +129,10 @@ def pdhg_step3d_fwd(
     lam_here = i * lam_sh + j * lam_sw
     lam0 = tl.load(lam_b + d * lam_sd + lam_here, mask=inside, other=0.0)
     lam1 = tl.load(lam_b + lam_sc + d * lam_sd + lam_here, mask=inside, other=0.0)
-    lam2 = tl.load(lam_b + 2 * lam_sc + d * lam_sd + lam_here, mask=inside, other=0.0)
+    lam2 = tl.load(lam_b + lam_sc + lam_sc + d * lam_sd + lam_here, mask=inside, other=0.0)
     lam0_d_prev = tl.load(lam_b + d_prev * lam_sd + lam_here, mask=inside, other=0.0)
     lam1_i_prev = tl.load(lam_b + lam_sc + d * lam_sd + i_prev * lam_sh + j * lam_sw, mask=inside, other=0.0)
-    lam2_j_prev = tl.load(lam_b + 2 * lam_sc + d * lam_sd + i * lam_sh + j_prev * lam_sw, mask=inside, other=0.0)
+    lam2_j_prev = tl.load(lam_b + lam_sc + lam_sc + d * lam_sd + i * lam_sh + j_prev * lam_sw, mask=inside, other=0.0)
 
     u0 = tl.load(q0_base + sl + here, mask=inside, other=0.0) + sigma * (x_bar_d_next - x_bar)
     u1 = tl.load(q1_base + sl + here, mask=inside, other=0.0) + sigma * (x_bar_i_next - x_bar)
@@ -156,7 +156,7 @@ def pdhg_step3d_fwd(
     tl.store(p_ptr + sl + here, p, mask=inside)
     tl.store(q_out_ptr + sl + here, q0, mask=inside)
     tl.store(q_out_ptr + channel + sl + here, q1, mask=inside)
-    tl.store(q_out_ptr + 2 * channel + sl + here, q2, mask=inside)
+    tl.store(q_out_ptr + channel + channel + sl + here, q2, mask=inside)
 
     if WRITE_MASK:
         state = _clip_state(u0, lam0) | (_clip_state(u1, lam1) << 2) | (_clip_state(u2, lam2) << 4)
@@ -198,7 +198,7 @@ def pdhg_step3d_bwd(
     i, j, inside, i_next, i_prev, j_next, j_prev = _tile(H, W, BLOCK_H, BLOCK_W)
     tau, sigma, theta, k = _step_sizes(params_ptr)
     _, _, _, vol, sl, sl_next, sl_prev = _slices(D, H, W)
-    channel = D * H * W  # elements per channel of one volume
+    channel = D * H * W  # elements per channel of one volume; only ever added to a pointer (64-bit)
     # pointers to volume b; sl, sl_next, sl_prev and here, up, left are offsets inside it
     gx_ptr += vol
     gx_out_ptr += vol
@@ -259,15 +259,15 @@ def pdhg_step3d_bwd(
             tl.store(glam_base + here, g0 + d0, mask=inside)
             g1 = tl.load(glam_base + channel + here, mask=inside, other=0.0)
             tl.store(glam_base + channel + here, g1 + d1, mask=inside)
-            g2 = tl.load(glam_base + 2 * channel + here, mask=inside, other=0.0)
-            tl.store(glam_base + 2 * channel + here, g2 + d2, mask=inside)
+            g2 = tl.load(glam_base + channel + channel + here, mask=inside, other=0.0)
+            tl.store(glam_base + channel + channel + here, g2 + d2, mask=inside)
 
     gx_bar_in = tl.load(gx_bar_ptr + sl + here, mask=inside, other=0.0)
     gp = tl.load(gp_ptr + sl + here, mask=inside, other=0.0) - tau * a
     tl.store(gx_bar_out_ptr + sl + here, sigma * grad_T_gu + k * gp, mask=inside)
     tl.store(gq_out_ptr + sl + here, gu0, mask=inside)
     tl.store(gq_out_ptr + channel + sl + here, gu1, mask=inside)
-    tl.store(gq_out_ptr + 2 * channel + sl + here, gu2, mask=inside)
+    tl.store(gq_out_ptr + channel + channel + sl + here, gu2, mask=inside)
     tl.store(gx_out_ptr + sl + here, a - theta * gx_bar_in, mask=inside)
     tl.store(gp_ptr + sl + here, gp / (1.0 + sigma), mask=inside)
     gz = tl.load(gz_ptr + sl + here, mask=inside, other=0.0)
@@ -279,6 +279,12 @@ def _grid(batch: int, depth: int, height: int, width: int, block_h: int, block_w
     return triton.cdiv(height, block_h) * triton.cdiv(width, block_w), depth, batch
 
 
+def _check_volume_size(depth: int, height: int, width: int) -> None:
+    # Offsets inside one volume are int32 in the kernels (volume offsets are int64).
+    if depth * height * width >= 2**31:
+        raise ValueError(f"z: one volume may hold fewer than 2**31 voxels on the GPU, got {depth}×{height}×{width}")
+
+
 def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, need_mask: bool):
     """Run ``n_iter`` fused iterations on z (B, D, H, W) contiguous.
 
@@ -286,6 +292,7 @@ def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, n
     dim 1 or 3. Returns (x_T, mask (T, B, D, H, W) uint8 or None).
     """
     batch, depth, height, width = z.shape
+    _check_volume_size(depth, height, width)
     lam_full = lam.expand(batch, 3, depth, height, width)
     x = z.clone()
     p = torch.zeros_like(z)

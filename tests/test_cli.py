@@ -545,6 +545,25 @@ def test_volume_with_a_3d_model_and_a_2d_model_refused(tmp_path):
     assert_usage_error(r, "not a 3-D model")
 
 
+def test_volume_inputs_are_all_checked_before_anything_is_written(tmp_path):
+    import tifffile
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    np.save(folder / "a.npy", noisy((3, 8, 9), seed=1).astype(np.float32))
+    np.save(folder / "b.npy", noisy((8, 9), seed=2).astype(np.float32))  # 2-D: not a volume
+    r = run_cli("denoise", folder, "-o", tmp_path / "out", "--volume", "--lambda", "0.05", "--iters", "2", cwd=tmp_path)
+    assert_usage_error(r, "b.npy", "(D, H, W)")
+    assert_no_output_files(tmp_path / "out")
+    rgb = np.zeros((8, 9, 3), np.uint8)
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")
+    r = run_cli("denoise", tmp_path / "rgb.tif", "-o", tmp_path / "o2", "--volume", "--lambda", "0.05", cwd=tmp_path)
+    assert_usage_error(r, "rgb.tif")
+    r = run_cli("denoise", folder / "a.npy", "-o", tmp_path / "x.png", "--volume", "--lambda", "0.05", cwd=tmp_path)
+    assert_usage_error(r, "x.png", ".npy")
+    assert not (tmp_path / "x.png").exists()
+
+
 def test_volume_flag_on_a_2d_image_names_the_file(tmp_path):
     src = write_png8(tmp_path / "a.png")
     r = run_cli("denoise", src, "-o", tmp_path / "out", "--volume", "--lambda", "0.05", "--iters", "2", cwd=tmp_path)

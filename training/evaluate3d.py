@@ -11,7 +11,7 @@ For every test sequence ``x`` (D frames) with fixed relative noise
 
 PSNR and SSIM are computed per frame (data range 1) and averaged over the
 frames. Outputs in ``--out``: ``per_sequence.csv``, ``results.md``,
-``summary.json`` and figures (frames, the Λ_xy and Λ_t maps, an x–t slice).
+``summary.json`` and figures (frames, the Λ_xy and Λ_t maps, a space–time slice).
 
 Usage::
 
@@ -59,7 +59,8 @@ def best_pair_search(z: torch.Tensor, clean: torch.Tensor, lam_xy: torch.Tensor,
 
 
 def _figure(clean, noisy, scalar, learned, lam, path: Path, title: str) -> Path:
-    """Three frames of clean / noisy / best pair / learned, the Λ_xy and Λ_t maps, and an x–t slice."""
+    """Three frames of clean / noisy / best pair / learned, the Λ_xy and Λ_t maps, and a y–t slice
+    (one image column over time: motion shows as bent lines, temporal smoothing as streaks)."""
     D, H, W = clean.shape
     frames = sorted({0, D // 2, D - 1})
     fig = Figure(figsize=(3.0 * (len(frames) + 1), 11))
@@ -71,7 +72,7 @@ def _figure(clean, noisy, scalar, learned, lam, path: Path, title: str) -> Path:
             axes[r, c].imshow(vol[f], cmap="gray", vmin=0, vmax=1)
             axes[r, c].set_title(f"{name}, frame {f}", fontsize=8)
         axes[r, -1].imshow(vol[:, :, column].T, cmap="gray", vmin=0, vmax=1, aspect="auto")
-        axes[r, -1].set_title(f"{name}: x–t slice (column {column})", fontsize=8)
+        axes[r, -1].set_title(f"{name}: y–t slice (column {column})", fontsize=8)
     for ax in axes.ravel():
         ax.set_axis_off()
     fig.suptitle(title)
@@ -175,7 +176,11 @@ def build_parser() -> CommandParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    for flag, value in (("--frames", args.frames), ("--size", args.size), ("--grid", args.grid)):
+    if args.limit is not None and args.limit < 1:
+        parser.error(f"--limit must be >= 1, got {args.limit}")
+    args.noise_levels = list(dict.fromkeys(args.noise_levels))  # each level once
+    for flag, value in (("--frames", args.frames), ("--size", args.size), ("--grid", args.grid),
+                        ("--iters", args.iters)):
         if value < 1:
             parser.error(f"{flag} must be positive, got {value}")
     try:

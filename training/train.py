@@ -236,9 +236,7 @@ def _build_model(args: argparse.Namespace, ckpt: dict | None, env: ProcessGroup)
         else:
             model = LambdaNet3d(UNet3d(base_channels=args.base_channels, depth=args.depth, pool_time=args.pool_time),
                                 n_iter=args.iters)
-        model.to(env.device)
-        return model.set_precision(resolve_precision(args.precision, env.device))
-    if ckpt is not None:
+    elif ckpt is not None:
         cfg = ckpt["model_config"]  # the checkpoint's model wins over --iters etc.
         if env.main and (cfg["n_iter"], cfg["up_bound"], cfg["directional"]) != (
                 args.iters, args.up_bound, args.directional):

@@ -141,13 +141,21 @@ def _denoise_volumes(args) -> int:
 
     from tvfast.denoise_files import UsageError, plan_jobs
     from tvfast.lambda_net import pretrained_paths
-    from tvfast.volume_files import denoise_volume, load_volume_lambda
+    from tvfast.volume_files import VOLUME_SUFFIXES, denoise_volume, load_volume_lambda, volume_shape
 
     if args.compare:
         raise UsageError("--compare: not available with --volume (use --save-lambda)")
-    jobs = plan_jobs(args.inputs, args.output, args.force, ("_lambda.npy",) if args.save_lambda else ())
+    out = Path(args.output)
+    if out.suffix and not args.output.endswith("/") and out.suffix.lower() not in VOLUME_SUFFIXES:
+        raise UsageError(f"-o {args.output}: a volume is written as {', '.join(VOLUME_SUFFIXES)} (or give a folder)")
     device = resolve_device(args.device)
     lam_map = load_volume_lambda(args.lambda_map) if args.lambda_map else None
+    jobs = plan_jobs(args.inputs, args.output, args.force, ("_lambda.npy",) if args.save_lambda else ())
+    for job in jobs:  # every input is checked before anything is written
+        shape = volume_shape(job.source)
+        if lam_map is not None and tuple(lam_map.shape[1:]) != shape:
+            raise UsageError(f"--lambda-map: map is {'×'.join(map(str, lam_map.shape[1:]))}, volume {job.source} "
+                             f"is {'×'.join(map(str, shape))}")
     model = None
     if (args.lam is not None or lam_map is not None) and args.weights:
         raise UsageError("--weights: only used with a learned model, not with --lambda / --lambda-map")
@@ -158,12 +166,19 @@ def _denoise_volumes(args) -> int:
         weights, config = pretrained_paths(args.weights)
         if not weights.is_file() or not config.is_file():
             raise FileNotFoundError(f"--weights {args.weights}: needs {weights.name} and {config.name}")
-        if json.loads(config.read_text()).get("format") != "tvfast-lambdanet3d":
-            raise UsageError(f"--weights {args.weights}: not a 3-D model (train one on sequences)")
+        try:
+            fmt = json.loads(config.read_text())
+        except ValueError:
+            fmt = None
+        if not isinstance(fmt, dict) or fmt.get("format") != "tvfast-lambdanet3d":
+            raise UsageError(f"--weights {args.weights}: not a 3-D model (train one with tvfast train --sequences)")
         from tvfast.lambda_net3d import LambdaNet3d
         from tvfast.precision import resolve_precision
 
-        model = LambdaNet3d.load_pretrained(weights, map_location=device).eval()
+        try:
+            model = LambdaNet3d.load_pretrained(args.weights, map_location=device).eval()
+        except Exception as exc:  # corrupt weights: one line, not a traceback
+            raise UsageError(f"--weights {args.weights}: cannot load ({type(exc).__name__}: {exc})") from None
         model.set_precision(resolve_precision(args.precision, device))
     for job in jobs:
         denoise_volume(job.source, job.target, lam_value=args.lam, lam_map=lam_map, model=model,

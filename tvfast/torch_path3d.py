@@ -48,12 +48,19 @@ with 1 (shared) or 3 channels.
 
 from __future__ import annotations
 
-
 import torch
 
 from tvfast.clip_mask import HIGH, LOW
 from tvfast.torch_path import (  # the step helpers and the compile policy are shared with the 2-D path
-    _clip, _clip_state, _interior, _left, _right, halo_views, padded, run_steps, use_compile,
+    _clip,
+    _clip_state,
+    _interior,
+    _left,
+    _right,
+    halo_views,
+    padded,
+    run_steps,
+    use_compile,
 )
 
 __all__ = ["pdhg_step_fwd", "pdhg_step_bwd", "solve_forward", "solve_backward", "STATE_SHIFTS"]

@@ -24,9 +24,37 @@ import tvfast
 from tvfast.atomic import atomic_write
 from tvfast.image_io import ImageReadError, LoadedImage
 
-__all__ = ["VOLUME_SUFFIXES", "read_volume", "write_volume", "load_volume_lambda", "denoise_volume"]
+__all__ = ["VOLUME_SUFFIXES", "volume_shape", "read_volume", "write_volume", "load_volume_lambda", "denoise_volume"]
 
 VOLUME_SUFFIXES = (".npy", ".tif", ".tiff")
+
+
+def volume_shape(path: str | os.PathLike) -> tuple[int, int, int]:
+    """(D, H, W) of a volume file from its header, without reading the data; a clear error otherwise.
+
+    Lets ``tvfast denoise --volume`` check every input before it writes anything.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in VOLUME_SUFFIXES:
+        raise ImageReadError(f"{path}: a volume must be {', '.join(VOLUME_SUFFIXES)}, got {suffix!r}")
+    try:
+        if suffix == ".npy":
+            shape = tuple(np.load(path, mmap_mode="r", allow_pickle=False).shape)
+            colour = False
+        else:
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                shape, colour = tuple(series.shape), "S" in series.axes
+    except Exception as exc:  # decoders raise many types for truncated or corrupt files
+        reason = " ".join(str(exc).split())
+        raise ImageReadError(f"{path}: cannot read volume ({type(exc).__name__}: {reason})") from None
+    if colour or len(shape) != 3:
+        raise ImageReadError(f"{path}: --volume expects a (D, H, W) array of grey frames or slices, got shape "
+                             f"{shape}{' (colour samples)' if colour else ''}")
+    return shape
 
 
 def read_volume(path: str | os.PathLike) -> LoadedImage:
@@ -35,8 +63,7 @@ def read_volume(path: str | os.PathLike) -> LoadedImage:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     suffix = path.suffix.lower()
-    if suffix not in VOLUME_SUFFIXES:
-        raise ImageReadError(f"{path}: a volume must be {', '.join(VOLUME_SUFFIXES)}, got {suffix!r}")
+    volume_shape(path)  # suffix, colour TIFFs, dimensionality
     try:
         if suffix == ".npy":
             arr = np.load(path, allow_pickle=False)
@@ -97,7 +124,10 @@ def load_volume_lambda(path: str) -> np.ndarray:
         raise FileNotFoundError(f"--lambda-map {p}: no such file")
     if p.suffix.lower() != ".npy":
         raise ValueError(f"--lambda-map {p}: with --volume the map is a .npy array")
-    lam = np.asarray(np.load(p, allow_pickle=False), dtype=np.float32)
+    try:
+        lam = np.asarray(np.load(p, allow_pickle=False), dtype=np.float32)
+    except Exception as exc:  # empty, truncated or not an array
+        raise ValueError(f"--lambda-map {p}: cannot read ({type(exc).__name__}: {' '.join(str(exc).split())})") from None
     if lam.ndim == 3:
         lam = lam[None]
     if lam.ndim != 4 or lam.shape[0] not in (1, 3):
