@@ -118,7 +118,7 @@ def test_load_errors_are_named(tmp_path):
         LambdaNet3d.load_pretrained(tmp_path / "nothing.safetensors")
     weights, config = small().save_pretrained(tmp_path / "m.safetensors")
     config.write_text("{not json")
-    with pytest.raises(ValueError, match="invalid LambdaNet3d config"):
+    with pytest.raises(ValueError, match="invalid model config"):
         LambdaNet3d.load_pretrained(weights)
 
 

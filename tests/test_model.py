@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from tvfast.lambda_net import LambdaNet, pretrained_paths
+from tvfast.lambda_net import LambdaNet
+from tvfast.model_files import pretrained_paths
 from tvfast.unet import UNet
 
 

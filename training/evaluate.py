@@ -43,8 +43,9 @@ from tvfast.cli_parser import CommandParser
 from tvfast.device import resolve_device
 from tvfast.figures import plot_denoising_examples, plot_lambda_map
 from tvfast.grid_search import lambda_grid_search
-from tvfast.lambda_net import LambdaNet, pretrained_paths
+from tvfast.lambda_net import LambdaNet
 from tvfast.metrics import psnr, ssim
+from tvfast.model_files import pretrained_paths
 from tvfast.precision import PRECISIONS, resolve_precision
 from tvfast.training.data import ImageFolderDataset, list_images
 from tvfast.training.figures import plot_lambda_curves, plot_metric_differences

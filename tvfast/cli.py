@@ -140,7 +140,7 @@ def _denoise_volumes(args) -> int:
     import json
 
     from tvfast.denoise_files import UsageError, plan_jobs
-    from tvfast.lambda_net import pretrained_paths
+    from tvfast.model_files import pretrained_paths
     from tvfast.volume_files import VOLUME_SUFFIXES, denoise_volume, load_volume_lambda, volume_shape
 
     if args.compare:

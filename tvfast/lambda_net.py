@@ -25,43 +25,22 @@ sources) next to a small JSON file holding the configuration.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 import tvfast
-from tvfast.atomic import atomic_write, atomic_write_text
+from tvfast.model_files import load_model_weights, read_model_config, save_model_files
 from tvfast.precision import Precision
 from tvfast.unet import UNet, pad_mode
 
-__all__ = ["LambdaNet", "pretrained_paths"]
+__all__ = ["LambdaNet"]
 
 _FORMAT = "tvfast-lambdanet"
 _FORMAT_VERSION = 1
-
-
-def pretrained_paths(path: str | os.PathLike) -> tuple[Path, Path]:
-    """Weight and config file locations for ``path``.
-
-    ``path`` may name the weights file (``*.safetensors``; the config is the
-    same name with ``.json``), the config file (``*.json``), or a directory
-    (holding ``model.safetensors`` and ``config.json``).
-
-    Returns
-    -------
-    (weights, config) : tuple of pathlib.Path
-    """
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        return path, path.with_suffix(".json")
-    if path.suffix == ".json":
-        return path.with_suffix(".safetensors"), path
-    return path / "model.safetensors", path / "config.json"
 
 
 class LambdaNet(nn.Module):
@@ -230,7 +209,7 @@ class LambdaNet(nn.Module):
 
     # ------------------------------------------------------------------ I/O
     def save_pretrained(self, path: str | os.PathLike) -> tuple[Path, Path]:
-        """Write weights (safetensors) and configuration (JSON), each atomically.
+        """Write weights (safetensors) and configuration (JSON), each atomically (:mod:`tvfast.model_files`).
 
         Parameters
         ----------
@@ -242,21 +221,13 @@ class LambdaNet(nn.Module):
         -------
         (weights, config) : tuple of pathlib.Path
         """
-        weights, config = pretrained_paths(path)
-        cfg = {"format": _FORMAT, "format_version": _FORMAT_VERSION, **self.config}
-        tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in self.state_dict().items()}
-        atomic_write(weights, lambda tmp: save_file(tensors, tmp, metadata={"format": _FORMAT}))
-        atomic_write_text(config, json.dumps(cfg, indent=2, sort_keys=True) + "\n")
-        return weights, config
+        return save_model_files(self, path, _FORMAT, self.config, _FORMAT_VERSION)
 
     @classmethod
     def load_pretrained(
         cls, path: str | os.PathLike, map_location: str | torch.device = "cpu"
     ) -> "LambdaNet":
-        """Build a ``LambdaNet`` from files written by :meth:`save_pretrained`.
-
-        Only JSON and safetensors are parsed — no pickle — so loading files of
-        unknown origin cannot execute code.
+        """Build a ``LambdaNet`` from files written by :meth:`save_pretrained` (no pickle is parsed).
 
         Parameters
         ----------
@@ -265,17 +236,10 @@ class LambdaNet(nn.Module):
         map_location : str or torch.device
             Device for the weights.
         """
-        weights, config = pretrained_paths(path)
-        for f in (weights, config):
-            if not f.is_file():
-                raise FileNotFoundError(f"pretrained file not found: {str(f)!r}")
+        weights, cfg = read_model_config(path, _FORMAT, format_optional=True)
         try:
-            cfg = json.loads(config.read_text())
-            if cfg.get("format", _FORMAT) != _FORMAT:
-                raise ValueError(f"unknown format {cfg.get('format')!r}")
-            unet = UNet(**cfg["unet"])
             model = cls(
-                unet,
+                UNet(**cfg["unet"]),
                 n_iter=int(cfg["n_iter"]),
                 up_bound=float(cfg["up_bound"]),
                 directional=bool(cfg["directional"]),
@@ -284,7 +248,5 @@ class LambdaNet(nn.Module):
                 solve_pad=int(cfg.get("solve_pad", 0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"invalid LambdaNet config {str(config)!r}: {exc}") from exc
-        state = load_file(str(weights), device=str(torch.device(map_location)))
-        model.load_state_dict(state, strict=True)
-        return model.to(map_location)
+            raise ValueError(f"invalid LambdaNet config for {str(path)!r}: {exc}") from exc
+        return load_model_weights(model, weights, map_location)

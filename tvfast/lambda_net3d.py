@@ -20,18 +20,15 @@ holding the configuration, as for :class:`tvfast.lambda_net.LambdaNet`.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 import tvfast
-from tvfast.atomic import atomic_write, atomic_write_text
-from tvfast.lambda_net import pretrained_paths
+from tvfast.model_files import load_model_weights, read_model_config, save_model_files
 from tvfast.precision import Precision
 from tvfast.unet import pad_mode
 from tvfast.unet3d import UNet3d
@@ -161,55 +158,25 @@ class LambdaNet3d(nn.Module):
 
     # ------------------------------------------------------------------ I/O
     def save_pretrained(self, path: str | os.PathLike) -> tuple[Path, Path]:
-        """Write weights (safetensors) and configuration (JSON), each atomically.
+        """Write weights (safetensors) and configuration (JSON), each atomically (:mod:`tvfast.model_files`).
 
-        Parameters
-        ----------
-        path : str or os.PathLike
-            ``name.safetensors`` (config written to ``name.json``) or a
-            directory (``model.safetensors`` + ``config.json``).
-
-        Returns
-        -------
-        (weights, config) : tuple of pathlib.Path
+        ``path`` is ``name.safetensors`` (config ``name.json``) or a directory
+        (``model.safetensors`` + ``config.json``); returns the two paths.
         """
-        weights, config = pretrained_paths(path)
-        cfg = {"format": _FORMAT, "format_version": _FORMAT_VERSION, **self.config}
-        tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in self.state_dict().items()}
-        atomic_write(weights, lambda tmp: save_file(tensors, tmp, metadata={"format": _FORMAT}))
-        atomic_write_text(config, json.dumps(cfg, indent=2, sort_keys=True) + "\n")
-        return weights, config
+        return save_model_files(self, path, _FORMAT, self.config, _FORMAT_VERSION)
 
     @classmethod
     def load_pretrained(
         cls, path: str | os.PathLike, map_location: str | torch.device = "cpu"
     ) -> "LambdaNet3d":
-        """Build a ``LambdaNet3d`` from files written by :meth:`save_pretrained`.
+        """Build a ``LambdaNet3d`` from files written by :meth:`save_pretrained` (no pickle is parsed).
 
-        Only JSON and safetensors are parsed — no pickle. The configuration
-        must name the format ``"tvfast-lambdanet3d"``, so a 2-D ``LambdaNet``
-        file is refused with a clear message.
-
-        Parameters
-        ----------
-        path : str or os.PathLike
-            As for :meth:`save_pretrained`.
-        map_location : str or torch.device
-            Device for the weights.
+        The configuration must name the format ``"tvfast-lambdanet3d"``, so a
+        2-D ``LambdaNet`` file is refused with a clear message.
         """
-        weights, config = pretrained_paths(path)
-        for f in (weights, config):
-            if not f.is_file():
-                raise FileNotFoundError(f"pretrained file not found: {str(f)!r}")
+        weights, cfg = read_model_config(path, _FORMAT)
         try:
-            cfg = json.loads(config.read_text())
-            if not isinstance(cfg, dict) or cfg.get("format") != _FORMAT:
-                found = cfg.get("format") if isinstance(cfg, dict) else None
-                raise ValueError(f"unknown format {found!r} (expected {_FORMAT!r})")
-            unet = UNet3d(**cfg["unet"])
-            model = cls(unet, n_iter=int(cfg["n_iter"]), pad=int(cfg.get("pad", 4)))
+            model = cls(UNet3d(**cfg["unet"]), n_iter=int(cfg["n_iter"]), pad=int(cfg.get("pad", 4)))
         except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"invalid LambdaNet3d config {str(config)!r}: {exc}") from exc
-        state = load_file(str(weights), device=str(torch.device(map_location)))
-        model.load_state_dict(state, strict=True)
-        return model.to(map_location)
+            raise ValueError(f"invalid LambdaNet3d config for {str(path)!r}: {exc}") from exc
+        return load_model_weights(model, weights, map_location)

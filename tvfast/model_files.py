@@ -1,0 +1,83 @@
+"""Model files: weights as safetensors next to a JSON configuration, both written atomically.
+
+Only JSON and safetensors are parsed when loading — no pickle — so files of
+unknown origin cannot execute code. The configuration names a format
+(``"tvfast-lambdanet"``, ``"tvfast-lambdanet3d"``) so that one model class
+refuses another's files with a clear message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from tvfast.atomic import atomic_write, atomic_write_text
+
+__all__ = ["pretrained_paths", "save_model_files", "read_model_config", "load_model_weights"]
+
+
+def pretrained_paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    """Weight and config file locations for ``path``.
+
+    ``path`` may name the weights file (``*.safetensors``; the config is the
+    same name with ``.json``), the config file (``*.json``), or a directory
+    (holding ``model.safetensors`` and ``config.json``).
+
+    Returns
+    -------
+    (weights, config) : tuple of pathlib.Path
+    """
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return path, path.with_suffix(".json")
+    if path.suffix == ".json":
+        return path.with_suffix(".safetensors"), path
+    return path / "model.safetensors", path / "config.json"
+
+
+def save_model_files(model: nn.Module, path: str | os.PathLike, fmt: str, config: dict,
+                     version: int = 1) -> tuple[Path, Path]:
+    """Write ``model``'s weights (safetensors) and ``config`` (JSON, with ``format``/``format_version``)."""
+    weights, config_path = pretrained_paths(path)
+    cfg = {"format": fmt, "format_version": version, **config}
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    atomic_write(weights, lambda tmp: save_file(tensors, tmp, metadata={"format": fmt}))
+    atomic_write_text(config_path, json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    return weights, config_path
+
+
+def read_model_config(path: str | os.PathLike, fmt: str, format_optional: bool = False) -> tuple[Path, dict]:
+    """The weights file and the parsed configuration of the model files at ``path``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the weights or the configuration is missing (the message names it).
+    ValueError
+        If the configuration is not a JSON object of format ``fmt`` (a missing
+        format is accepted when ``format_optional``, for files older than it).
+    """
+    weights, config = pretrained_paths(path)
+    for f in (weights, config):
+        if not f.is_file():
+            raise FileNotFoundError(f"pretrained file not found: {str(f)!r}")
+    try:
+        cfg = json.loads(config.read_text())
+    except ValueError as exc:
+        raise ValueError(f"invalid model config {str(config)!r}: {exc}") from exc
+    found = cfg.get("format", fmt if format_optional else None) if isinstance(cfg, dict) else None
+    if found != fmt:
+        raise ValueError(f"invalid model config {str(config)!r}: unknown format {found!r} (expected {fmt!r})")
+    return weights, cfg
+
+
+def load_model_weights(model: nn.Module, weights: Path, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Load safetensors ``weights`` into ``model`` (strictly) and move it to ``map_location``."""
+    state = load_file(str(weights), device=str(torch.device(map_location)))
+    model.load_state_dict(state, strict=True)
+    return model.to(map_location)
