@@ -58,3 +58,14 @@ def test_no_source_file_cites_the_internal_spec():
                 offenders.append(str(path.relative_to(ROOT)))
     offenders += ["README.md"] if "SPEC" in (ROOT / "README.md").read_text(encoding="utf-8") else []
     assert offenders == [], offenders
+
+
+def test_no_core_source_imports_training_even_lazily():
+    """tvfast train / evaluate reach the training package through entry points, not imports."""
+    offenders = []
+    for folder in ("tvfast", "kernels"):
+        for path in (ROOT / folder).glob("*.py"):
+            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if line.strip().startswith(("import tvfast.training", "from tvfast.training")):
+                    offenders.append(f"{path.relative_to(ROOT)}:{n}")
+    assert offenders == [], offenders

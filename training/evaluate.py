@@ -272,5 +272,12 @@ def main(argv: list[str] | None = None, *, default_weights: str | None = None) -
     return 0
 
 
+def command_main(argv: list[str] | None = None) -> int:
+    """``tvfast evaluate``: :func:`main` with the shipped weights as the default ``--weights``."""
+    from tvfast.pretrained import pretrained_weights_path
+
+    return main(argv, default_weights=str(pretrained_weights_path()))
+
+
 if __name__ == "__main__":
     sys.exit(main())

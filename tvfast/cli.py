@@ -211,18 +211,26 @@ def _cmd_bench(args) -> int:
     return 0
 
 
+_PLUGIN_COMMANDS = ("train", "evaluate")
+
+
+def _plugin_command(name: str):
+    """The ``main(argv)`` registered for ``tvfast NAME`` in the entry-point group ``tvfast.commands``."""
+    from importlib.metadata import entry_points
+
+    found = [ep for ep in entry_points(group="tvfast.commands") if ep.name == name]
+    if not found:
+        raise SystemExit(f"tvfast: error: the '{name}' command is not installed (pip install -e . installs it)")
+    return found[0].load()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    # train/evaluate have their own parsers: forward everything after the subcommand.
-    if argv and argv[0] == "train":
-        from tvfast.training.train import main as train_main
-
-        return train_main(argv[1:]) or 0
-    if argv and argv[0] == "evaluate":
-        from tvfast.pretrained import pretrained_weights_path
-        from tvfast.training.evaluate import main as evaluate_main
-
-        return evaluate_main(argv[1:], default_weights=str(pretrained_weights_path())) or 0
+    # train/evaluate live in the training package, which depends on the core and not the other way
+    # round: it registers them as entry points of the group "tvfast.commands" (pyproject.toml), and
+    # they parse everything after the subcommand themselves.
+    if argv and argv[0] in _PLUGIN_COMMANDS:
+        return _plugin_command(argv[0])(argv[1:]) or 0
     args = build_parser().parse_args(argv)
     from tvfast.denoise_files import UsageError
     from tvfast.image_io import ImageReadError

@@ -8,8 +8,8 @@ backend selection is needed) and writes it atomically to ``path`` as PNG.
   PSNR and SSIM in the titles.
 * :func:`plot_lambda_map` — Λ and log(Λ + 0.05), each with its histogram.
 
-The evaluation's own figures (λ curves, histograms of differences) are in
-``tvfast.training.figures``.
+The evaluation's own figures (λ curves, histograms of differences) belong to
+the training package (``training/figures.py``), which builds on these.
 """
 
 from __future__ import annotations

@@ -252,12 +252,17 @@ def run_steps(name: str, eager, n_iter: int, compile_it: bool, step_args, after_
     instead of paying for the failed compilation again; other shapes still
     compile. :func:`forget_compile_failures` clears the record.
     """
-    signature = _signature(name, step_args(0)) if compile_it else None
+    if n_iter == 0:
+        return
+    args = step_args(0)  # step_args may do work (the backward unpacks a mask): one call per iteration
+    signature = _signature(name, args) if compile_it else None
     step = _step_function(name, eager, compile_it and signature not in _failed_graphs)
     with _graph_limit():
         for k in range(n_iter):
+            if k > 0:
+                args = step_args(k)
             try:
-                step(*step_args(k))
+                step(*args)
             except Exception as exc:
                 if step is eager or k > 0:
                     raise
@@ -269,7 +274,7 @@ def run_steps(name: str, eager, n_iter: int, compile_it: bool, step_args, after_
                                   "running this shape eagerly", stacklevel=3)
                     _failed_graphs.add(signature)
                 step = eager
-                step(*step_args(k))
+                step(*args)  # a compile failure happens before the step touches its buffers
             if after_step is not None:
                 after_step(k)
 
