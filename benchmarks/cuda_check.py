@@ -16,7 +16,7 @@ import traceback
 import torch
 
 import tvfast
-from tvfast.reference import pdhg_reference
+from tvfast.solver.reference import pdhg_reference
 
 
 def check(backend: str, device: str = "cuda") -> bool:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tvfast.benchmarking import forward, forward_backward, make_problem, make_train_step, solvers
+from tvfast.cli.bench import forward, forward_backward, make_problem, make_train_step, solvers
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -6,7 +6,7 @@ shared Λ map:
 * forward time (no grad), tvfast and the reference loop in this process on
   the same inputs, one pytest-benchmark group;
 * peak extra RSS of one forward+backward, each implementation in a fresh
-  process (``python -m tvfast.benchmarking --depth …``), one group.
+  process (``python -m tvfast.cli.bench --depth …``), one group.
 
 tvfast keeps 1 byte per voxel per iteration of clip masks (64 MiB here);
 autograd of the reference keeps several float volumes per iteration. A small
@@ -21,7 +21,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tvfast.benchmarking import forward, probe_memory, solvers
+from tvfast.cli.bench import forward, probe_memory, solvers
 
 # (depth, size, batch, iterations): volumes (B, 1, depth, size, size)
 CASES = [(32, 128, 1, 128), (8, 32, 1, 32)]

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import tvfast
-from tvfast.benchmarking import forward, forward_backward, make_problem, make_train_step, probe_memory, solvers
+from tvfast.cli.bench import forward, forward_backward, make_problem, make_train_step, probe_memory, solvers
 
 IMPLS = list(solvers())
 
@@ -30,7 +30,7 @@ def grid_search_batched(z, lambdas, n_iter):
 
 def grid_search_sequential_reference(z, lambdas, n_iter):
     """The same grid as K separate reference solves."""
-    from tvfast.reference import pdhg_reference
+    from tvfast.solver.reference import pdhg_reference
 
     with torch.no_grad():
         return torch.cat([pdhg_reference(z, float(lam), n_iter) for lam in lambdas])
@@ -145,8 +145,8 @@ def _lambda_net_train_step(precision_name: str, size: int = 128, batch: int = 4,
     ``before``: float32, contiguous (the trainer before ``--precision``); ``auto``: what
     ``tvfast train`` picks on this machine; ``bf16``: bf16 autocast + channels-last, forced.
     """
-    from tvfast.lambda_net import LambdaNet
-    from tvfast.precision import Precision, resolve_precision
+    from tvfast.models.lambda_net import LambdaNet
+    from tvfast.models.precision import Precision, resolve_precision
 
     torch.manual_seed(0)
     model = LambdaNet(n_iter=n_iter)
@@ -170,7 +170,7 @@ def _lambda_net_train_step(precision_name: str, size: int = 128, batch: int = 4,
 @pytest.mark.parametrize("precision", ["before", "auto", "bf16"])
 def test_train_step_precision(benchmark, precision):
     """Issue #9: the training step at 4 × 128², T = 256 with the U-Net in float32 (before), auto and bf16."""
-    from tvfast.precision import cpu_has_amx_bf16
+    from tvfast.models.precision import cpu_has_amx_bf16
 
     benchmark.group = "train step 4x128x128 T=256 by U-Net precision"
     step, resolved = _lambda_net_train_step(precision)

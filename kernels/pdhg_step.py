@@ -19,7 +19,7 @@ are read at neighbours, so they are double-buffered (read from one buffer, writt
 read at the program's own pixels and are updated in place.
 
 When a backward pass will follow, the kernel also writes the clip state of
-each dual entry (INSIDE 0 / HIGH 1 / LOW 2, see :mod:`tvfast.clip_mask`,
+each dual entry (INSIDE 0 / HIGH 1 / LOW 2, see :mod:`tvfast.solver.clip_states`,
 tie rule: HIGH if u ≥ Λ, else LOW if u ≤ −Λ): a pixel's nibble is
 ``s₀ | s₁ << 2`` and columns 2m, 2m+1 share byte m (low, high nibble).
 
@@ -52,7 +52,7 @@ import torch
 import triton
 import triton.language as tl
 
-from tvfast.clip_mask import packed_width
+from tvfast.solver.clip_states import packed_width
 
 __all__ = ["pdhg_step_fwd", "pdhg_step_bwd", "solve_forward", "solve_backward", "pick_blocks"]
 

@@ -28,8 +28,8 @@ place.
 
 Mask. With a backward to follow, the kernel writes the clip states of the
 three dual entries (INSIDE 0 / HIGH 1 / LOW 2, tie rule of
-:mod:`tvfast.clip_mask`: HIGH if u ≥ Λ, else LOW if u ≤ −Λ) as one byte per
-voxel, ``s₀ | s₁ << 2 | s₂ << 4`` — the layout of :mod:`tvfast.torch_path3d`,
+:mod:`tvfast.solver.clip_states`: HIGH if u ≥ Λ, else LOW if u ≤ −Λ) as one byte per
+voxel, ``s₀ | s₁ << 2 | s₂ << 4`` — the layout of :mod:`tvfast.solver.cpu3d`,
 bit for bit: (B, D, H, W) uint8 per iteration, 1 byte per voxel per iteration.
 
 Backward, one launch per iteration k = T−1 … 0. With a = gx' + (1+θ)gx̄',

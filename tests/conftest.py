@@ -14,7 +14,7 @@ os.environ.setdefault("TRITON_INTERPRET", "1")  # must precede any `import trito
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from tvfast.reference import pdhg_reference  # noqa: E402
+from tvfast.solver.reference import pdhg_reference  # noqa: E402
 
 SEED = 20240611
 

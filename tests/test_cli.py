@@ -1,6 +1,6 @@
 """End-to-end tests of the ``tvfast`` command line.
 
-Every test runs ``python -m tvfast.cli …`` (what the ``tvfast`` console
+Every test runs ``python -m tvfast.cli.main …`` (what the ``tvfast`` console
 script calls) in a subprocess, on tiny images in a temporary folder, with a
 tiny random ``LambdaNet`` passed as ``--weights`` and few PDHG iterations.
 User errors must exit with status 2 and print one line ``tvfast: error: …``
@@ -30,7 +30,7 @@ def run_cli(*args, cwd, timeout=300):
     """``tvfast ARGS`` in a subprocess (cwd = ``cwd``); the CompletedProcess."""
     env = dict(os.environ, MPLBACKEND="Agg", PYTHONIOENCODING="utf-8")
     return subprocess.run(
-        [sys.executable, "-m", "tvfast.cli", *map(str, args)],
+        [sys.executable, "-m", "tvfast.cli.main", *map(str, args)],
         cwd=cwd, env=env, capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=timeout,
     )  # fmt: skip
 
@@ -123,8 +123,8 @@ def tiny_weights(tmp_path_factory):
     """A tiny random LambdaNet saved as tiny.safetensors + tiny.json."""
     import torch
 
-    from tvfast.lambda_net import LambdaNet
-    from tvfast.unet import UNet
+    from tvfast.models.lambda_net import LambdaNet
+    from tvfast.models.unet import UNet
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
@@ -527,8 +527,8 @@ def test_volume_usage_errors(tmp_path, extra, needles):
 def test_volume_with_a_3d_model_and_a_2d_model_refused(tmp_path):
     import torch
 
-    from tvfast.lambda_net3d import LambdaNet3d
-    from tvfast.unet3d import UNet3d
+    from tvfast.models.lambda_net3d import LambdaNet3d
+    from tvfast.models.unet3d import UNet3d
 
     torch.manual_seed(0)
     LambdaNet3d(UNet3d(base_channels=4, depth=2), n_iter=4).save_pretrained(tmp_path / "m3d.safetensors")
@@ -538,7 +538,7 @@ def test_volume_with_a_3d_model_and_a_2d_model_refused(tmp_path):
     assert_ok(r)
     assert np.load(tmp_path / "out.npy").shape == (4, 12, 10)
     assert np.load(tmp_path / "out_lambda.npy").shape == (3, 4, 12, 10)
-    from tvfast.pretrained import pretrained_weights_path
+    from tvfast.models.pretrained import pretrained_weights_path
 
     r = run_cli("denoise", tmp_path / "v.npy", "-o", tmp_path / "out2.npy", "--volume", "--weights",
                 pretrained_weights_path(), "--iters", "4", cwd=tmp_path)
@@ -576,7 +576,7 @@ def test_volume_flag_on_a_2d_image_names_the_file(tmp_path):
 
 
 def test_denoise_with_the_shipped_model(tmp_path):
-    from tvfast.pretrained import pretrained_weights_path
+    from tvfast.models.pretrained import pretrained_weights_path
 
     assert pretrained_weights_path().is_file(), f"shipped weights missing: {pretrained_weights_path()}"
     src = write_png8(tmp_path / "a.png")
@@ -618,7 +618,7 @@ def test_help_of_forwarded_commands(tmp_path, command):
 
 @pytest.mark.slow
 def test_demo_writes_results_and_figures(tmp_path, tiny_weights):
-    from tvfast.demo import bundled_images
+    from tvfast.cli.demo import bundled_images
 
     out = tmp_path / "demo"
     r = run_cli("demo", "-o", out, "--weights", tiny_weights, "--iters", "4", cwd=tmp_path, timeout=600)
@@ -639,7 +639,7 @@ def test_demo_writes_results_and_figures(tmp_path, tiny_weights):
 @pytest.mark.slow
 def test_bench_table_rows(capsys):
     """`tvfast bench` prints one Markdown row per headline case (tiny sizes here)."""
-    from tvfast.benchmarking import print_table
+    from tvfast.cli.bench import print_table
 
     print_table(size=24, n_iter=4, rounds=1)
     out = capsys.readouterr().out

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from tvfast import torch_path
-from tvfast.clip_mask import HIGH, INSIDE, LOW, clip_state, pack_nibbles, packed_width, unpack_nibbles
+from tvfast.solver import cpu as torch_path
+from tvfast.solver.clip_states import HIGH, INSIDE, LOW, clip_state, pack_nibbles, packed_width, unpack_nibbles
 from tvfast.kernels import pdhg_step
 
 pytestmark = pytest.mark.usefixtures("nan_empty")

@@ -6,7 +6,7 @@ import tifffile
 import torch
 from PIL import Image
 
-from tvfast.image_io import ImageReadError, read_grayscale
+from tvfast.io.images import ImageReadError, read_grayscale
 from tvfast.training.data import ImageFolderDataset, list_images
 
 

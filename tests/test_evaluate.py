@@ -9,11 +9,11 @@ import torch
 from PIL import Image
 
 import tvfast
-from tvfast.grid_search import lambda_grid_search
-from tvfast.lambda_net import LambdaNet
-from tvfast.metrics import psnr
+from tvfast.evaluation.grid_search import lambda_grid_search
+from tvfast.models.lambda_net import LambdaNet
+from tvfast.evaluation.metrics import psnr
 from tvfast.training.evaluate import CSV_COLUMNS, main
-from tvfast.unet import UNet
+from tvfast.models.unet import UNet
 
 
 @pytest.fixture

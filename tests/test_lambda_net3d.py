@@ -7,11 +7,11 @@ import pytest
 import torch
 
 import tvfast
-from tvfast.lambda_net import LambdaNet
-from tvfast.lambda_net3d import LambdaNet3d
-from tvfast.precision import Precision
-from tvfast.unet import UNet
-from tvfast.unet3d import UNet3d
+from tvfast.models.lambda_net import LambdaNet
+from tvfast.models.lambda_net3d import LambdaNet3d
+from tvfast.models.precision import Precision
+from tvfast.models.unet import UNet
+from tvfast.models.unet3d import UNet3d
 
 
 def small(**kw):

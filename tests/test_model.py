@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from tvfast.lambda_net import LambdaNet
-from tvfast.model_files import pretrained_paths
-from tvfast.unet import UNet
+from tvfast.models.lambda_net import LambdaNet
+from tvfast.models.files import pretrained_paths
+from tvfast.models.unet import UNet
 
 
 def small(**kw):

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tvfast.noise import absolute_noise, add_noise, relative_noise
+from tvfast.evaluation.noise import absolute_noise, add_noise, relative_noise
 
 
 def test_relative_noise_scales_with_each_image_std():

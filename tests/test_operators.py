@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tvfast.operators import grad_T, gradient
+from tvfast.solver.differences import grad_T, gradient
 
 SIZES = [(1, 1), (1, 7), (7, 1), (1, 2), (2, 1), (5, 7), (4, 9), (13, 10), (3, 3)]
 

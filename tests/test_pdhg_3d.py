@@ -17,13 +17,14 @@ import pytest
 import torch
 
 import tvfast
-from tvfast import solver as solver_module
-from tvfast import torch_path, torch_path3d
-from tvfast.arguments import check_arguments
-from tvfast.clip_mask import HIGH, LOW, clip_state
+from tvfast.solver import op as solver_module
+from tvfast.solver import cpu as torch_path
+from tvfast.solver import cpu3d as torch_path3d
+from tvfast.solver.arguments import check_arguments
+from tvfast.solver.clip_states import HIGH, LOW, clip_state
 from tvfast.kernels import pdhg_step, pdhg_step3d
-from tvfast.operators import forward_differences, forward_differences_T, grad_T, grad_T3d, gradient, gradient3d
-from tvfast.reference import pdhg_reference, pdhg_reference_iterates
+from tvfast.solver.differences import forward_differences, forward_differences_T, grad_T, grad_T3d, gradient, gradient3d
+from tvfast.solver.reference import pdhg_reference, pdhg_reference_iterates
 
 pytestmark = pytest.mark.usefixtures("nan_empty")
 

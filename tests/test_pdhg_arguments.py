@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import tvfast
-from tvfast import torch_path
+from tvfast.solver import cpu as torch_path
 from tvfast.kernels import pdhg_step
 
 B, H, W = 2, 5, 6

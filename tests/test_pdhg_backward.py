@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import tvfast
-from tvfast.clip_mask import HIGH, LOW
-from tvfast.reference import pdhg_reference_iterates
+from tvfast.solver.clip_states import HIGH, LOW
+from tvfast.solver.reference import pdhg_reference_iterates
 
 pytestmark = pytest.mark.usefixtures("nan_empty")
 

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 import tvfast
-from tvfast import torch_path
-from tvfast.clip_mask import clip_state, pack_nibbles
+from tvfast.solver import cpu as torch_path
+from tvfast.solver.clip_states import clip_state, pack_nibbles
 from tvfast.kernels import pdhg_step
-from tvfast.reference import pdhg_reference, pdhg_reference_iterates
+from tvfast.solver.reference import pdhg_reference, pdhg_reference_iterates
 
 pytestmark = pytest.mark.usefixtures("nan_empty")
 

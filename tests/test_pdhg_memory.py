@@ -4,10 +4,10 @@ import pytest
 import torch
 
 import tvfast
-from tvfast import solver as solver_module
-from tvfast import torch_path
+from tvfast.solver import op as solver_module
+from tvfast.solver import cpu as torch_path
 from tvfast.kernels import pdhg_step
-from tvfast.reference import pdhg_reference
+from tvfast.solver.reference import pdhg_reference
 
 pytestmark = pytest.mark.usefixtures("nan_empty")
 

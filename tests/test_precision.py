@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from tvfast.lambda_net import LambdaNet
-from tvfast.precision import Precision, resolve_precision
-from tvfast.unet import UNet
+from tvfast.models.lambda_net import LambdaNet
+from tvfast.models.precision import Precision, resolve_precision
+from tvfast.models.unet import UNet
 
 
 def model():
@@ -14,7 +14,7 @@ def model():
 
 
 def test_auto_rule_on_cpu(monkeypatch):
-    import tvfast.precision as precision
+    import tvfast.models.precision as precision
 
     monkeypatch.setattr(precision, "cpu_has_amx_bf16", lambda: True)
     assert resolve_precision("auto", "cpu") == Precision(bf16=True, channels_last=True)

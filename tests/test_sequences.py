@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from tvfast.image_io import ImageReadError
+from tvfast.io.images import ImageReadError
 from tvfast.training.sequences import SequenceFolderDataset, is_sequence_file, make_sequence, read_sequence
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tvfast.lambda_net import LambdaNet
+from tvfast.models.lambda_net import LambdaNet
 from tvfast.training.train import build_parser, main, scheduled_lr
 
 # Tiny everything: 32×32 images, T = 4, a 2-level U-Net of width 4.
@@ -261,7 +261,7 @@ SEQ = ["--sequences", "--size", "16", "--frames", "4", "--iters", "4", "--base-c
 
 
 def test_sequences_train_resume_and_evaluate_against_the_best_pair(data, tmp_path):
-    from tvfast.lambda_net3d import LambdaNet3d
+    from tvfast.models.lambda_net3d import LambdaNet3d
     from tvfast.training.evaluate3d import main as evaluate3d_main
 
     out = tmp_path / "run3d"

@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from tvfast.unet import UNet
+from tvfast.models.unet import UNet
 
 
 def test_default_parameter_count():
@@ -62,7 +62,7 @@ def test_decoder_block_equals_the_seeds_order(size):
     """The decoder block convolves 1×1 before upsampling and convolves the two
     halves of the concatenation separately; in float64 its output and
     gradients equal the seed's upsample → 1×1 conv → cat → conv order."""
-    from tvfast.unet import _Up
+    from tvfast.models.unet import _Up
 
     F = torch.nn.functional
     torch.manual_seed(0)

@@ -1,11 +1,11 @@
-"""3-D U-Net (tvfast.unet3d): parameter count, channel plan, odd sizes, time pooling, batch independence."""
+"""3-D U-Net (tvfast.models.unet3d): parameter count, channel plan, odd sizes, time pooling, batch independence."""
 
 import copy
 
 import pytest
 import torch
 
-from tvfast.unet3d import UNet3d, _Up
+from tvfast.models.unet3d import UNet3d, _Up
 
 
 def tiny(**kw):

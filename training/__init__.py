@@ -11,6 +11,6 @@ figures        : the evaluation's λ-curve and difference-histogram figures.
 ablation       : several recipes with the same time budget, judged on validation.
 natural_images : a model on scikit-image's grey test images (outside the X-ray domain).
 
-The model itself (``tvfast.lambda_net``, ``tvfast.unet``), image I/O, noise,
+The model itself (``tvfast.models.lambda_net``, ``tvfast.models.unet``), image I/O, noise,
 metrics and the scalar-λ grid search live in the core package.
 """

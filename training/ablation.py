@@ -31,8 +31,8 @@ from pathlib import Path
 
 import torch
 
-from tvfast.atomic import atomic_write_text
-from tvfast.cli_parser import CommandParser
+from tvfast.io.atomic import atomic_write_text
+from tvfast.cli.parser import CommandParser
 
 __all__ = ["RECIPES", "run_ablation", "summarise_run", "main"]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tvfast.atomic import atomic_write
+from tvfast.io.atomic import atomic_write
 
 __all__ = ["rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint"]
 

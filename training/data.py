@@ -1,11 +1,11 @@
 """Image loading and the noisy/clean image-folder dataset (docs/method.md §7).
 
-Images are read by :func:`tvfast.image_io.read_grayscale` (the one reader
+Images are read by :func:`tvfast.io.images.read_grayscale` (the one reader
 of the package: PNG, JPEG, TIFF, ``.npy``; integer data divided by its
 dtype's maximum), then centre-cropped to a square and resized (bicubic,
 Pillow) to ``size × size``.
 
-Noise follows :mod:`tvfast.noise`:
+Noise follows :mod:`tvfast.evaluation.noise`:
 
 * training (``train=True``): a fresh level ``s ~ U[s_min, s_max]`` and fresh
   noise for every sample drawn, plus an optional random ``patch_size`` crop;
@@ -24,8 +24,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from tvfast.image_io import IMAGE_SUFFIXES, read_grayscale
-from tvfast.noise import NOISE_MODES, add_noise
+from tvfast.io.images import IMAGE_SUFFIXES, read_grayscale
+from tvfast.evaluation.noise import NOISE_MODES, add_noise
 
 __all__ = ["list_images", "centre_square_resize", "ImageFolderDataset"]
 
@@ -90,7 +90,7 @@ class ImageFolderDataset(Dataset):
         Training only: a random ``patch_size × patch_size`` crop of the
         (resized) image. Ignored when ``train=False``.
     noise : {"relative", "absolute"}
-        ``z = x + s·std(x)·n`` or ``z = x + s·n`` (see :mod:`~tvfast.noise`).
+        ``z = x + s·std(x)·n`` or ``z = x + s·n`` (see :mod:`~tvfast.evaluation.noise`).
     noise_level : float or (float, float)
         A fixed level ``s``, or a range ``(s_min, s_max)`` from which
         ``s ~ U[s_min, s_max]`` is drawn for every sample (fixed per image

@@ -38,15 +38,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from tvfast.atomic import atomic_write_text
-from tvfast.cli_parser import CommandParser
+from tvfast.io.atomic import atomic_write_text
+from tvfast.cli.parser import CommandParser
 from tvfast.device import resolve_device
-from tvfast.figures import plot_denoising_examples, plot_lambda_map
-from tvfast.grid_search import lambda_grid_search
-from tvfast.lambda_net import LambdaNet
-from tvfast.metrics import psnr, ssim
-from tvfast.model_files import pretrained_paths
-from tvfast.precision import PRECISIONS, resolve_precision
+from tvfast.evaluation.figures import plot_denoising_examples, plot_lambda_map
+from tvfast.evaluation.grid_search import lambda_grid_search
+from tvfast.models.lambda_net import LambdaNet
+from tvfast.evaluation.metrics import psnr, ssim
+from tvfast.models.files import pretrained_paths
+from tvfast.models.precision import PRECISIONS, resolve_precision
 from tvfast.training.data import ImageFolderDataset, list_images
 from tvfast.training.figures import plot_lambda_curves, plot_metric_differences
 
@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', ...")
     p.add_argument("--no-figures", action="store_true", help="skip the figures")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="U-Net arithmetic (bf16 autocast where faster, see tvfast.precision); the solver is float32")
+                   help="U-Net arithmetic (bf16 autocast where faster, see tvfast.models.precision); the solver is float32")
     return p
 
 
@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None, *, default_weights: str | None = None) -
 
 def command_main(argv: list[str] | None = None) -> int:
     """``tvfast evaluate``: :func:`main` with the shipped weights as the default ``--weights``."""
-    from tvfast.pretrained import pretrained_weights_path
+    from tvfast.models.pretrained import pretrained_weights_path
 
     return main(argv, default_weights=str(pretrained_weights_path()))
 

@@ -31,11 +31,11 @@ import torch
 from matplotlib.figure import Figure
 
 import tvfast
-from tvfast.atomic import atomic_write_text
-from tvfast.cli_parser import CommandParser
+from tvfast.io.atomic import atomic_write_text
+from tvfast.cli.parser import CommandParser
 from tvfast.device import resolve_device
-from tvfast.figures import save_figure
-from tvfast.metrics import frame_metrics
+from tvfast.evaluation.figures import save_figure
+from tvfast.evaluation.metrics import frame_metrics
 
 __all__ = ["best_pair_search", "evaluate3d", "main"]
 
@@ -90,8 +90,8 @@ def _figure(clean, noisy, scalar, learned, lam, path: Path, title: str) -> Path:
 
 def evaluate3d(args) -> dict:
     """Run the evaluation described by ``args`` (see :func:`build_parser`); return the summary."""
-    from tvfast.lambda_net3d import LambdaNet3d
-    from tvfast.precision import resolve_precision
+    from tvfast.models.lambda_net3d import LambdaNet3d
+    from tvfast.models.precision import resolve_precision
     from tvfast.training.sequences import SequenceFolderDataset
 
     device = resolve_device(args.device)

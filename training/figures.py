@@ -4,7 +4,7 @@
 * :func:`plot_metric_differences` — histograms of the per-image differences
   (learned − best scalar) in PSNR and SSIM.
 
-The per-image figures (examples, Λ map) live in :mod:`tvfast.figures`.
+The per-image figures (examples, Λ map) live in :mod:`tvfast.evaluation.figures`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from tvfast.figures import save_figure
+from tvfast.evaluation.figures import save_figure
 
 __all__ = ["plot_lambda_curves", "plot_metric_differences"]
 

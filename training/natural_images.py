@@ -19,14 +19,14 @@ import numpy as np
 import skimage.data
 import torch
 
-from tvfast.atomic import atomic_write_text
-from tvfast.cli_parser import CommandParser
-from tvfast.grid_search import lambda_grid_search
-from tvfast.lambda_net import LambdaNet
-from tvfast.metrics import psnr, ssim
-from tvfast.noise import add_noise
-from tvfast.precision import resolve_precision
-from tvfast.pretrained import pretrained_weights_path
+from tvfast.io.atomic import atomic_write_text
+from tvfast.cli.parser import CommandParser
+from tvfast.evaluation.grid_search import lambda_grid_search
+from tvfast.models.lambda_net import LambdaNet
+from tvfast.evaluation.metrics import psnr, ssim
+from tvfast.evaluation.noise import add_noise
+from tvfast.models.precision import resolve_precision
+from tvfast.models.pretrained import pretrained_weights_path
 from tvfast.training.data import centre_square_resize
 
 __all__ = ["GREY_IMAGES", "evaluate_natural", "main"]

@@ -35,8 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from tvfast.image_io import ImageReadError, read_grayscale
-from tvfast.noise import NOISE_MODES, absolute_noise
+from tvfast.io.images import ImageReadError, read_grayscale
+from tvfast.evaluation.noise import NOISE_MODES, absolute_noise
 from tvfast.training.data import _seed_from, centre_square_resize, list_images
 
 __all__ = ["make_sequence", "read_sequence", "is_sequence_file", "SequenceFolderDataset"]
@@ -151,7 +151,7 @@ def _probe_shape(path: Path) -> tuple[int, ...] | None:
 
 
 def _is_sequence_shape(shape: tuple[int, ...] | None) -> bool:
-    # (H, W, C) with C ≤ 4 is a colour image (the rule of tvfast.image_io.read_image)
+    # (H, W, C) with C ≤ 4 is a colour image (the rule of tvfast.io.images.read_image)
     return shape is not None and len(shape) == 3 and shape[-1] > 4
 
 
@@ -164,7 +164,7 @@ def is_sequence_file(path: str | os.PathLike) -> bool:
 def read_sequence(path: str | os.PathLike) -> np.ndarray:
     """Read a ``(D, H, W)`` sequence from a ``.npy`` file or a multi-page TIFF.
 
-    The sample rules of :func:`tvfast.image_io.read_image` apply: integer data
+    The sample rules of :func:`tvfast.io.images.read_image` apply: integer data
     is divided by its dtype's maximum, booleans become 0/1, floats are taken as
     they are, and NaN or inf is an error.
 

@@ -54,19 +54,19 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
-from tvfast.cli_parser import CommandParser
+from tvfast.cli.parser import CommandParser
 from tvfast.device import resolve_device
-from tvfast.image_io import read_grayscale
-from tvfast.lambda_net import LambdaNet
-from tvfast.lambda_net3d import LambdaNet3d
-from tvfast.metrics import frame_metrics, psnr, ssim
-from tvfast.precision import PRECISIONS, resolve_precision
+from tvfast.io.images import read_grayscale
+from tvfast.models.lambda_net import LambdaNet
+from tvfast.models.lambda_net3d import LambdaNet3d
+from tvfast.evaluation.metrics import frame_metrics, psnr, ssim
+from tvfast.models.precision import PRECISIONS, resolve_precision
 from tvfast.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from tvfast.training.data import ImageFolderDataset, list_images
 from tvfast.training.distributed import ProcessGroup
 from tvfast.training.sequences import SequenceFolderDataset
-from tvfast.unet import UNet
-from tvfast.unet3d import UNet3d
+from tvfast.models.unet import UNet
+from tvfast.models.unet3d import UNet3d
 
 __all__ = ["build_parser", "train", "main"]
 

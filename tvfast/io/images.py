@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tvfast.atomic import atomic_write
+from tvfast.io.atomic import atomic_write
 
 __all__ = ["IMAGE_SUFFIXES", "LoadedImage", "read_image", "read_grayscale", "write_image", "ImageReadError"]
 

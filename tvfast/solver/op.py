@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from tvfast.arguments import check_arguments
-from tvfast.function import PDHGFunction
+from tvfast.solver.arguments import check_arguments
+from tvfast.solver.autograd import PDHGFunction
 
 __all__ = ["pdhg"]
 
@@ -21,10 +21,10 @@ def _solver_module(backend: str, spatial_dims: int = 2):
 
         return pdhg_step
     if spatial_dims == 3:
-        from tvfast import torch_path3d
+        from tvfast.solver import cpu3d as torch_path3d
 
         return torch_path3d
-    from tvfast import torch_path
+    from tvfast.solver import cpu as torch_path
 
     return torch_path
 

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from tvfast.atomic import atomic_write, atomic_write_text
+from tvfast.io.atomic import atomic_write, atomic_write_text
 
 __all__ = ["pretrained_paths", "save_model_files", "read_model_config", "load_model_weights"]
 

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tvfast.atomic import atomic_write_text
-from tvfast.figures import plot_denoising_examples, plot_lambda_map
-from tvfast.grid_search import lambda_grid_search
-from tvfast.image_io import read_grayscale
-from tvfast.metrics import psnr, ssim
-from tvfast.noise import add_noise
+from tvfast.io.atomic import atomic_write_text
+from tvfast.evaluation.figures import plot_denoising_examples, plot_lambda_map
+from tvfast.evaluation.grid_search import lambda_grid_search
+from tvfast.io.images import read_grayscale
+from tvfast.evaluation.metrics import psnr, ssim
+from tvfast.evaluation.noise import add_noise
 
 __all__ = ["bundled_images", "run_demo"]
 

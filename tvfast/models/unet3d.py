@@ -1,6 +1,6 @@
 """The 3-D U-Net that maps a noisy volume or (x, y, t) sequence to Λ-map logits.
 
-The design of :mod:`tvfast.unet` (docs/method.md §6) with 3-D convolutions, for
+The design of :mod:`tvfast.models.unet` (docs/method.md §6) with 3-D convolutions, for
 inputs ``(B, C, D, H, W)`` with D as depth or time (docs/method.md §9). For
 ``base_channels=c`` and ``depth=3``::
 
@@ -27,7 +27,7 @@ linear. The default configuration (``base_channels=16``, ``depth=3``) has
 Inputs whose H or W (and D, with ``pool_time``) is not a multiple of
 ``2**depth`` are padded up to the next multiple — reflect-padded, or
 replicate-padded when an axis is too small to reflect (the rule of
-:func:`tvfast.unet.pad_mode`) — and the output is cropped back, so the output
+:func:`tvfast.models.unet.pad_mode`) — and the output is cropped back, so the output
 always has the input's size. Samples in a batch never interact.
 """
 
@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tvfast.unet import pad_mode
+from tvfast.models.unet import pad_mode
 
 __all__ = ["UNet3d"]
 
@@ -46,7 +46,7 @@ _NEGATIVE_SLOPE = 0.01
 
 def _double_conv(in_ch: int, mid_ch: int, out_ch: int) -> nn.Sequential:
     """Two 3×3×3 convolutions (zero padding 1, bias), each followed by an in-place LeakyReLU
-    (its backward needs only its output, as in :mod:`tvfast.unet`)."""
+    (its backward needs only its output, as in :mod:`tvfast.models.unet`)."""
     return nn.Sequential(
         nn.Conv3d(in_ch, mid_ch, kernel_size=3, padding=1, bias=True),
         nn.LeakyReLU(_NEGATIVE_SLOPE, inplace=True),
@@ -84,7 +84,7 @@ class _Up(nn.Module):
         x = self.reduce(x)
         x = F.interpolate(x, size=skip.shape[-3:], mode="trilinear", align_corners=False)
         # conv(cat([x, skip])) as the sum of the convolutions of its two parts,
-        # so autograd keeps no concatenated copy (as in tvfast.unet._Up; hooks
+        # so autograd keeps no concatenated copy (as in tvfast.models.unet._Up; hooks
         # on conv[0] are bypassed).
         first = self.conv[0]
         split = x.shape[1]
@@ -102,7 +102,7 @@ class UNet3d(nn.Module):
         Channels of the input (1 for grayscale).
     out_channels : int
         Channels of the output (2: a temporal and a spatial map for
-        :class:`tvfast.lambda_net3d.LambdaNet3d`).
+        :class:`tvfast.models.lambda_net3d.LambdaNet3d`).
     base_channels : int
         Channels ``c`` after the initial block; doubled by each encoder block.
     depth : int

@@ -6,7 +6,7 @@ docs/method.md §9 (differences along D, H and W), so neighbouring frames
 regularise each other. Which files are volumes is said by the ``--volume``
 flag, never guessed from the shape: a (H, W, 3) array stays an RGB image.
 
-Reading follows :mod:`tvfast.image_io`: integer samples are divided by their
+Reading follows :mod:`tvfast.io.images`: integer samples are divided by their
 dtype's maximum, float samples taken as they are, NaN/inf rejected. The
 output keeps the input's format and sample type (``.npy`` float, TIFF pages
 of the input's integer type); writes are atomic.
@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 import tvfast
-from tvfast.atomic import atomic_write
-from tvfast.image_io import ImageReadError, LoadedImage
+from tvfast.io.atomic import atomic_write
+from tvfast.io.images import ImageReadError, LoadedImage
 
 __all__ = ["VOLUME_SUFFIXES", "volume_shape", "read_volume", "write_volume", "load_volume_lambda", "denoise_volume"]
 

@@ -33,9 +33,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import tvfast
-from tvfast.model_files import load_model_weights, read_model_config, save_model_files
-from tvfast.precision import Precision
-from tvfast.unet import UNet, pad_mode
+from tvfast.models.files import load_model_weights, read_model_config, save_model_files
+from tvfast.models.precision import Precision
+from tvfast.models.unet import UNet, pad_mode
 
 __all__ = ["LambdaNet"]
 
@@ -69,7 +69,7 @@ class LambdaNet(nn.Module):
     Notes
     -----
     :meth:`set_precision` chooses bf16 autocast and channels-last layout for
-    the U-Net (see :mod:`tvfast.precision`); the solver always runs in float32.
+    the U-Net (see :mod:`tvfast.models.precision`); the solver always runs in float32.
     """
 
     def __init__(
@@ -118,7 +118,7 @@ class LambdaNet(nn.Module):
     def config(self) -> dict:
         """JSON-serialisable configuration (requires a ``UNet`` network)."""
         if not isinstance(self.unet, UNet):
-            raise TypeError("config is only defined for a tvfast.unet.UNet network")
+            raise TypeError("config is only defined for a tvfast.models.unet.UNet network")
         return {
             "n_iter": self.n_iter,
             "up_bound": self.up_bound,
@@ -209,7 +209,7 @@ class LambdaNet(nn.Module):
 
     # ------------------------------------------------------------------ I/O
     def save_pretrained(self, path: str | os.PathLike) -> tuple[Path, Path]:
-        """Write weights (safetensors) and configuration (JSON), each atomically (:mod:`tvfast.model_files`).
+        """Write weights (safetensors) and configuration (JSON), each atomically (:mod:`tvfast.models.files`).
 
         Parameters
         ----------

@@ -16,7 +16,7 @@ def pretrained_weights_path() -> Path:
 
 
 def pretrained(device: str | torch.device = "cpu"):
-    """The shipped :class:`~tvfast.lambda_net.LambdaNet`, in eval mode.
+    """The shipped :class:`~tvfast.models.lambda_net.LambdaNet`, in eval mode.
 
     Loaded from safetensors (no pickle). ``model(z)`` denoises (B, 1, H, W)
     images in [0, 1]; ``model.denoise(z)`` returns the result and Λ;
@@ -28,7 +28,7 @@ def pretrained(device: str | torch.device = "cpu"):
     than a well-chosen scalar λ (docs/evaluation/natural_images.md): use
     ``tvfast.pdhg(z, λ)`` or train a model on your own images.
     """
-    from tvfast.lambda_net import LambdaNet
+    from tvfast.models.lambda_net import LambdaNet
 
     path = pretrained_weights_path()
     if not path.is_file():

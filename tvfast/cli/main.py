@@ -10,9 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from tvfast.cli_parser import CommandParser
+from tvfast.cli.parser import CommandParser
 from tvfast.device import resolve_device
-from tvfast.precision import PRECISIONS
+from tvfast.models.precision import PRECISIONS
 
 __all__ = ["main", "build_parser"]
 
@@ -93,12 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load_model(weights: str | None, device, precision: str = "auto"):
     import tvfast
-    from tvfast.precision import resolve_precision
+    from tvfast.models.precision import resolve_precision
 
     if weights is None:
         model = tvfast.pretrained(device)
     else:
-        from tvfast.lambda_net import LambdaNet
+        from tvfast.models.lambda_net import LambdaNet
 
         path = Path(weights)
         if not path.is_file():
@@ -110,7 +110,7 @@ def _load_model(weights: str | None, device, precision: str = "auto"):
 def _cmd_denoise(args) -> int:
     from tqdm import tqdm
 
-    from tvfast.denoise_files import UsageError, denoise_job, load_lambda_map, plan_jobs
+    from tvfast.cli.denoise import UsageError, denoise_job, load_lambda_map, plan_jobs
 
     if args.iters < 0:
         raise UsageError(f"--iters: expected a non-negative integer, got {args.iters}")
@@ -139,9 +139,9 @@ def _denoise_volumes(args) -> int:
     """``tvfast denoise --volume``: each input file is one (D, H, W) volume or sequence."""
     import json
 
-    from tvfast.denoise_files import UsageError, plan_jobs
-    from tvfast.model_files import pretrained_paths
-    from tvfast.volume_files import VOLUME_SUFFIXES, denoise_volume, load_volume_lambda, volume_shape
+    from tvfast.cli.denoise import UsageError, plan_jobs
+    from tvfast.models.files import pretrained_paths
+    from tvfast.io.volumes import VOLUME_SUFFIXES, denoise_volume, load_volume_lambda, volume_shape
 
     if args.compare:
         raise UsageError("--compare: not available with --volume (use --save-lambda)")
@@ -172,8 +172,8 @@ def _denoise_volumes(args) -> int:
             fmt = None
         if not isinstance(fmt, dict) or fmt.get("format") != "tvfast-lambdanet3d":
             raise UsageError(f"--weights {args.weights}: not a 3-D model (train one with tvfast train --sequences)")
-        from tvfast.lambda_net3d import LambdaNet3d
-        from tvfast.precision import resolve_precision
+        from tvfast.models.lambda_net3d import LambdaNet3d
+        from tvfast.models.precision import resolve_precision
 
         try:
             model = LambdaNet3d.load_pretrained(args.weights, map_location=device).eval()
@@ -188,7 +188,7 @@ def _denoise_volumes(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    from tvfast.demo import format_table, run_demo
+    from tvfast.cli.demo import format_table, run_demo
 
     out = Path(args.output)
     print(f"tvfast demo: 3 bundled chest X-rays, relative noise s = {args.noise}, T = {args.iters}")
@@ -205,7 +205,7 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_bench(args) -> int:
-    from tvfast.benchmarking import print_table
+    from tvfast.cli.bench import print_table
 
     print_table(quick=args.quick)
     return 0
@@ -232,8 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in _PLUGIN_COMMANDS:
         return _plugin_command(argv[0])(argv[1:]) or 0
     args = build_parser().parse_args(argv)
-    from tvfast.denoise_files import UsageError
-    from tvfast.image_io import ImageReadError
+    from tvfast.cli.denoise import UsageError
+    from tvfast.io.images import ImageReadError
 
     command = {"denoise": _cmd_denoise, "demo": _cmd_demo, "bench": _cmd_bench}[args.command]
     try:

@@ -4,7 +4,7 @@ This is the baseline every fused path is tested and benchmarked against. It
 follows docs/method.md §3 line by line and keeps whatever autograd keeps (several float
 images per iteration). Images are (B, 1, H, W) with the 2-D gradient of §2;
 volumes or (x, y, t) sequences are (B, 1, D, H, W) with the 3-D gradient of
-§9 (:func:`tvfast.operators.gradient3d`), and the same loop.
+§9 (:func:`tvfast.solver.differences.gradient3d`), and the same loop.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import NamedTuple
 
 import torch
 
-from tvfast.arguments import default_step
-from tvfast.operators import grad_T, grad_T3d, gradient, gradient3d
+from tvfast.solver.arguments import default_step
+from tvfast.solver.differences import grad_T, grad_T3d, gradient, gradient3d
 
 __all__ = ["pdhg_reference", "pdhg_reference_iterates", "IterationState"]
 

@@ -5,7 +5,7 @@ the pytest-benchmark suite in ``benchmarks/`` builds on the same helpers and
 keeps its own workload helpers. Times are medians of repeated runs in one process, both
 implementations on the same inputs; memory is the peak growth of the
 resident set size (RSS) during one forward+backward in a *fresh* process
-(``python -m tvfast.benchmarking --impl …``), after a 2-iteration warm-up
+(``python -m tvfast.cli.bench --impl …``), after a 2-iteration warm-up
 so that compilation is not counted.
 """
 
@@ -29,7 +29,7 @@ __all__ = ["solvers", "make_problem", "forward", "forward_backward", "median_tim
 
 def solvers() -> dict:
     import tvfast
-    from tvfast.reference import pdhg_reference
+    from tvfast.solver.reference import pdhg_reference
 
     return {"tvfast": tvfast.pdhg, "reference": pdhg_reference}
 
@@ -112,7 +112,7 @@ def probe_memory(impl: str, size: int, batch: int, n_iter: int, case: str = "sol
     ``depth`` (solver only), the problem is a volume (B, 1, depth, size, size)
     with a shared Λ map (docs/method.md §9).
     """
-    cmd = [sys.executable, "-m", "tvfast.benchmarking", "--impl", impl, "--size", str(size),
+    cmd = [sys.executable, "-m", "tvfast.cli.bench", "--impl", impl, "--size", str(size),
            "--batch", str(batch), "--iters", str(n_iter), "--case", case]
     if image is not None:
         cmd += ["--image", str(image)]
@@ -130,8 +130,8 @@ def make_train_step(solve, size: int, batch: int = 1, n_iter: int = 256, seed: i
     that grayscale file at full resolution (``size`` and ``batch`` ignored)
     with relative Gaussian noise s = 0.5 (docs/method.md §7). Model and data live on ``device``.
     """
-    from tvfast.noise import add_noise
-    from tvfast.unet import UNet
+    from tvfast.evaluation.noise import add_noise
+    from tvfast.models.unet import UNet
 
     with torch.random.fork_rng(devices=[]):  # seeded weights without touching the caller's global RNG
         torch.manual_seed(seed)
@@ -141,7 +141,7 @@ def make_train_step(solve, size: int, batch: int = 1, n_iter: int = 256, seed: i
         clean, _ = make_problem(size, batch, seed)
         noisy = clean + 0.05 * torch.randn_like(clean)
     else:
-        from tvfast.image_io import read_grayscale
+        from tvfast.io.images import read_grayscale
 
         clean = torch.from_numpy(read_grayscale(image))[None, None]
         noisy = add_noise(clean, 0.5, "relative", generator=torch.Generator().manual_seed(seed))

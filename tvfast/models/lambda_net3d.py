@@ -15,7 +15,7 @@ The solver's differences are periodic along all three axes (docs/method.md
 periodic motion such as breathing or a heart beat.
 
 Weights are stored with safetensors (no pickle) next to a small JSON file
-holding the configuration, as for :class:`tvfast.lambda_net.LambdaNet`.
+holding the configuration, as for :class:`tvfast.models.lambda_net.LambdaNet`.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ import torch.nn.functional as F
 from torch import nn
 
 import tvfast
-from tvfast.model_files import load_model_weights, read_model_config, save_model_files
-from tvfast.precision import Precision
-from tvfast.unet import pad_mode
-from tvfast.unet3d import UNet3d
+from tvfast.models.files import load_model_weights, read_model_config, save_model_files
+from tvfast.models.precision import Precision
+from tvfast.models.unet import pad_mode
+from tvfast.models.unet3d import UNet3d
 
 __all__ = ["LambdaNet3d"]
 
@@ -57,7 +57,7 @@ class LambdaNet3d(nn.Module):
     Notes
     -----
     :meth:`set_precision` chooses bf16 autocast and the channels-last-3d
-    layout for the U-Net (see :mod:`tvfast.precision`); the solver always
+    layout for the U-Net (see :mod:`tvfast.models.precision`); the solver always
     runs in float32.
     """
 
@@ -90,7 +90,7 @@ class LambdaNet3d(nn.Module):
     def config(self) -> dict:
         """JSON-serialisable configuration (requires a ``UNet3d`` network)."""
         if not isinstance(self.unet, UNet3d):
-            raise TypeError("config is only defined for a tvfast.unet3d.UNet3d network")
+            raise TypeError("config is only defined for a tvfast.models.unet3d.UNet3d network")
         return {"n_iter": self.n_iter, "pad": self.pad, "unet": self.unet.config}
 
     @staticmethod
@@ -158,7 +158,7 @@ class LambdaNet3d(nn.Module):
 
     # ------------------------------------------------------------------ I/O
     def save_pretrained(self, path: str | os.PathLike) -> tuple[Path, Path]:
-        """Write weights (safetensors) and configuration (JSON), each atomically (:mod:`tvfast.model_files`).
+        """Write weights (safetensors) and configuration (JSON), each atomically (:mod:`tvfast.models.files`).
 
         ``path`` is ``name.safetensors`` (config ``name.json``) or a directory
         (``model.safetensors`` + ``config.json``); returns the two paths.

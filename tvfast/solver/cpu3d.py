@@ -1,9 +1,9 @@
 """PDHG on volumes and (x, y, t) sequences with the mask-based backward, in PyTorch ops (the CPU path).
 
-The 3-D counterpart of :mod:`tvfast.torch_path` (docs/method.md §9): the
+The 3-D counterpart of :mod:`tvfast.solver.cpu` (docs/method.md §9): the
 iteration of §3 and the adjoint recursion of §4, with the gradient
 ∇x = (∂_D x, ∂_H x, ∂_W x) of periodic forward differences
-(:func:`tvfast.operators.gradient3d`). One function per step:
+(:func:`tvfast.solver.differences.gradient3d`). One function per step:
 
 * :func:`pdhg_step_fwd` — one forward iteration, optionally emitting the clip
   states;
@@ -12,9 +12,9 @@ iteration of §3 and the adjoint recursion of §4, with the gradient
 Each step reads its state and writes the new state into preallocated buffers,
 so under :func:`torch.compile` (Inductor, static shapes, full graph) a step
 is a few fused, vectorised loops over the voxels. The compile policy is the
-2-D one (:func:`tvfast.torch_path.use_compile`: voxels × iterations ≥ 64³, or
+2-D one (:func:`tvfast.solver.cpu.use_compile`: voxels × iterations ≥ 64³, or
 ``TVFAST_COMPILE=1``/``0``), and so are the graph limit and the memory of
-graphs that failed to compile (:func:`tvfast.torch_path.forget_compile_failures`
+graphs that failed to compile (:func:`tvfast.solver.cpu.forget_compile_failures`
 clears both paths' records); a failed compilation runs the call eagerly
 with a warning.
 
@@ -28,7 +28,7 @@ The steps write interiors; the caller refreshes the halo columns.
 
 Mask: a voxel has three dual entries (q₀ along D, q₁ along H, q₂ along W)
 with three states each (INSIDE 0 / HIGH 1 / LOW 2, tie rule of
-:mod:`tvfast.clip_mask`), 2 bits per entry. The 6 bits are kept as *one
+:mod:`tvfast.solver.clip_states`), 2 bits per entry. The 6 bits are kept as *one
 uint8 per voxel*::
 
     byte = s₀ | s₁ << 2 | s₂ << 4            (bits 6 and 7 are zero)
@@ -50,8 +50,8 @@ from __future__ import annotations
 
 import torch
 
-from tvfast.clip_mask import HIGH, LOW
-from tvfast.torch_path import (  # the step helpers and the compile policy are shared with the 2-D path
+from tvfast.solver.clip_states import HIGH, LOW
+from tvfast.solver.cpu import (  # the step helpers and the compile policy are shared with the 2-D path
     _clip,
     _clip_state,
     _interior,

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 import tvfast
-from tvfast.metrics import psnr, ssim
+from tvfast.evaluation.metrics import psnr, ssim
 
 __all__ = ["lambda_grid_search"]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from tvfast.atomic import atomic_write
+from tvfast.io.atomic import atomic_write
 
 __all__ = ["save_figure", "plot_denoising_examples", "plot_lambda_map", "LOG_OFFSET"]
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 import tvfast
-from tvfast.image_io import IMAGE_SUFFIXES, read_image, write_image
+from tvfast.io.images import IMAGE_SUFFIXES, read_image, write_image
 
 __all__ = ["UsageError", "DenoiseJob", "plan_jobs", "denoise_job", "load_lambda_map"]
 
@@ -170,7 +170,7 @@ def _save_lambda(job: DenoiseJob, lam: np.ndarray) -> None:
 def _save_comparison(job: DenoiseJob, noisy: np.ndarray, denoised: np.ndarray, lam: np.ndarray) -> None:
     from matplotlib.figure import Figure
 
-    from tvfast.figures import save_figure
+    from tvfast.evaluation.figures import save_figure
 
     fig = Figure(figsize=(12, 4.2))
     axes = fig.subplots(1, 3)

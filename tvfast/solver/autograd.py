@@ -1,12 +1,12 @@
 """The autograd Function of the PDHG solver, with the mask-based backward.
 
 The forward runs T fused iterations and keeps only the packed clip masks
-(0.5 byte per pixel per iteration for images, :mod:`tvfast.clip_mask`; one
-byte per voxel per iteration for volumes, :mod:`tvfast.torch_path3d`); the
+(0.5 byte per pixel per iteration for images, :mod:`tvfast.solver.clip_states`; one
+byte per voxel per iteration for volumes, :mod:`tvfast.solver.cpu3d`); the
 backward replays the adjoint recursion of docs/method.md §4 over them. Both
 directions are delegated to a *solver module* — :mod:`tvfast.kernels.pdhg_step`
-(Triton) or :mod:`tvfast.torch_path` (PyTorch) for images, their 3-D
-counterparts ``tvfast.kernels.pdhg_step3d`` and :mod:`tvfast.torch_path3d`
+(Triton) or :mod:`tvfast.solver.cpu` (PyTorch) for images, their 3-D
+counterparts ``tvfast.kernels.pdhg_step3d`` and :mod:`tvfast.solver.cpu3d`
 for volumes (docs/method.md §9) — exposing ``solve_forward`` and
 ``solve_backward`` with the same signatures. The Function itself does not
 depend on the dimension: it passes the number of Λ channels (1 or 2 for

@@ -3,7 +3,7 @@
 The same algorithm as the Triton kernels (docs/method.md §3–§4), one function per step:
 
 * :func:`pdhg_step_fwd` — one forward iteration, optionally emitting the clip
-  states (:mod:`tvfast.clip_mask`);
+  states (:mod:`tvfast.solver.clip_states`);
 * :func:`pdhg_step_bwd` — one iteration of the adjoint recursion of docs/method.md §4.
 
 Each step reads its state and writes the new state into preallocated buffers
@@ -25,7 +25,7 @@ once per solve.
 
 Clip states cross the compiled steps as float values s₀ + 4·s₁ (Inductor
 vectorises float selects, not uint8 logic); the caller packs them into the
-uint8 mask (:mod:`tvfast.clip_mask`) between steps and unpacks them before
+uint8 mask (:mod:`tvfast.solver.clip_states`) between steps and unpacks them before
 each backward step.
 
 Shapes: images (B, H, W); ``lam0``/``lam1`` are the vertical/horizontal
@@ -40,7 +40,7 @@ import warnings
 
 import torch
 
-from tvfast.clip_mask import HIGH, INSIDE, LOW, pack_nibbles, unpack_nibbles
+from tvfast.solver.clip_states import HIGH, INSIDE, LOW, pack_nibbles, unpack_nibbles
 
 __all__ = ["pdhg_step_fwd", "pdhg_step_bwd", "solve_forward", "solve_backward", "use_compile",
            "forget_compile_failures", "run_steps", "padded", "halo_views"]
@@ -80,7 +80,7 @@ def _clip(u, lam):
 
 
 def _clip_state(u, lam):
-    """INSIDE/HIGH/LOW (tie rule of :mod:`tvfast.clip_mask`) as *float* values:
+    """INSIDE/HIGH/LOW (tie rule of :mod:`tvfast.solver.clip_states`) as *float* values:
     Inductor vectorises float selects well and uint8 logic badly (4× slower)."""
     return torch.where(u >= lam, float(HIGH), torch.where(u <= -lam, float(LOW), float(INSIDE)))
 
