@@ -6,9 +6,17 @@ ratio-of-medians rows for RESULTS.md.
 
 ``--quick`` keeps only the cases marked ``quick`` (about 2 minutes): the
 256² targets, a few grid points, the training step and the bandwidth bound.
+
+``benchmarks/`` is not an installed package: this file puts it on
+``sys.path`` so that the suite's files import ``from harness import …``.
 """
 
+import sys
+from pathlib import Path
 
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
 
 def pytest_addoption(parser):
     parser.addoption("--quick", action="store_true", help="run only the benchmarks marked quick")

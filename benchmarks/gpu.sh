@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU checks in one call (issue #4), meant to finish well under 10 minutes:
+# GPU checks in one call, meant to finish well under 10 minutes:
 #   1. the CUDA equivalence tests with *compiled* Triton kernels
 #      (TRITON_INTERPRET=0; odd sizes, every Λ layout, float32/float64, gradients);
 #   2. the GPU benchmark (benchmarks/test_gpu.py): forward / forward+backward vs
@@ -9,7 +9,8 @@
 # exits non-zero if either failed.
 # Usage (repository root, on a CUDA machine that already has torch and triton):
 #   bash benchmarks/gpu.sh [OUTPUT_DIR]      # default: $OUT if set, else gpu_results/
-# Both steps ran on an NVIDIA H200 on 2026-11-26 (inside training/gpu_train.sh): 30 CUDA tests passed;
+# Both steps last ran on an NVIDIA H200 on 2026-11-26 (inside training/gpu_train.sh), before the kernels were
+# split into kernels/pdhg2d.py, pdhg3d.py and launch.py and tests/test_kernels.py was added: 30 CUDA tests passed;
 # the benchmark's figures are in benchmarks/RESULTS.md (gpu_h200.json).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +24,7 @@ if ! python -c "import tvfast.kernels, tvfast.training" 2>/dev/null; then
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/device.txt"
 python -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$out/device.txt"
-python -m pytest -q -p no:cacheprovider tests/test_pdhg_forward.py tests/test_pdhg_arguments.py tests/test_pdhg_3d.py -k cuda 2>&1 | tee "$out/tests.log"
+python -m pytest -q -p no:cacheprovider tests/test_pdhg_forward.py tests/test_pdhg_arguments.py tests/test_pdhg_3d.py tests/test_kernels.py -k cuda 2>&1 | tee "$out/tests.log"
 tests_rc=$?
 python -m pytest -q -p no:cacheprovider benchmarks/test_gpu.py --benchmark-json="$out/gpu.json" 2>&1 | tee "$out/bench.log"
 bench_rc=$?

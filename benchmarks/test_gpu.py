@@ -1,4 +1,4 @@
-"""GPU benchmark (issue #4): the Triton path against the reference loop on one CUDA device.
+"""GPU benchmark: the Triton path against the reference loop on one CUDA device.
 
 Skipped without CUDA. Run through ``benchmarks/gpu.sh``, which first runs the
 CUDA equivalence tests with compiled kernels. Times are medians of CUDA-
@@ -6,7 +6,7 @@ synchronised calls; memory is ``torch.cuda.max_memory_allocated`` growth
 during one forward+backward (exact on the GPU, so no fresh process).
 Every case records the device name in ``extra_info["device"]``.
 
-Targets (issue #4): forward ≥ 20× the reference at 256², B = 1, T = 256;
+Targets: forward ≥ 20× the reference at 256², B = 1, T = 256;
 ≥ 70 % of the 48 B/pixel/iteration roofline at B = 64 (roofline: a
 device-to-device copy's bandwidth, measured in the same run); training step
 ≥ 5× faster with ≥ 10× less peak GPU memory.
@@ -17,7 +17,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tvfast.cli.bench import forward, forward_backward, make_problem, make_train_step, solvers
+from harness import forward, forward_backward, make_problem, make_train_step, solvers
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -132,7 +132,7 @@ def _cuda_volume(depth: int, size: int, batch: int = 1, seed: int = 0):
 
 @pytest.mark.parametrize("impl", IMPLS)
 def test_gpu_forward_3d(benchmark, impl):
-    """Issue #11 on the GPU: a 32×128×128 sequence, B = 1, T = 128 (Kofler's setting), forward."""
+    """Volumes on the GPU: a 32×128×128 sequence, B = 1, T = 128 (Kofler's setting), forward."""
     benchmark.group = "GPU 3-D forward 32x128x128 B=1 T=128"
     _device_info(benchmark)
     z, lam = _cuda_volume(32, 128)

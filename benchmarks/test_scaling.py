@@ -20,7 +20,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tvfast.cli.bench import forward, forward_backward, make_problem, median_time, probe_memory, solvers
+from harness import forward, forward_backward, make_problem, median_time, probe_memory, solvers
 
 
 def copy_bandwidth(n_bytes: int = 1 << 28, rounds: int = 5) -> float:

@@ -1,12 +1,12 @@
 """tvfast.pdhg on volumes / (x, y, t) sequences against the 3-D reference loop (docs/method.md §9), CPU.
 
 The headline case is a 32×128×128 volume (D × H × W), B = 1, T = 128, with a
-shared Λ map:
+per-voxel Λ map:
 
 * forward time (no grad), tvfast and the reference loop in this process on
   the same inputs, one pytest-benchmark group;
 * peak extra RSS of one forward+backward, each implementation in a fresh
-  process (``python -m tvfast.cli.bench --depth …``), one group.
+  process (``python benchmarks/harness.py --depth …``), one group.
 
 tvfast keeps 1 byte per voxel per iteration of clip masks (64 MiB here);
 autograd of the reference keeps several float volumes per iteration. A small
@@ -19,21 +19,12 @@ case (8×32×32, T = 32) is marked ``quick``.
 from __future__ import annotations
 
 import pytest
-import torch
 
-from tvfast.cli.bench import forward, probe_memory, solvers
+from harness import forward, make_volume, probe_memory, solvers
 
 # (depth, size, batch, iterations): volumes (B, 1, depth, size, size)
 CASES = [(32, 128, 1, 128), (8, 32, 1, 32)]
 QUICK = {(8, 32, 1, 32)}
-
-
-def make_volume(depth: int, size: int, batch: int = 1, seed: int = 0):
-    """A (B, 1, D, N, N) volume in [0, 1] and a shared Λ map in [0, 0.1] (as probe_memory's --depth)."""
-    gen = torch.Generator().manual_seed(seed)
-    z = torch.rand(batch, 1, depth, size, size, generator=gen)
-    lam = 0.1 * torch.rand(batch, 1, depth, size, size, generator=gen)
-    return z, lam
 
 
 def _case_id(case):

@@ -15,17 +15,15 @@ import pytest
 import torch
 
 import tvfast
-from tvfast.cli.bench import forward, forward_backward, make_problem, make_train_step, probe_memory, solvers
+from harness import forward, forward_backward, make_problem, make_train_step, probe_memory, solvers
 
 IMPLS = list(solvers())
 
 
 def grid_search_batched(z, lambdas, n_iter):
-    """All λ of a scalar grid in one batched tvfast.pdhg call (Λ of shape (K,))."""
-    import tvfast
-
+    """All λ of a scalar grid in one batched tvfast.pdhg call (Λ of shape (K,)), compiled as the grid search is."""
     with torch.no_grad():
-        return tvfast.pdhg(z.expand(len(lambdas), 1, *z.shape[-2:]).contiguous(), lambdas, n_iter)
+        return tvfast.pdhg(z.expand(len(lambdas), 1, *z.shape[-2:]).contiguous(), lambdas, n_iter, compile=True)
 
 
 def grid_search_sequential_reference(z, lambdas, n_iter):
@@ -81,7 +79,7 @@ def test_scalar_tv_vs_skimage(benchmark, impl):
     benchmark.group = "scalar TV 256x256 256 iterations vs skimage"
     z, _ = make_problem(256)
     if impl == "tvfast":
-        benchmark.pedantic(forward, args=(tvfast.pdhg, z, 0.05, 256), rounds=5, warmup_rounds=1)
+        benchmark.pedantic(forward, args=(solvers()["tvfast"], z, 0.05, 256), rounds=5, warmup_rounds=1)
     else:
         z_np = z[0, 0].numpy().astype(np.float64)
         benchmark.pedantic(skimage_tv, args=(z_np, 0.05, 256), rounds=5, warmup_rounds=1)
@@ -92,7 +90,7 @@ def test_cost_against_iterations(benchmark, n_iter):
     """tvfast forward+backward at 256² for growing T: time and memory should grow linearly."""
     benchmark.group = "tvfast forward+backward 256x256 vs T"
     z, lam = make_problem(256)
-    benchmark.pedantic(forward_backward, args=(tvfast.pdhg, z, lam, n_iter), rounds=3, warmup_rounds=1)
+    benchmark.pedantic(forward_backward, args=(solvers()["tvfast"], z, lam, n_iter), rounds=3, warmup_rounds=1)
     benchmark.extra_info["peak_extra_bytes"] = probe_memory("tvfast", 256, 1, n_iter)["extra_bytes"]
     benchmark.extra_info["iters"] = n_iter
 
@@ -149,7 +147,7 @@ def _lambda_net_train_step(precision_name: str, size: int = 128, batch: int = 4,
     from tvfast.models.precision import Precision, resolve_precision
 
     torch.manual_seed(0)
-    model = LambdaNet(n_iter=n_iter)
+    model = LambdaNet(n_iter=n_iter, solver_compile=True)  # as the trainer builds it
     precision = Precision(False, False) if precision_name == "before" else resolve_precision(precision_name, "cpu")
     model.set_precision(precision)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)

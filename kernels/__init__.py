@@ -1,7 +1,11 @@
 """Triton kernels of tvfast, installed as ``tvfast.kernels`` (import it under that name only).
 
-:mod:`tvfast.kernels.pdhg_step` holds the fused PDHG iteration, its adjoint and
-their launchers; :func:`tvfast.pdhg` uses them for CUDA tensors. Importing the
-module imports Triton. To run the kernels on CPU tensors (tests on machines
-without a GPU), set ``TRITON_INTERPRET=1`` before the first import.
+:mod:`tvfast.kernels.launch` runs them: ``solve_forward`` / ``solve_backward``,
+used by :func:`tvfast.pdhg` for CUDA tensors, for images and volumes alike.
+The kernels themselves are in :mod:`tvfast.kernels.pdhg2d` (images, clip
+states packed two pixels per byte) and :mod:`tvfast.kernels.pdhg3d`
+(volumes, one byte per voxel), with the helpers and clip-state codes they
+share in :mod:`tvfast.kernels.common`. Importing any of them imports Triton;
+to run the kernels on CPU tensors (tests on machines without a GPU), set
+``TRITON_INTERPRET=1`` before the first import.
 """

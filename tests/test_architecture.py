@@ -24,7 +24,7 @@ def core_modules() -> list[str]:
 
 def test_core_modules_load_no_training_module():
     modules = core_modules()
-    assert {"tvfast.models.lambda_net", "tvfast.models.unet", "tvfast.cli.main", "tvfast.cli.demo", "tvfast.kernels.pdhg_step"} <= set(modules)
+    assert {"tvfast.models.lambda_net", "tvfast.models.unet", "tvfast.cli.main", "tvfast.cli.demo", "tvfast.kernels.launch"} <= set(modules)
     code = (
         "import importlib, json, sys\n"
         f"for name in {modules!r}: importlib.import_module(name)\n"
@@ -69,3 +69,57 @@ def test_no_core_source_imports_training_even_lazily():
                 if line.strip().startswith(("import tvfast.training", "from tvfast.training")):
                     offenders.append(f"{path.relative_to(ROOT)}:{n}")
     assert offenders == [], offenders
+
+
+# Packages of the extras (figures, eval, train) and the compiler: the light core never loads them.
+HEAVY = ("matplotlib", "tensorboard", "skimage", "scipy", "imageio", "torch._dynamo")
+
+
+def loaded_after(code: str, cwd=None) -> list[str]:
+    """Modules of HEAVY, and of tvfast.training, in sys.modules after ``code`` runs in a fresh interpreter."""
+    probe = (
+        "\nimport json, sys\n"
+        f"heavy = {HEAVY!r}\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('tvfast.training')\n"
+        "                        or any(m == h or m.startswith(h + '.') for h in heavy))))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TVFAST_COMPILE"}
+    out = subprocess.run([sys.executable, "-c", code + probe], capture_output=True, text=True, env=env, cwd=cwd,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_import_tvfast_loads_no_extra_and_no_compiler():
+    assert loaded_after("import tvfast") == []
+
+
+def test_probe_sees_heavy_modules():
+    """The probe itself can fail: it reports a heavy module that the code loads."""
+    assert "matplotlib" in loaded_after("import matplotlib")
+
+
+def test_cli_help_loads_no_extra():
+    code = (
+        "from tvfast.cli.main import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code == 0, exc.code\n"
+    )
+    assert loaded_after(code) == []
+
+
+def test_denoise_of_one_image_loads_no_extra_and_no_compiler(tmp_path):
+    """The shipped model on one small PNG: no figures, metrics, training package, nor torch.compile."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = (np.random.default_rng(0).random((40, 36)) * 255).astype(np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "scan.png")
+    code = (
+        "from tvfast.cli.main import main\n"
+        "assert main(['denoise', 'scan.png', '-o', 'out.png', '--iters', '8']) == 0\n"
+    )
+    assert loaded_after(code, cwd=tmp_path) == []
+    assert (tmp_path / "out.png").is_file()

@@ -527,11 +527,11 @@ def test_volume_usage_errors(tmp_path, extra, needles):
 def test_volume_with_a_3d_model_and_a_2d_model_refused(tmp_path):
     import torch
 
-    from tvfast.models.lambda_net3d import LambdaNet3d
-    from tvfast.models.unet3d import UNet3d
+    from tvfast.models.lambda_net import LambdaNet
+    from tvfast.models.unet import UNet
 
     torch.manual_seed(0)
-    LambdaNet3d(UNet3d(base_channels=4, depth=2), n_iter=4).save_pretrained(tmp_path / "m3d.safetensors")
+    LambdaNet(UNet(base_channels=4, depth=2, spatial_dims=3), n_iter=4).save_pretrained(tmp_path / "m3d.safetensors")
     np.save(tmp_path / "v.npy", noisy((4, 12, 10), seed=2).astype(np.float32))
     r = run_cli("denoise", tmp_path / "v.npy", "-o", tmp_path / "out.npy", "--volume", "--weights",
                 tmp_path / "m3d.safetensors", "--iters", "4", "--save-lambda", cwd=tmp_path)
@@ -638,13 +638,106 @@ def test_demo_writes_results_and_figures(tmp_path, tiny_weights):
 
 @pytest.mark.slow
 def test_bench_table_rows(capsys):
-    """`tvfast bench` prints one Markdown row per headline case (tiny sizes here)."""
-    from tvfast.cli.bench import print_table
+    """`tvfast bench` prints the forward and forward+backward rows, each naming the machine (tiny sizes here)."""
+    from tvfast.cli.bench import machine_name, print_table
 
     print_table(size=24, n_iter=4, rounds=1)
     out = capsys.readouterr().out
-    rows = [line for line in out.splitlines() if line.startswith("| ") and ("ms" in line or "MiB" in line)]
-    assert len(rows) == 5, out
-    for label in ("forward 24²", "forward+backward 24²", "peak extra RSS, forward+backward", "train step",
-                  "peak extra RSS, train step"):
-        assert any(label in row for row in rows), (label, out)
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "ms" in line]
+    assert len(rows) == 2, out
+    for row, label in zip(rows, ("forward 24² B=1 T=4", "forward+backward 24² B=1 T=4")):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[0] == label and cells[1] == machine_name(), row
+        reference, fast = (float(c.removesuffix(" ms")) for c in cells[2:4])  # rounded to 0.1 ms
+        shown = float(re.fullmatch(r"(\d+\.\d)× faster", cells[4]).group(1))
+        low, high = (reference - 0.05) / (fast + 0.05), (reference + 0.05) / max(fast - 0.05, 1e-9)
+        assert low - 0.05 <= shown <= high + 0.05, row  # the ratio of the two medians shown
+
+
+def test_bench_rejects_a_bad_size():
+    from tvfast.cli.bench import speed_rows
+
+    with pytest.raises(ValueError, match="size"):
+        speed_rows(0, 1, 4, 1)
+
+
+# ---------------------------------------------------------------------------
+# optional packages (extras) and the compile decision of a job
+# ---------------------------------------------------------------------------
+
+
+def run_without(module, *args, cwd):
+    """``tvfast ARGS`` in a subprocess in which importing ``module`` fails, as if it were not installed."""
+    code = (f"import sys; sys.modules[{module!r}] = None\n"
+            "from tvfast.cli.main import main\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+    env = dict(os.environ, MPLBACKEND="Agg", PYTHONIOENCODING="utf-8")
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=cwd, env=env, capture_output=True,
+                          text=True, encoding="utf-8", errors="replace", timeout=300)
+
+
+@pytest.mark.parametrize("module, args, message", [
+    ("matplotlib", ["demo", "-o", "demo"], 'tvfast demo needs matplotlib: pip install "tvfast[figures]"'),
+    ("skimage", ["demo", "-o", "demo"], 'tvfast demo needs scikit-image: pip install "tvfast[eval]"'),
+    ("matplotlib", ["denoise", "a.png", "-o", "out/", "--lambda", "0.1", "--compare"],
+     'tvfast denoise --compare needs matplotlib: pip install "tvfast[figures]"'),
+    ("matplotlib", ["denoise", "a.png", "-o", "out/", "--lambda", "0.1", "--save-lambda"],
+     'tvfast denoise --save-lambda needs matplotlib: pip install "tvfast[figures]"'),
+    ("skimage", ["train", "--help"], 'tvfast train needs scikit-image: pip install "tvfast[train]"'),
+    ("skimage", ["evaluate", "--help"], 'tvfast evaluate needs scikit-image: pip install "tvfast[train]"'),
+], ids=["demo-figures", "demo-eval", "compare", "save-lambda", "train", "evaluate"])
+def test_a_missing_extra_is_one_line_naming_it(tmp_path, module, args, message):
+    write_png8(tmp_path / "a.png")
+    r = run_without(module, *args, cwd=tmp_path)
+    line = assert_usage_error(r)
+    assert line == f"tvfast: error: {message}", line
+    assert_no_output_files(tmp_path / "out")
+    assert not (tmp_path / "demo").exists()
+
+
+def test_denoise_needs_no_extra(tmp_path):
+    """A plain denoise works with matplotlib and scikit-image both missing."""
+    write_png8(tmp_path / "a.png")
+    code = ("import sys; sys.modules['matplotlib'] = None; sys.modules['skimage'] = None\n"
+            "from tvfast.cli.main import main\n"
+            "sys.exit(main(['denoise', 'a.png', '-o', 'b.png', '--lambda', '0.1', '--iters', '8']))\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert_ok(r)
+    assert (tmp_path / "b.png").is_file()
+
+
+def test_job_work_counts_channels_pixels_and_iterations(tmp_path):
+    from tvfast.cli.denoise import job_work, plan_jobs
+
+    write_png8(tmp_path / "grey.png")
+    write_png8(tmp_path / "rgb.png", shape=(H, W, 3))
+    np.save(tmp_path / "x.npy", np.zeros((7, 5), np.float32))
+    jobs = plan_jobs([str(tmp_path / n) for n in ("grey.png", "rgb.png", "x.npy")], str(tmp_path / "out"), False)
+    assert job_work(jobs, 10) == (H * W + 3 * H * W + 7 * 5) * 10
+
+
+@pytest.mark.parametrize("threshold, expected", [(1, True), (10**15, False)], ids=["large job", "small job"])
+@pytest.mark.parametrize("how", ["lambda", "model"])
+def test_denoise_asks_the_solver_to_compile_a_large_job(tmp_path, monkeypatch, tiny_weights, threshold, expected,
+                                                         how):
+    """The whole job's work against the solver's threshold decides ``compile`` for every solve of the job."""
+    import tvfast
+    from tvfast.cli.main import main
+    from tvfast.solver import compile_policy
+
+    monkeypatch.delenv("TVFAST_COMPILE", raising=False)
+    monkeypatch.setattr(compile_policy, "COMPILE_MIN_WORK", threshold)
+    asked = []
+    solve = tvfast.pdhg
+
+    def recording_pdhg(*args, **kwargs):
+        asked.append(kwargs.get("compile"))
+        return solve(*args, **{**kwargs, "compile": False})
+
+    monkeypatch.setattr(tvfast, "pdhg", recording_pdhg)
+    (tmp_path / "in").mkdir()
+    for seed in range(2):
+        write_png8(tmp_path / "in" / f"{seed}.png", seed=seed)
+    how_args = ["--lambda", "0.05"] if how == "lambda" else ["--weights", str(tiny_weights)]
+    assert main(["denoise", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--iters", "4", *how_args]) == 0
+    assert asked == [expected, expected]

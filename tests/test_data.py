@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from tvfast.io.images import ImageReadError, read_grayscale
-from tvfast.training.data import ImageFolderDataset, list_images
+from tvfast.training.data import ImageFolderDataset, NoisyFolderDataset, list_images
 
 
 def ramp(h=24, w=32):
@@ -184,3 +184,23 @@ def test_augment_keeps_non_square_shapes(folder):
     for epoch in range(6):
         ds.set_epoch(epoch)
         assert ds[0]["clean"].shape == (1, 40, 48)
+
+
+def test_shared_base_checks_and_is_abstract(folder):
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        ImageFolderDataset(folder, seed=-1)
+    with pytest.raises(ValueError, match="size must be positive"):
+        ImageFolderDataset(folder, size=0)
+    with pytest.raises(IndexError, match="index 4 out of range for 4 images"):
+        ImageFolderDataset(folder, size=16)[4]
+    with pytest.raises(TypeError, match="abstract"):
+        NoisyFolderDataset(folder, size=16)  # what a file is and how an item is drawn: a subclass's job
+
+
+def test_cache_serves_the_decoded_image(folder):
+    cached = ImageFolderDataset(folder, size=16, train=False)
+    assert cached.clean_image(1) is cached.clean_image(1)
+    uncached = ImageFolderDataset(folder, size=16, train=False, cache=False)
+    assert uncached.clean_image(1) is not uncached.clean_image(1)
+    assert torch.equal(uncached.clean_image(1), cached.clean_image(1))
+

@@ -38,3 +38,9 @@ def test_add_noise_dispatch():
     assert torch.equal(add_noise(x, 0.3, "absolute", generator=g()), absolute_noise(x, 0.3, generator=g()))
     with pytest.raises(ValueError):
         add_noise(x, 0.3, "poisson")
+
+
+def test_level_of_the_wrong_shape_names_both_shapes():
+    x = torch.rand(2, 1, 8, 8)
+    with pytest.raises(ValueError, match=r"shape \(B,\) = \(2,\).*got shape \(3,\)"):
+        relative_noise(x, torch.tensor([0.1, 0.2, 0.3]))

@@ -18,11 +18,10 @@ import torch
 
 import tvfast
 from tvfast.solver import op as solver_module
-from tvfast.solver import cpu as torch_path
-from tvfast.solver import cpu3d as torch_path3d
+from tvfast.solver import compile_policy, cpu
 from tvfast.solver.arguments import check_arguments
 from tvfast.solver.clip_states import HIGH, LOW, clip_state
-from tvfast.kernels import pdhg_step, pdhg_step3d
+from tvfast.kernels import launch
 from tvfast.solver.differences import forward_differences, forward_differences_T, grad_T, grad_T3d, gradient, gradient3d
 from tvfast.solver.reference import pdhg_reference, pdhg_reference_iterates
 
@@ -30,7 +29,7 @@ pytestmark = pytest.mark.usefixtures("nan_empty")
 
 BACKENDS = ("torch", "triton")
 STEP3D = 1.0 / math.sqrt(13.0)
-SOLVERS3D = {"torch": torch_path3d, "triton": pdhg_step3d}
+SOLVERS3D = {"torch": cpu, "triton": launch}
 
 
 def test_nan_empty_fixture_is_active():
@@ -246,15 +245,15 @@ def test_masks_identical_between_backends(shape, channels, gen):
     n_iter = 4
     z = torch.rand(batch, depth, height, width, generator=gen, dtype=torch.float64)
     lam = 0.02 + 0.2 * torch.rand(batch, channels, depth, height, width, generator=gen, dtype=torch.float64)
-    x_t, mask_t = torch_path3d.solve_forward(z, lam, n_iter, STEP3D, STEP3D, 1.0, need_mask=True)
-    x_k, mask_k = pdhg_step3d.solve_forward(z, lam, n_iter, STEP3D, STEP3D, 1.0, need_mask=True)
+    x_t, mask_t = cpu.solve_forward(z, lam, n_iter, STEP3D, STEP3D, 1.0, need_mask=True)
+    x_k, mask_k = launch.solve_forward(z, lam, n_iter, STEP3D, STEP3D, 1.0, need_mask=True)
     assert mask_t.shape == mask_k.shape == (n_iter, batch, depth, height, width)
     assert mask_t.dtype == mask_k.dtype == torch.uint8
     assert torch.equal(mask_t, mask_k)
     assert torch.equal(mask_t, _reference_masks(z, lam, n_iter))
     assert (mask_t >> 6).eq(0).all()  # 6 bits used
     torch.testing.assert_close(x_t, x_k, atol=1e-12, rtol=0)
-    states = torch.cat([(mask_t >> shift) & 3 for shift in torch_path3d.STATE_SHIFTS])
+    states = torch.cat([(mask_t >> shift) & 3 for shift in cpu.STATE_SHIFTS])
     assert set(states.unique().tolist()) == {0, HIGH, LOW}  # all three branches, no invalid code
 
 
@@ -350,7 +349,7 @@ def test_saves_exactly_one_byte_per_voxel_per_iteration(backend, gen):
 @pytest.mark.parametrize("case", ["no_grad_mode", "inputs_without_grad"])
 def test_no_mask_and_no_function_without_grad(case, monkeypatch, gen):
     calls = []
-    real = torch_path3d.solve_forward
+    real = cpu.solve_forward
 
     def solve_forward(*args, **kwargs):
         calls.append(kwargs.get("need_mask"))
@@ -359,7 +358,7 @@ def test_no_mask_and_no_function_without_grad(case, monkeypatch, gen):
     def fail(*args, **kwargs):
         raise AssertionError("PDHGFunction used although no gradient is needed")
 
-    monkeypatch.setattr(torch_path3d, "solve_forward", solve_forward)
+    monkeypatch.setattr(cpu, "solve_forward", solve_forward)
     monkeypatch.setattr(solver_module.PDHGFunction, "apply", fail)
     need = case == "no_grad_mode"
     z = torch.rand(1, 1, 2, 3, 4, generator=gen, requires_grad=need)
@@ -404,18 +403,19 @@ def test_gradcheck_torch_backend(lam_shape, seed):
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend, expected", [("auto", torch_path3d), ("torch", torch_path3d),
-                                               ("triton", pdhg_step3d)])  # fmt: skip
-def test_five_d_z_picks_the_3d_solver(backend, expected, monkeypatch, gen):
+@pytest.mark.parametrize("backend", ["auto", "torch", "triton"])
+def test_five_d_z_picks_the_3d_solver(backend, monkeypatch, gen):
+    """The PyTorch path takes volumes (B, D, H, W) and images (B, H, W) in one module, and so does Triton."""
     used = []
-    for module in (torch_path, pdhg_step, torch_path3d, pdhg_step3d):
+    for module in (cpu, launch):
         real = module.solve_forward
-        monkeypatch.setattr(module, "solve_forward",
-                            lambda *a, module=module, real=real, **k: used.append(module) or real(*a, **k))
+        monkeypatch.setattr(module, "solve_forward", lambda z, *a, module=module, real=real, **k:
+                            used.append((module, z.dim())) or real(z, *a, **k))  # fmt: skip
     with torch.no_grad():
         tvfast.pdhg(torch.rand(1, 1, 2, 3, 4, generator=gen), 0.1, 1, backend=backend)
         tvfast.pdhg(torch.rand(1, 1, 3, 4, generator=gen), 0.1, 1, backend=backend)
-    assert used == [expected, pdhg_step if expected is pdhg_step3d else torch_path]
+    expected = [(launch, 4), (launch, 3)] if backend == "triton" else [(cpu, 4), (cpu, 3)]
+    assert used == expected
 
 
 def test_triton_on_cpu_needs_the_interpreter_for_volumes(monkeypatch):
@@ -467,7 +467,7 @@ def no_solver_runs(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("a solver ran although the arguments are invalid")
 
-    for module in (torch_path, pdhg_step, torch_path3d, pdhg_step3d):
+    for module in (cpu, launch):
         monkeypatch.setattr(module, "solve_forward", fail)
 
 
@@ -558,10 +558,22 @@ def test_reference_checks_z():
 # ---------------------------------------------------------------------------
 
 
+@pytest.fixture
+def runner(monkeypatch):
+    """A fresh step runner for tvfast.pdhg (no wrappers or failures from other tests)."""
+
+    def make(**kwargs):
+        fresh = compile_policy.StepRunner(**kwargs)
+        monkeypatch.setattr(compile_policy, "step_runner", fresh)
+        return fresh
+
+    return make
+
+
 @pytest.mark.real_empty
-def test_torch_compile_path(monkeypatch, gen, tolerances):
+def test_torch_compile_path(runner, monkeypatch, gen, tolerances):
     monkeypatch.setenv("TVFAST_COMPILE", "1")
-    monkeypatch.setattr(torch_path, "_compiled", {})  # the compiled wrappers of both paths live there
+    steps = runner()
     z = torch.rand(2, 1, 3, 4, 5, generator=gen)
     lam = make_lambda3d("b3dhw", 2, 3, 4, 5, generator=gen)
     with warnings.catch_warnings(record=True) as caught:
@@ -569,27 +581,25 @@ def test_torch_compile_path(monkeypatch, gen, tolerances):
         _compare("torch", z, lam, 6, tolerances)
     fallbacks = [str(w.message) for w in caught if "tvfast" in str(w.message)]
     assert not fallbacks, f"torch.compile fell back to eager: {fallbacks[0]}"
-    assert torch_path._compiled["fwd3d"] is not torch_path3d.pdhg_step_fwd
-    assert torch_path._compiled["bwd3d"] is not torch_path3d.pdhg_step_bwd
+    assert steps.compiled(cpu.forward_step) is not None
+    assert steps.compiled(cpu.backward_step) is not None
 
 
-def test_failed_compile_runs_eagerly_and_is_remembered(monkeypatch, gen):
-    monkeypatch.setenv("TVFAST_COMPILE", "1")
-    monkeypatch.setattr(torch_path, "_failed_graphs", set())
+def test_failed_compile_runs_eagerly_and_is_remembered(runner, gen):
     calls = []
 
     def broken_step(*args):
         calls.append(1)
         raise RuntimeError("no C++ compiler")
 
-    monkeypatch.setattr(torch_path, "_compiled", {"fwd3d": broken_step})
+    steps = runner(compile_step=lambda step: broken_step)
     z = torch.rand(1, 1, 2, 3, 4, generator=gen)
     for _ in range(2):
         with warnings.catch_warnings(record=True) as caught, torch.no_grad():
             warnings.simplefilter("always")
-            x = tvfast.pdhg(z, 0.1, 3, backend="torch")
+            x = tvfast.pdhg(z, 0.1, 3, backend="torch", compile=True)
         torch.testing.assert_close(x, pdhg_reference(z, 0.1, 3), atol=1e-6, rtol=1e-5)
-    assert len(calls) == 1 and len(torch_path._failed_graphs) == 1
+    assert len(calls) == 1 and len(steps.failed_graphs) == 1
     assert not [w for w in caught if "tvfast" in str(w.message)]  # the second call did not try again
 
 
@@ -627,7 +637,7 @@ def test_cuda_triton_3d_odd_shapes_and_layouts(shape, kind, gen):
 def test_cuda_triton_3d_masks_match_the_torch_path(gen):
     z = torch.rand(2, 6, 33, 70, generator=gen, dtype=torch.float64)
     lam = 0.02 + 0.2 * torch.rand(2, 3, 6, 33, 70, generator=gen, dtype=torch.float64)
-    x_t, mask_t = torch_path3d.solve_forward(z, lam, 5, STEP3D, STEP3D, 1.0, need_mask=True)
-    x_k, mask_k = pdhg_step3d.solve_forward(z.cuda(), lam.cuda(), 5, STEP3D, STEP3D, 1.0, need_mask=True)
+    x_t, mask_t = cpu.solve_forward(z, lam, 5, STEP3D, STEP3D, 1.0, need_mask=True)
+    x_k, mask_k = launch.solve_forward(z.cuda(), lam.cuda(), 5, STEP3D, STEP3D, 1.0, need_mask=True)
     assert torch.equal(mask_k.cpu(), mask_t)
     torch.testing.assert_close(x_k.cpu(), x_t, atol=1e-12, rtol=0)

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import tvfast
-from tvfast.solver import cpu as torch_path
-from tvfast.kernels import pdhg_step
+from tvfast.solver import cpu
+from tvfast.kernels import launch
 
 B, H, W = 2, 5, 6
 
@@ -22,7 +22,7 @@ def _no_solver_runs(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("a solver ran although the arguments are invalid")
 
-    for module in (torch_path, pdhg_step):
+    for module in (cpu, launch):
         monkeypatch.setattr(module, "solve_forward", fail)
 
 
@@ -174,6 +174,15 @@ def test_theta_outside_unit_interval(z, theta):
 def test_steps_are_keyword_only(z):
     with pytest.raises(TypeError):
         tvfast.pdhg(z, 0.1, 4, 1 / 3)
+
+
+# --- compile ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["yes", 1, 0, 1.0, "False"])
+def test_compile_not_a_bool(z, value):
+    with pytest.raises(TypeError, match=r"^compile: expected True, False or None, got"):
+        tvfast.pdhg(z, 0.1, 4, compile=value)
 
 
 # --- backend ---------------------------------------------------------------

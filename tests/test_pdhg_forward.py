@@ -6,15 +6,17 @@ backend="triton" runs the Triton kernels through the interpreter
 """
 
 import os
+import subprocess
+import sys
 import warnings
 
 import pytest
 import torch
 
 import tvfast
-from tvfast.solver import cpu as torch_path
+from tvfast.solver import compile_policy, cpu
 from tvfast.solver.clip_states import clip_state, pack_nibbles
-from tvfast.kernels import pdhg_step
+from tvfast.kernels import launch
 from tvfast.solver.reference import pdhg_reference, pdhg_reference_iterates
 
 pytestmark = pytest.mark.usefixtures("nan_empty")
@@ -155,12 +157,12 @@ def test_auto_backend_on_cpu_is_torch(gen, run_reference, tolerances):
 
 
 # ---------------------------------------------------------------------------
-# The clip masks of the two solvers
+# The clip states of the two solvers
 # ---------------------------------------------------------------------------
 
 
-def _reference_masks(z, lam, n_iter):
-    """(T, B, H, ⌈W/2⌉) packed states from the reference iteration, tie rule of clip_mask."""
+def _reference_states(z, lam, n_iter):
+    """(T, B, H, ⌈W/2⌉) packed states from the reference iteration, tie rule of clip_states."""
     lam = lam.expand(z.shape[0], 2, *z.shape[-2:])
     return torch.stack([pack_nibbles(clip_state(s.u[:, 0], lam[:, 0]) | (clip_state(s.u[:, 1], lam[:, 1]) << 2))
                         for s in pdhg_reference_iterates(z[:, None], lam, n_iter)])
@@ -169,55 +171,141 @@ def _reference_masks(z, lam, n_iter):
 @pytest.mark.parametrize("shape", [(2, 13, 11), (1, 1, 17), (2, 17, 1), (1, 9, 67), (2, 66, 5)],
                          ids=lambda s: "x".join(map(str, s)))  # fmt: skip
 @pytest.mark.parametrize("channels", [1, 2])
-def test_masks_identical_between_backends(shape, channels, gen):
+def test_clip_states_identical_between_backends(shape, channels, gen):
     batch, height, width = shape
     n_iter = 6
     z = torch.rand(batch, height, width, generator=gen, dtype=torch.float64)
     lam = 0.02 + 0.2 * torch.rand(batch, channels, height, width, generator=gen, dtype=torch.float64)
-    x_t, mask_t = torch_path.solve_forward(z, lam, n_iter, 1 / 3, 1 / 3, 1.0, need_mask=True)
-    x_k, mask_k = pdhg_step.solve_forward(z, lam, n_iter, 1 / 3, 1 / 3, 1.0, need_mask=True)
-    assert mask_t.shape == mask_k.shape == (n_iter, batch, height, (width + 1) // 2)
-    assert mask_t.dtype == mask_k.dtype == torch.uint8
-    assert torch.equal(mask_t, mask_k)
-    assert torch.equal(mask_t, _reference_masks(z, lam, n_iter))
+    x_t, states_t = cpu.solve_forward(z, lam, n_iter, 1 / 3, 1 / 3, 1.0, need_mask=True)
+    x_k, states_k = launch.solve_forward(z, lam, n_iter, 1 / 3, 1 / 3, 1.0, need_mask=True)
+    assert states_t.shape == states_k.shape == (n_iter, batch, height, (width + 1) // 2)
+    assert states_t.dtype == states_k.dtype == torch.uint8
+    assert torch.equal(states_t, states_k)
+    assert torch.equal(states_t, _reference_states(z, lam, n_iter))
     torch.testing.assert_close(x_t, x_k, atol=1e-12, rtol=0)
     # all three branches occur, so the comparison means something
-    nibbles = torch.cat([mask_t & 15, mask_t >> 4])
+    nibbles = torch.cat([states_t & 15, states_t >> 4])
     assert {0, 1, 2} <= set(torch.cat([nibbles & 3, nibbles >> 2]).unique().tolist())
 
 
-@pytest.mark.parametrize("solver", [torch_path, pdhg_step], ids=["torch", "triton"])
-def test_no_mask_when_not_needed(solver, gen):
+@pytest.mark.parametrize("solver", [cpu, launch], ids=["torch", "triton"])
+def test_no_clip_states_when_not_needed(solver, gen):
     z = torch.rand(2, 7, 9, generator=gen)
     lam = torch.full((1, 1, 1, 1), 0.1)
-    x, mask = solver.solve_forward(z, lam, 3, 1 / 3, 1 / 3, 1.0, need_mask=False)
-    assert mask is None
-    x2, mask2 = solver.solve_forward(z, lam, 3, 1 / 3, 1 / 3, 1.0, need_mask=True)
-    assert torch.equal(x, x2) and mask2 is not None
+    x, states = solver.solve_forward(z, lam, 3, 1 / 3, 1 / 3, 1.0, need_mask=False)
+    assert states is None
+    x2, states2 = solver.solve_forward(z, lam, 3, 1 / 3, 1 / 3, 1.0, need_mask=True)
+    assert torch.equal(x, x2) and states2 is not None
 
 
 # ---------------------------------------------------------------------------
-# torch.compile path (slow to compile: one small case)
+# The compile policy and the torch.compile path (slow to compile: small cases)
 # ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def runner(monkeypatch):
+    """A fresh step runner for tvfast.pdhg (no wrappers or failures from other tests); returns a factory."""
+
+    def make(**kwargs):
+        fresh = compile_policy.StepRunner(**kwargs)
+        monkeypatch.setattr(compile_policy, "step_runner", fresh)
+        return fresh
+
+    return make
+
+
+def _recording_compiler(calls):
+    """A stand-in for torch.compile that runs the step eagerly and records each call of the wrapper."""
+
+    def compile_step(step):
+        def wrapper(*args):
+            calls.append(step.__name__)
+            return step(*args)
+
+        return wrapper
+
+    return compile_step
+
+
+@pytest.mark.parametrize("env, requested, work, expected", [
+    ("", None, compile_policy.COMPILE_MIN_WORK - 1, False),
+    ("", None, compile_policy.COMPILE_MIN_WORK, True),
+    ("", True, 1, True),
+    ("", False, 10**12, False),
+    ("0", True, 10**12, False),
+    ("1", False, 1, True),
+    ("no", None, 10**12, False),
+    ("yes", None, 1, True),
+])  # fmt: skip
+def test_should_compile(monkeypatch, env, requested, work, expected):
+    monkeypatch.setenv("TVFAST_COMPILE", env)
+    assert compile_policy.should_compile(work, requested) is expected
+
+
+def test_one_256_image_runs_eagerly():
+    """The first denoise of one 256² image with T = 256 must not pay for a compilation."""
+    assert not compile_policy.should_compile(256 * 256 * 256)
+
+
+@pytest.mark.parametrize("requested, env, expected", [(True, "", True), (None, "", False), (False, "1", True),
+                                                      (True, "0", False)])  # fmt: skip
+def test_compile_argument_reaches_both_steps(monkeypatch, runner, gen, requested, env, expected):
+    monkeypatch.setenv("TVFAST_COMPILE", env)
+    calls = []
+    runner(compile_step=_recording_compiler(calls))
+    z = torch.rand(1, 1, 6, 7, generator=gen, requires_grad=True)
+    x = tvfast.pdhg(z, 0.1, 3, backend="torch", compile=requested)
+    x.sum().backward()
+    assert calls == (["forward_step"] * 3 + ["backward_step"] * 3 if expected else [])
+
+
+def test_repeated_calls_of_one_shape_compile_once_their_work_pays(monkeypatch, runner, gen):
+    """With compile=None the work of every call of the same graph counts: a loop compiles, a single call does not."""
+    monkeypatch.delenv("TVFAST_COMPILE", raising=False)
+    calls = []
+    runner(compile_step=_recording_compiler(calls))
+    z = torch.rand(1, 1, 6, 7, generator=gen)
+    monkeypatch.setattr(compile_policy, "COMPILE_MIN_WORK", 3 * z.numel() * 4)
+    for _ in range(2):
+        tvfast.pdhg(z, 0.1, 4, backend="torch")
+    assert calls == []
+    tvfast.pdhg(z, 0.1, 4, backend="torch")  # the third call of this graph reaches the threshold
+    assert calls == ["forward_step"] * 4
+    tvfast.pdhg(torch.rand(1, 1, 5, 7, generator=gen), 0.1, 4, backend="torch")  # another shape starts at zero
+    assert calls == ["forward_step"] * 4
+
+
+def test_eager_solves_do_not_import_dynamo():
+    """torch.compile's machinery is loaded only by a call that compiles (a fresh interpreter checks)."""
+    code = (
+        "import sys, torch, tvfast\n"
+        "z = torch.rand(1, 1, 16, 16, requires_grad=True)\n"
+        "tvfast.pdhg(z, 0.1, 8).sum().backward()\n"
+        "tvfast.pdhg(torch.rand(1, 1, 3, 4, 5), 0.1, 4)\n"
+        "print(sorted(m for m in ('torch._dynamo', 'torch._inductor') if m in sys.modules))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TVFAST_COMPILE"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 @pytest.mark.real_empty
-def test_torch_compile_path(monkeypatch, gen, run_reference, tolerances):
-    monkeypatch.setenv("TVFAST_COMPILE", "1")
-    monkeypatch.setattr(torch_path, "_compiled", {})
-    assert torch_path.use_compile(1)
+def test_torch_compile_path(runner, gen, run_reference, tolerances):
+    steps = runner()
     batch, height, width = 2, 9, 11
     z = torch.rand(batch, 1, height, width, generator=gen, requires_grad=True)
     lam = (0.02 + 0.2 * torch.rand(batch, 2, height, width, generator=gen)).requires_grad_()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        x = tvfast.pdhg(z, lam, 12, backend="torch")
+        x = tvfast.pdhg(z, lam, 12, backend="torch", compile=True)
         cotangent = torch.randn(x.shape, generator=gen)
         x.backward(cotangent)
     fallbacks = [w for w in caught if "tvfast" in str(w.message)]
     assert not fallbacks, f"torch.compile fell back to eager: {fallbacks[0].message}"
-    assert torch_path._compiled["fwd"] is not torch_path.pdhg_step_fwd
-    assert torch_path._compiled["bwd"] is not torch_path.pdhg_step_bwd
+    assert steps.compiled(cpu.forward_step) is not None
+    assert steps.compiled(cpu.backward_step) is not None
 
     z_ref = z.detach().clone().requires_grad_()
     lam_ref = lam.detach().clone().requires_grad_()
@@ -234,81 +322,84 @@ def _tvfast_warnings(caught):
 
 
 @pytest.mark.real_empty
-def test_many_shapes_stay_compiled(monkeypatch, gen):
+def test_many_shapes_stay_compiled(runner, gen):
     """Dynamo allows few graphs per function by default (8; 1 here); a folder of
     differently sized images must not fall back to eager after that many shapes."""
-    monkeypatch.setenv("TVFAST_COMPILE", "1")
-    monkeypatch.setattr(torch_path, "_compiled", {})
+    import torch._dynamo
+
+    steps = runner()
     with torch._dynamo.config.patch(recompile_limit=1), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for height, width in ((6, 7), (7, 9)):
             z = torch.rand(1, 1, height, width, generator=gen)
             with torch.no_grad():
-                x = tvfast.pdhg(z, 0.1, 2, backend="torch")
+                x = tvfast.pdhg(z, 0.1, 2, backend="torch", compile=True)
             torch.testing.assert_close(x, pdhg_reference(z, 0.1, 2), atol=1e-6, rtol=1e-5)
     assert not _tvfast_warnings(caught)
-    assert torch_path._compiled["fwd"] is not torch_path.pdhg_step_fwd
+    assert steps.compiled(cpu.forward_step) is not None and not steps.failed_graphs
 
 
 @pytest.mark.real_empty
-def test_graph_limit_falls_back_for_that_call_only(monkeypatch, gen):
-    monkeypatch.setenv("TVFAST_COMPILE", "1")
-    monkeypatch.setattr(torch_path, "_compiled", {})
-    monkeypatch.setattr(torch_path, "_MAX_GRAPHS", 1)
+def test_graph_limit_falls_back_for_that_call_only(runner, gen):
+    import torch._dynamo
+
+    steps = runner(max_graphs=1)
     torch._dynamo.reset()  # graphs of these shapes compiled by other tests would not count
     first, second = torch.rand(1, 1, 6, 7, generator=gen), torch.rand(1, 1, 7, 9, generator=gen)
     with torch._dynamo.config.patch(recompile_limit=1), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with torch.no_grad():
-            tvfast.pdhg(first, 0.1, 2, backend="torch")
-            x = tvfast.pdhg(second, 0.1, 2, backend="torch")  # a second graph: over the limit
+            tvfast.pdhg(first, 0.1, 2, backend="torch", compile=True)
+            x = tvfast.pdhg(second, 0.1, 2, backend="torch", compile=True)  # a second graph: over the limit
     torch.testing.assert_close(x, pdhg_reference(second, 0.1, 2), atol=1e-6, rtol=1e-5)
     assert any("compiled shapes reached" in m for m in _tvfast_warnings(caught))
-    assert torch_path._compiled["fwd"] is not torch_path.pdhg_step_fwd  # still compiled for the next call
+    assert steps.compiled(cpu.forward_step) is not None  # still compiled for the next call
+    assert not steps.failed_graphs  # nothing remembered: the shape compiles once the limit allows
 
 
-def test_failed_compile_is_remembered_for_that_shape_only(monkeypatch, gen):
-    monkeypatch.setenv("TVFAST_COMPILE", "1")
-    monkeypatch.setattr(torch_path, "_failed_graphs", set())
+def test_failed_compile_is_remembered_for_that_shape_only(runner, gen):
     calls = []
 
     def broken_step(*args):
         calls.append(tuple(args[0].shape))
         raise RuntimeError("no C++ compiler")
 
-    monkeypatch.setattr(torch_path, "_compiled", {"fwd": broken_step})
+    steps = runner(compile_step=lambda step: broken_step)
     small, other = torch.rand(1, 1, 6, 7, generator=gen), torch.rand(1, 1, 8, 5, generator=gen)
     messages = []
     for z in (small, small, other):
         with warnings.catch_warnings(record=True) as caught, torch.no_grad():
             warnings.simplefilter("always")
-            x = tvfast.pdhg(z, 0.1, 3, backend="torch")
+            x = tvfast.pdhg(z, 0.1, 3, backend="torch", compile=True)
         messages += _tvfast_warnings(caught)
         torch.testing.assert_close(x, pdhg_reference(z, 0.1, 3), atol=1e-6, rtol=1e-5)
     assert sum("running this shape eagerly" in m for m in messages) == 2
     assert len(calls) == 2 and calls[0] != calls[1]  # the repeated shape did not try again; a new one did
-    assert len(torch_path._failed_graphs) == 2
-    torch_path.forget_compile_failures()
-    assert not torch_path._failed_graphs
+    assert len(steps.failed_graphs) == 2
+    steps.forget_failures()
+    assert not steps.failed_graphs
 
 
-def test_graph_limit_is_raised_only_during_the_solve(monkeypatch, gen):
+def test_graph_limit_is_raised_only_during_the_solve(runner, gen):
+    import torch._dynamo
+
     config = torch._dynamo.config
     name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
     seen = []
-    real_fwd = torch_path._EAGER["fwd"]
 
-    def spy(*args):
-        seen.append(getattr(config, name))
-        return real_fwd(*args)
+    def compile_step(step):
+        def wrapper(*args):
+            seen.append(getattr(config, name))
+            return step(*args)
 
-    monkeypatch.setenv("TVFAST_COMPILE", "0")
-    monkeypatch.setitem(torch_path._EAGER, "fwd", spy)
+        return wrapper
+
+    runner(compile_step=compile_step)
     with config.patch(**{name: 3}):
         with torch.no_grad():
-            tvfast.pdhg(torch.rand(1, 1, 5, 6, generator=gen), 0.1, 2, backend="torch")
+            tvfast.pdhg(torch.rand(1, 1, 5, 6, generator=gen), 0.1, 2, backend="torch", compile=True)
         assert getattr(config, name) == 3  # restored after the call
-    assert seen == [torch_path._MAX_GRAPHS] * 2
+    assert seen == [compile_policy.MAX_GRAPHS] * 2
 
 
 # ---------------------------------------------------------------------------

@@ -1,13 +1,18 @@
-"""What the autograd Function keeps for backward (docs/method.md §4: the packed mask, nothing else)."""
+"""What tvfast.pdhg keeps for backward (docs/method.md §4): the packed clip states, nothing else.
+
+The bytes are measured on tvfast's own autograd graph — every tensor the
+graph saves passes through ``torch.autograd.graph.saved_tensors_hooks`` —
+and compared with T·B·H·⌈W/2⌉ for images (T·B·D·H·W for volumes); a test
+fails if tvfast keeps a single byte more.
+"""
 
 import pytest
 import torch
 
 import tvfast
 from tvfast.solver import op as solver_module
-from tvfast.solver import cpu as torch_path
-from tvfast.kernels import pdhg_step
-from tvfast.solver.reference import pdhg_reference
+from tvfast.solver import cpu
+from tvfast.kernels import launch
 
 pytestmark = pytest.mark.usefixtures("nan_empty")
 
@@ -96,10 +101,8 @@ def test_saves_exactly_the_packed_mask(backend, shape, gen):
     x.sum().backward()  # the graph is usable
 
 
-def test_reference_saves_far_more(gen):
-    """Sanity check of the measurement: autograd of the reference keeps several float images per iteration."""
-    z = torch.rand(1, 1, 8, 8, generator=gen, requires_grad=True)
-    lam = torch.full((1, 2, 8, 8), 0.1, requires_grad=True)
+def _saved_bytes(fn):
+    """(fn's result, bytes of every tensor the autograd graph built by fn() saves for backward)."""
     sizes = []
 
     def pack(t):
@@ -107,8 +110,43 @@ def test_reference_saves_far_more(gen):
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        pdhg_reference(z, lam, 7)
-    assert sum(sizes) >= 4 * 7 * 64 * 4  # ≥ 4 float images per iteration (vs 0.5 byte per pixel)
+        result = fn()
+    return result, sum(sizes)
+
+
+def test_saved_bytes_counts_what_autograd_keeps(gen):
+    """The measurement itself: exp saves its float32 output, (x·y) saves both factors."""
+    x = torch.rand(3, 5, 7, generator=gen, requires_grad=True)
+    y = torch.rand(3, 5, 7, generator=gen, requires_grad=True)
+    assert _saved_bytes(lambda: x.exp())[1] == 3 * 5 * 7 * 4
+    assert _saved_bytes(lambda: x * y)[1] == 2 * 3 * 5 * 7 * 4
+
+
+@pytest.mark.parametrize("n_iter", [1, 8, 33])
+@pytest.mark.parametrize("shape", [(1, 16, 16), (2, 9, 11), (3, 1, 17)], ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("grads", ["z_and_lambda", "z_only", "lambda_only"])
+def test_tvfast_keeps_at_most_the_packed_clip_states(n_iter, shape, grads, gen):
+    """Saved bytes of tvfast.pdhg's graph ≤ T·B·H·⌈W/2⌉ — the 0.5 B per pixel per iteration of §4."""
+    batch, height, width = shape
+    z = torch.rand(batch, 1, height, width, generator=gen, requires_grad=grads != "lambda_only")
+    lam = (0.02 + 0.2 * torch.rand(1, 2, height, width, generator=gen)).requires_grad_(grads != "z_only")
+    x, saved = _saved_bytes(lambda: tvfast.pdhg(z, lam, n_iter, backend="torch"))
+    budget = n_iter * batch * height * ((width + 1) // 2)
+    assert saved <= budget, f"tvfast saved {saved} bytes for backward, the clip states need {budget}"
+    assert saved == budget  # and it does keep them: the backward needs every iteration's states
+    x.sum().backward()
+
+
+@pytest.mark.parametrize("shape", [(1, 4, 8, 8), (2, 3, 5, 7)], ids=lambda s: "x".join(map(str, s)))
+def test_tvfast_keeps_at_most_one_byte_per_voxel_iteration(shape, gen):
+    n_iter = 5
+    z = torch.rand(shape[0], 1, *shape[1:], generator=gen, requires_grad=True)
+    lam = (0.02 + 0.2 * torch.rand(shape[0], 3, *shape[1:], generator=gen)).requires_grad_()
+    x, saved = _saved_bytes(lambda: tvfast.pdhg(z, lam, n_iter, backend="torch"))
+    budget = n_iter * shape[0] * shape[1] * shape[2] * shape[3]
+    assert saved <= budget, f"tvfast saved {saved} bytes for backward, the clip states need {budget}"
+    assert saved == budget
+    x.sum().backward()
 
 
 class _Recorder:
@@ -128,7 +166,7 @@ class _Recorder:
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", ["no_grad_mode", "inputs_without_grad", "float_lambda_z_without_grad"])
 def test_no_mask_without_grad(backend, case, monkeypatch, gen):
-    recorder = _Recorder(monkeypatch, pdhg_step if backend == "triton" else torch_path)
+    recorder = _Recorder(monkeypatch, launch if backend == "triton" else cpu)
     monkeypatch.setattr(solver_module.PDHGFunction, "apply", _fail_apply)
     need = case == "no_grad_mode"
     z = torch.rand(2, 1, 6, 7, generator=gen, requires_grad=need)

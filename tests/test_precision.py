@@ -1,4 +1,4 @@
-"""U-Net precision: the auto rule, and bf16 / channels-last against float32 (the solver stays float32)."""
+"""U-Net precision: the auto rule, and bf16 / channels-last against float32 in 2-D and 3-D (the solver stays float32)."""
 
 import pytest
 import torch
@@ -28,12 +28,16 @@ def test_unknown_precision_is_named():
         resolve_precision("fp16", "cpu")
 
 
-def test_channels_last_fp32_is_the_same_function():
-    net = model()
-    z = torch.rand(2, 1, 40, 36)
+@pytest.mark.parametrize("spatial_dims, shape", [(2, (2, 1, 40, 36)), (3, (2, 1, 3, 20, 18))])
+def test_channels_last_fp32_is_the_same_function(spatial_dims, shape):
+    torch.manual_seed(0)
+    net = LambdaNet(UNet(base_channels=8, spatial_dims=spatial_dims), n_iter=32).eval()
+    z = torch.rand(shape)
     with torch.no_grad():
         ref_x, ref_lam = net.denoise(z)
         net.set_precision(Precision(bf16=False, channels_last=True))
+        layout = torch.channels_last if spatial_dims == 2 else torch.channels_last_3d
+        assert net.unet.inc[0].weight.is_contiguous(memory_format=layout)
         x, lam = net.denoise(z)
     torch.testing.assert_close(lam, ref_lam, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(x, ref_x, atol=1e-6, rtol=1e-5)

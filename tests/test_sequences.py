@@ -1,4 +1,4 @@
-"""Synthetic breathing sequences and the sequence dataset (tvfast.training.sequences)."""
+"""Synthetic breathing sequences and the sequence datasets (tvfast.training.sequences), volume reading."""
 
 import numpy as np
 import pytest
@@ -8,7 +8,8 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from tvfast.io.images import ImageReadError
-from tvfast.training.sequences import SequenceFolderDataset, is_sequence_file, make_sequence, read_sequence
+from tvfast.io.volumes import read_volume, volume_shape
+from tvfast.training.sequences import SequenceFolderDataset, VolumeFolderDataset, make_sequence
 
 
 def image(h=32, w=40, seed=0):
@@ -75,7 +76,7 @@ def test_make_sequence_rejects_bad_input():
 # ----------------------------------------------------------------- synthetic dataset
 def test_synthetic_items_layout(png_folder):
     ds = SequenceFolderDataset(png_folder, size=16, frames=4, train=False)
-    assert len(ds) == 3 and ds.synthetic
+    assert len(ds) == 3
     item = ds[1]
     assert item["clean"].shape == (1, 4, 16, 16) and item["noisy"].shape == (1, 4, 16, 16)
     assert item["clean"].dtype == torch.float32 and item["noisy"].dtype == torch.float32
@@ -111,33 +112,54 @@ def test_noise_is_relative_to_the_std_of_the_whole_sequence(sequence_folder):
     root, npy, _ = sequence_folder
     npy[0] = 0.5  # a constant frame: per-frame relative noise would leave it clean
     np.save(root / "a.npy", npy)
-    ds = SequenceFolderDataset(root, size=None, frames=None, train=False, noise_level=0.3)
+    ds = VolumeFolderDataset(root, size=None, frames=None, train=False, noise_level=0.3)
     item = ds[0]
     noise = item["noisy"] - item["clean"]
     assert float(noise.std() / item["clean"].std()) == pytest.approx(0.3, rel=0.05)
     assert float(noise[0, 0].std() / item["clean"].std()) == pytest.approx(0.3, rel=0.2)
-    absolute = SequenceFolderDataset(root, size=None, frames=None, train=False, noise="absolute", noise_level=0.0)
+    absolute = VolumeFolderDataset(root, size=None, frames=None, train=False, noise="absolute", noise_level=0.0)
     assert torch.equal(absolute[0]["noisy"], absolute[0]["clean"])
 
 
 # ----------------------------------------------------------------- ready-made sequences
 def test_npy_and_tiff_sequences_are_read(sequence_folder):
     root, npy, tif = sequence_folder
-    assert is_sequence_file(root / "a.npy") and is_sequence_file(root / "b.tif")
-    np.testing.assert_array_equal(read_sequence(root / "b.tif"), tif)
-    ds = SequenceFolderDataset(root, size=None, frames=None, train=False)
-    assert not ds.synthetic and len(ds) == 2
+    assert volume_shape(root / "a.npy") == (6, 20, 24) and volume_shape(root / "b.tif") == (5, 20, 24)
+    loaded = read_volume(root / "b.tif")
+    np.testing.assert_array_equal(loaded.pixels, tif)
+    assert loaded.dtype == np.uint16
+    ds = VolumeFolderDataset(root, size=None, frames=None, train=False)
+    assert len(ds) == 2
     np.testing.assert_array_equal(ds[0]["clean"][0].numpy(), npy)
     np.testing.assert_array_equal(ds[1]["clean"][0].numpy(), tif)
-    first = SequenceFolderDataset(root, size=None, frames=4, train=False)[0]["clean"][0]
+    first = VolumeFolderDataset(root, size=None, frames=4, train=False)[0]["clean"][0]
     np.testing.assert_array_equal(first.numpy(), npy[:4])
-    resized = SequenceFolderDataset(root, size=8, frames=3, train=False)[1]
+    resized = VolumeFolderDataset(root, size=8, frames=3, train=False)[1]
     assert resized["clean"].shape == (1, 3, 8, 8)
+
+
+def test_the_caller_decides_what_a_file_is_never_its_shape(tmp_path):
+    """A (H, W, 3) array is RGB to the image datasets and three-pixel-wide frames to the volume dataset;
+    a (D, H, W) file with W > 4 is no image, whatever the folder's other files."""
+    rgb = tmp_path / "rgb"
+    rgb.mkdir()
+    a = np.random.default_rng(2).random((10, 12, 3)).astype(np.float32)
+    np.save(rgb / "a.npy", a)
+    as_volume = VolumeFolderDataset(rgb, size=None, frames=None, train=False)[0]["clean"]
+    assert as_volume.shape == (1, 10, 12, 3)
+    np.testing.assert_array_equal(as_volume[0].numpy(), a)
+    as_images = SequenceFolderDataset(rgb, size=None, frames=2, train=False)[0]["clean"]
+    assert as_images.shape == (1, 2, 10, 12)  # a sequence made from the grey image of the RGB array
+    seq = tmp_path / "seq"
+    seq.mkdir()
+    np.save(seq / "v.npy", np.zeros((4, 10, 12), np.float32))
+    with pytest.raises(ImageReadError, match=r"v.npy: expected a 2-D image"):
+        SequenceFolderDataset(seq, size=None, frames=2)[0]
 
 
 def test_training_takes_a_window_of_consecutive_frames(sequence_folder):
     root, npy, _ = sequence_folder
-    ds = SequenceFolderDataset(root, size=None, frames=3, train=True, seed=0)
+    ds = VolumeFolderDataset(root, size=None, frames=3, train=True, seed=0)
     starts = set()
     for epoch in range(8):
         ds.set_epoch(epoch)
@@ -150,15 +172,23 @@ def test_training_takes_a_window_of_consecutive_frames(sequence_folder):
 
 def test_sequence_folder_errors(sequence_folder, png_folder, tmp_path):
     root, _, _ = sequence_folder
-    with pytest.raises(ValueError, match="has 5 frames, fewer than frames=6"):
-        SequenceFolderDataset(root, size=None, frames=6, train=False)[1]
+    with pytest.raises(ValueError, match="b.tif' has 5 frames, fewer than frames=6"):
+        VolumeFolderDataset(root, size=None, frames=6, train=False)  # every header is checked up front
     with pytest.raises(ValueError, match="frames=None"):
         SequenceFolderDataset(png_folder, frames=None)
+    with pytest.raises(ImageReadError, match=r"img0.png: a volume must be \.npy"):
+        VolumeFolderDataset(png_folder)
     Image.fromarray(np.zeros((20, 24), np.uint8)).save(root / "c.png")
-    with pytest.raises(ValueError, match="mixes 3-D sequences with 2-D images"):
-        SequenceFolderDataset(root)
+    with pytest.raises(ImageReadError, match=r"c.png: a volume must be"):
+        VolumeFolderDataset(root)
     with pytest.raises(FileNotFoundError, match="not found"):
         SequenceFolderDataset(tmp_path / "absent")
+    with pytest.raises(FileNotFoundError, match="not found"):
+        VolumeFolderDataset(tmp_path / "absent")
+    with pytest.raises(ValueError, match="frames must be a positive integer or None"):
+        VolumeFolderDataset(tmp_path, frames=2.5)
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        SequenceFolderDataset(png_folder, seed=-1)
     with pytest.raises(ValueError, match="s_min <= s_max"):
         SequenceFolderDataset(png_folder, noise_level=(0.5, 0.1))
     with pytest.raises(ValueError, match="frames must be a positive integer"):
@@ -169,17 +199,26 @@ def test_sequence_folder_errors(sequence_folder, png_folder, tmp_path):
         SequenceFolderDataset(png_folder, size=8, frames=2)[3]
 
 
-def test_read_sequence_errors(tmp_path):
+def test_read_volume_errors(tmp_path):
     np.save(tmp_path / "flat.npy", np.zeros((8, 8), np.float32))
-    with pytest.raises(ImageReadError, match=r"flat.npy: expected a sequence \(D, H, W\)"):
-        read_sequence(tmp_path / "flat.npy")
+    with pytest.raises(ImageReadError, match=r"flat.npy: expected a \(D, H, W\) volume .* got shape \(8, 8\)"):
+        read_volume(tmp_path / "flat.npy")
+    np.save(tmp_path / "empty.npy", np.zeros((0, 8, 8), np.float32))
+    with pytest.raises(ImageReadError, match=r"empty.npy: expected a \(D, H, W\) volume"):
+        read_volume(tmp_path / "empty.npy")
+    tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((8, 9, 3), np.uint8), photometric="rgb")
+    with pytest.raises(ImageReadError, match=r"rgb.tif: expected a \(D, H, W\) volume .*\(colour samples\)"):
+        read_volume(tmp_path / "rgb.tif")
     bad = np.zeros((3, 8, 8), np.float32)
     bad[1, 2, 3] = np.inf
     np.save(tmp_path / "inf.npy", bad)
     with pytest.raises(ImageReadError, match="inf.npy: contains NaN or inf"):
-        read_sequence(tmp_path / "inf.npy")
+        read_volume(tmp_path / "inf.npy")
     (tmp_path / "broken.tif").write_bytes(b"not a tiff")
-    with pytest.raises(ImageReadError, match="broken.tif"):
-        read_sequence(tmp_path / "broken.tif")
+    with pytest.raises(ImageReadError, match="broken.tif: cannot read volume"):
+        read_volume(tmp_path / "broken.tif")
+    (tmp_path / "v.png").write_bytes(b"")
+    with pytest.raises(ImageReadError, match=r"v.png: a volume must be \.npy, \.tif, \.tiff"):
+        read_volume(tmp_path / "v.png")
     with pytest.raises(FileNotFoundError, match="no such file"):
-        read_sequence(tmp_path / "absent.npy")
+        read_volume(tmp_path / "absent.npy")

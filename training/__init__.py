@@ -5,8 +5,10 @@ Modules
 train          : the trainer (``tvfast train``, ``python -m tvfast.training.train``).
 checkpoint     : the resumable ``last.pt`` (model, optimizer, position, RNG states).
 distributed    : the process group of a run (one process, or several under torchrun).
-data           : the image-folder dataset (noise, crops, flips/rotations).
+data           : the datasets' shared base (seeded samples, cache, noise) and the image-folder dataset.
+sequences      : synthetic (x, y, t) sequences from images, and ready-made (D, H, W) sequence files.
 evaluate       : learned Λ vs the best scalar λ (``tvfast evaluate``).
+evaluate3d     : a dynamic model vs the best pair of scalars (λ_xy, λ_t).
 figures        : the evaluation's λ-curve and difference-histogram figures.
 ablation       : several recipes with the same time budget, judged on validation.
 natural_images : a model on scikit-image's grey test images (outside the X-ray domain).

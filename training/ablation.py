@@ -41,7 +41,7 @@ __all__ = ["RECIPES", "run_ablation", "summarise_run", "main"]
 _COSINE = ["--lr-schedule", "cosine", "--lr", "1e-3", "--warmup-epochs", "5"]
 _FULL = _COSINE + ["--normalize-input", "--augment", "--solve-pad", "16"]
 RECIPES: dict[str, list[str]] = {
-    "constant": ["--lr", "3e-4"],
+    "constant": ["--recipe", "seed", "--lr", "3e-4"],
     "cosine": _COSINE,
     "cosine-norm": _COSINE + ["--normalize-input"],
     "cosine-norm-aug": _COSINE + ["--normalize-input", "--augment"],

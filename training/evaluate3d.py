@@ -7,7 +7,7 @@ For every test sequence ``x`` (D frames) with fixed relative noise
   G × G grid, all pairs in *one* batched ``tvfast.pdhg`` call (Λ of shape
   (G², 3, 1, 1, 1)); the pair with the highest mean per-frame PSNR is kept
   (an oracle: it is chosen against the clean sequence);
-* **learned Λ** — ``LambdaNet3d`` (Λ_t, Λ_xy maps from the noisy sequence).
+* **learned Λ** — a 3-D ``LambdaNet`` (Λ_t, Λ_xy maps from the noisy sequence).
 
 PSNR and SSIM are computed per frame (data range 1) and averaged over the
 frames. Outputs in ``--out``: ``per_sequence.csv``, ``results.md``,
@@ -90,20 +90,20 @@ def _figure(clean, noisy, scalar, learned, lam, path: Path, title: str) -> Path:
 
 def evaluate3d(args) -> dict:
     """Run the evaluation described by ``args`` (see :func:`build_parser`); return the summary."""
-    from tvfast.models.lambda_net3d import LambdaNet3d
+    from tvfast.models.lambda_net import LambdaNet
     from tvfast.models.precision import resolve_precision
-    from tvfast.training.sequences import SequenceFolderDataset
+    from tvfast.training.sequences import SequenceFolderDataset, VolumeFolderDataset
 
     device = resolve_device(args.device)
-    model = LambdaNet3d.load_pretrained(args.weights, map_location=device).eval()
+    model = LambdaNet.load_pretrained(args.weights, map_location=device, spatial_dims=3).eval()
     model.set_precision(resolve_precision("auto", device))
     lam_xy = torch.linspace(0.0, args.lambda_xy_max, args.grid)
     lam_t = torch.linspace(0.0, args.lambda_t_max, args.grid)
     out = Path(args.out)
     rows = []
     for s in args.noise_levels:
-        ds = SequenceFolderDataset(args.data, size=args.size, frames=args.frames, noise_level=s, train=False,
-                                   seed=args.seed)
+        kind = VolumeFolderDataset if args.volume else SequenceFolderDataset
+        ds = kind(args.data, size=args.size, frames=args.frames, noise_level=s, train=False, seed=args.seed)
         n = len(ds) if args.limit is None else min(args.limit, len(ds))
         for i in range(n):
             item = ds[i]
@@ -157,10 +157,14 @@ def evaluate3d(args) -> dict:
 def build_parser() -> CommandParser:
     p = CommandParser(prog="python -m tvfast.training.evaluate3d",
                       description="Compare a 3-D Λ-map model with the best pair of scalars (λ_xy, λ_t).")
-    p.add_argument("--data", required=True, help="folder of images (sequences are generated) or of sequences")
-    p.add_argument("--weights", required=True, help="LambdaNet3d weights (.safetensors with its .json)")
+    p.add_argument("--data", required=True, help="folder of images (sequences are generated from them)")
+    p.add_argument("--volume", action="store_true",
+                   help="every file in --data is one ready-made (D, H, W) sequence (.npy or multi-page TIFF); "
+                        "said by this flag, never guessed from the files' shapes")
+    p.add_argument("--weights", required=True, help="3-D LambdaNet weights (.safetensors with its .json)")
     p.add_argument("--out", default="runs/evaluate3d", help="output folder")
-    p.add_argument("--frames", type=int, default=16, help="frames per generated sequence")
+    p.add_argument("--frames", type=int, default=16,
+                   help="frames per generated sequence (with --volume: the first FRAMES frames of each file)")
     p.add_argument("--size", type=int, default=64, help="frame size (square)")
     p.add_argument("--noise-levels", type=float, nargs="+", default=[0.5], metavar="S")
     p.add_argument("--iters", type=int, default=128, help="PDHG iterations T")

@@ -4,9 +4,17 @@ Objective, for clean images ``x`` and noisy ``z = x + s·std(x)·n``::
 
     min_Θ  E ‖ PDHG_T(z, Λ_Θ(z)) − x ‖² / N           (MSE, mean over pixels and batch)
 
-with Adam (lr 1e-4), seed 42, T = 256 by default, ``s ~ U[0.1, 0.5]`` per
-sample. Validation images get fixed noise (seeded per image); the best weights
-are selected on mean validation PSNR.
+with Adam, seed 42, T = 256 by default, ``s ~ U[0.1, 0.5]`` per sample.
+Validation images get fixed noise (seeded per image); the best weights are
+selected on mean validation PSNR.
+
+The learning-rate schedule comes from ``--recipe`` (:data:`RECIPES`):
+``best`` (the default, the shipped model's recipe, docs/training.md §1) is a
+linear warm-up over 5 epochs to a peak of 1e-3, then a cosine decay to 1e-5;
+``seed`` is the original constant 1e-4. ``--lr``, ``--lr-schedule`` and
+``--warmup-epochs`` override single values of the recipe. The solver runs
+with ``compile=True`` (thousands of solves of one shape amortise the
+compilation).
 
 Usage::
 
@@ -58,15 +66,13 @@ from tvfast.cli.parser import CommandParser
 from tvfast.device import resolve_device
 from tvfast.io.images import read_grayscale
 from tvfast.models.lambda_net import LambdaNet
-from tvfast.models.lambda_net3d import LambdaNet3d
 from tvfast.evaluation.metrics import frame_metrics, psnr, ssim
 from tvfast.models.precision import PRECISIONS, resolve_precision
 from tvfast.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from tvfast.training.data import ImageFolderDataset, list_images
+from tvfast.training.data import ImageFolderDataset, NoisyFolderDataset, list_images
 from tvfast.training.distributed import ProcessGroup
-from tvfast.training.sequences import SequenceFolderDataset
+from tvfast.training.sequences import SequenceFolderDataset, VolumeFolderDataset
 from tvfast.models.unet import UNet
-from tvfast.models.unet3d import UNet3d
 
 __all__ = ["build_parser", "train", "main"]
 
@@ -74,13 +80,47 @@ CHECKPOINT = "last.pt"
 _now = time.monotonic  # the trainer's clock (time limits, budgets, elapsed times)
 BEST = "best.safetensors"
 
+# The learning-rate recipes of --recipe: "best" won the ablation of docs/training.md §1 and trained the
+# shipped model; "seed" is the original recipe (constant 1e-4, no warm-up).
+RECIPES: dict[str, dict[str, float | str]] = {
+    "best": {"lr": 1e-3, "lr_schedule": "cosine", "warmup_epochs": 5.0},
+    "seed": {"lr": 1e-4, "lr_schedule": "constant", "warmup_epochs": 0.0},
+}
+RECIPE_OPTIONS = ("lr", "lr_schedule", "warmup_epochs")
+
+_RECIPES_HELP = """recipes (--recipe; --lr, --lr-schedule and --warmup-epochs override single values):
+  best   --lr-schedule cosine --lr 1e-3 --warmup-epochs 5     the shipped model's recipe (docs/training.md)
+  seed   --lr-schedule constant --lr 1e-4 --warmup-epochs 0   the seed's original recipe"""
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in the help, except ``None`` (an option that is off, or taken from --recipe)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
+def apply_recipe(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill ``lr``, ``lr_schedule`` and ``warmup_epochs`` left at ``None`` from ``RECIPES[args.recipe]``.
+
+    Values given explicitly (not ``None``) are kept: they override the recipe.
+    Returns ``args`` (changed in place).
+    """
+    if args.recipe not in RECIPES:
+        raise ValueError(f"recipe: expected one of {', '.join(RECIPES)}, got {args.recipe!r}")
+    for key, value in RECIPES[args.recipe].items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    return args
+
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line options of the trainer."""
     p = CommandParser(
         prog="tvfast train",
         description="Train the regularisation-map U-Net through unrolled PDHG (TV denoising).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=_RECIPES_HELP,
+        formatter_class=_HelpFormatter,
     )
     g = p.add_argument_group("data")
     g.add_argument("--data", required=True, help="folder of training images (PNG/JPEG/TIFF)")
@@ -96,11 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--augment", action="store_true",
                    help="random flips and 90° rotations of the training images")
     g.add_argument("--sequences", action="store_true",
-                   help="train the dynamic model (LambdaNet3d: maps Λ_t and Λ_xy, 3-D TV) on (x, y, t) sequences: "
-                        "--data holds images, from which seeded breathing-like sequences are generated, or "
-                        "ready-made (D, H, W) .npy / multi-page TIFF sequences; use with e.g. --size 64 "
-                        "--base-channels 16 --iters 128")
-    g.add_argument("--frames", type=int, default=16, help="frames per sequence (with --sequences)")
+                   help="train the dynamic model (3-D LambdaNet: maps Λ_t and Λ_xy, 3-D TV) on (x, y, t) sequences "
+                        "generated from the images in --data by a seeded breathing-like motion (with --volume: "
+                        "ready-made sequences); use with e.g. --size 64 --base-channels 16 --iters 128")
+    g.add_argument("--volume", action="store_true",
+                   help="with --sequences: every file in --data and --val is one ready-made (D, H, W) sequence, "
+                        "a .npy or a multi-page TIFF (D = time), as for 'tvfast denoise --volume'; whether a file "
+                        "is a sequence is said by this flag, never guessed from its shape")
+    g.add_argument("--frames", type=int, default=16,
+                   help="frames per sequence (with --sequences; with --volume a window of consecutive frames)")
     g.add_argument("--pool-time", action="store_true", help="the 3-D U-Net also pools along time (--sequences)")
 
     g = p.add_argument_group("model")
@@ -124,10 +168,16 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=500, help="total number of epochs")
     g.add_argument("--batch-size", type=int, default=1, help="images per step (per process)")
-    g.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (the peak, with a schedule)")
-    g.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
-                   help="constant, or linear warm-up then cosine decay to 1%% of --lr at the last epoch")
-    g.add_argument("--warmup-epochs", type=float, default=0.0, help="linear warm-up length (epochs)")
+    g.add_argument("--recipe", choices=tuple(RECIPES), default="best",
+                   help="learning-rate recipe: best (cosine, peak 1e-3, 5 warm-up epochs) or seed (constant "
+                        "1e-4); see below")
+    g.add_argument("--lr", type=float, default=None,
+                   help="Adam learning rate, the peak with a schedule (default: the recipe's, 1e-3 / 1e-4)")
+    g.add_argument("--lr-schedule", choices=("constant", "cosine"), default=None,
+                   help="constant, or linear warm-up then cosine decay to 1%% of --lr at the last epoch "
+                        "(default: the recipe's)")
+    g.add_argument("--warmup-epochs", type=float, default=None,
+                   help="linear warm-up length in epochs (default: the recipe's, 5 / 0)")
     g.add_argument("--seed", type=int, default=42, help="seed of weights, sample order and noise")
     g.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap on steps per epoch")
     g.add_argument("--time-limit-min", type=float, default=None,
@@ -153,14 +203,18 @@ def build_parser() -> argparse.ArgumentParser:
 # Options that define the stream of training samples: a resumed run must use the checkpoint's
 # values (a different one would break exact resumption), so giving another value is an error.
 SAMPLE_OPTIONS = ("batch_size", "max_steps_per_epoch", "seed", "size", "patch_size", "noise", "noise_min",
-                  "noise_max", "augment", "sequences", "frames")
+                  "noise_max", "augment", "sequences", "volume", "frames")
 # Options of the optimisation that a resumed run takes from the checkpoint unless given again.
-SCHEDULE_OPTIONS = ("lr", "lr_schedule", "warmup_epochs", "precision", "solver_backend")
+SCHEDULE_OPTIONS = ("recipe", "lr", "lr_schedule", "warmup_epochs", "precision", "solver_backend")
 
 
 def resumed_arguments(args: argparse.Namespace, saved: dict, explicit: set[str]) -> argparse.Namespace:
     """``args`` for a resumed run: sample options from the checkpoint (an explicit different value is an
-    error), schedule options from the checkpoint unless given on the command line (``explicit``)."""
+    error), schedule options from the checkpoint unless given on the command line (``explicit``).
+
+    An explicit ``--recipe`` brings its own learning-rate values: then ``--lr``, ``--lr-schedule`` and
+    ``--warmup-epochs`` come from that recipe unless given too, not from the checkpoint. Call
+    :func:`apply_recipe` on the result."""
     merged = argparse.Namespace(**vars(args))
     for key in SAMPLE_OPTIONS:
         if key not in saved:
@@ -170,7 +224,7 @@ def resumed_arguments(args: argparse.Namespace, saved: dict, explicit: set[str])
                              f"{saved[key]}; a resumed run keeps the stream of samples it started with")
         setattr(merged, key, saved[key])
     for key in SCHEDULE_OPTIONS:
-        if key in saved and key not in explicit:
+        if key in saved and key not in explicit and not (key in RECIPE_OPTIONS and "recipe" in explicit):
             setattr(merged, key, saved[key])
     return merged
 
@@ -226,30 +280,25 @@ class RunState:
 def _build_model(args: argparse.Namespace, ckpt: dict | None, env: ProcessGroup) -> LambdaNet:
     """The model of a new run (seeded: identical on every rank) or of the checkpoint, on the device."""
     torch.manual_seed(args.seed)
+    # Training runs thousands of solves of one shape: one compilation of the PyTorch path serves them all
+    # (the Triton kernels ignore the flag; TVFAST_COMPILE=0 still turns it off).
+    solver = {"solver_backend": args.solver_backend, "solver_compile": True}
     kind = ckpt.get("model_kind", "lambdanet") if ckpt is not None else ("lambdanet3d" if args.sequences
                                                                          else "lambdanet")
-    if kind == "lambdanet3d":
-        if ckpt is not None:
-            cfg = ckpt["model_config"]
-            model = LambdaNet3d(UNet3d(**cfg["unet"]), n_iter=cfg["n_iter"], pad=cfg["pad"])
-            model.load_state_dict(ckpt["model"])
-        else:
-            model = LambdaNet3d(UNet3d(base_channels=args.base_channels, depth=args.depth, pool_time=args.pool_time),
-                                n_iter=args.iters)
-    elif ckpt is not None:
+    if ckpt is not None:
         cfg = ckpt["model_config"]  # the checkpoint's model wins over --iters etc.
-        if env.main and (cfg["n_iter"], cfg["up_bound"], cfg["directional"]) != (
+        if kind == "lambdanet" and env.main and (cfg["n_iter"], cfg["up_bound"], cfg["directional"]) != (
                 args.iters, args.up_bound, args.directional):
             tqdm.write(f"resuming with the checkpoint's model configuration {cfg}")
-        model = LambdaNet(UNet(**cfg["unet"]), n_iter=cfg["n_iter"], up_bound=cfg["up_bound"],
-                          directional=cfg["directional"], pad=cfg["pad"],
-                          normalize_input=cfg.get("normalize_input", False), solve_pad=cfg.get("solve_pad", 0))
+        model = LambdaNet.from_config({**cfg, **solver}, spatial_dims=3 if kind == "lambdanet3d" else 2)
         model.load_state_dict(ckpt["model"])
+    elif kind == "lambdanet3d":
+        model = LambdaNet(UNet(base_channels=args.base_channels, depth=args.depth, pool_time=args.pool_time,
+                               spatial_dims=3), n_iter=args.iters, **solver)
     else:
         model = LambdaNet(UNet(base_channels=args.base_channels, depth=args.depth),
                           n_iter=args.iters, up_bound=args.up_bound, directional=args.directional,
-                          normalize_input=args.normalize_input, solve_pad=args.solve_pad)
-    model.backend = args.solver_backend
+                          normalize_input=args.normalize_input, solve_pad=args.solve_pad, **solver)
     model.to(env.device)
     if env.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed image sizes: pick the fastest convolutions once
@@ -261,7 +310,7 @@ def _checkpoint(model: LambdaNet, optimizer, state: RunState, args: argparse.Nam
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": optimizer.state_dict(),
         "model_config": model.config,
-        "model_kind": "lambdanet3d" if isinstance(model, LambdaNet3d) else "lambdanet",
+        "model_kind": "lambdanet3d" if model.spatial_dims == 3 else "lambdanet",
         **state.to_dict(),
         "rng": rng_state(),
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "explicit"},
@@ -269,7 +318,7 @@ def _checkpoint(model: LambdaNet, optimizer, state: RunState, args: argparse.Nam
 
 
 # ---------------------------------------------------------------- validation
-def _validate(model: LambdaNet, dataset: ImageFolderDataset | None, env: ProcessGroup) -> dict:
+def _validate(model: LambdaNet, dataset: NoisyFolderDataset | None, env: ProcessGroup) -> dict:
     """Mean PSNR / SSIM of ``model`` on the (sharded) validation set."""
     if dataset is None:
         return {}
@@ -292,7 +341,7 @@ def _validate(model: LambdaNet, dataset: ImageFolderDataset | None, env: Process
     return {"psnr": total_psnr / count, "ssim": total_ssim / count}
 
 
-def _lambda_image(model: LambdaNet, dataset: ImageFolderDataset, device) -> torch.Tensor:
+def _lambda_image(model: LambdaNet, dataset: NoisyFolderDataset, device) -> torch.Tensor:
     """Λ of the first validation image scaled to [0, 1] for TensorBoard, ``(1, H, W)``
     (directional maps side by side: vertical | horizontal)."""
     model.eval()
@@ -336,6 +385,7 @@ class _Trainer:
             explicit = getattr(args, "explicit", None)
             args = self.args = resumed_arguments(args, ckpt.get("args", {}), set(vars(args)) if explicit is None
                                                  else explicit)
+        args = self.args = apply_recipe(argparse.Namespace(**vars(args)))
         self.model = _build_model(args, ckpt, env)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=args.lr)
         if ckpt is None:
@@ -375,12 +425,11 @@ class _Trainer:
     def _build_data(self) -> None:
         a = self.args
         if a.sequences:
-            level = (a.noise_min, a.noise_max)
-            self.train_set = SequenceFolderDataset(a.data, size=a.size or None, frames=a.frames, noise=a.noise,
-                                                   noise_level=level, train=True, seed=a.seed)
-            self.val_set = None if not a.val else SequenceFolderDataset(
-                a.val, size=a.size or None, frames=a.frames, noise=a.noise, noise_level=level, train=False,
-                seed=a.seed)
+            kind = VolumeFolderDataset if a.volume else SequenceFolderDataset
+            options = {"size": a.size or None, "frames": a.frames, "noise": a.noise,
+                       "noise_level": (a.noise_min, a.noise_max), "seed": a.seed}
+            self.train_set = kind(a.data, train=True, **options)
+            self.val_set = kind(a.val, train=False, **options) if a.val else None
             self._make_sampler()
             return
         self.train_set = ImageFolderDataset(a.data, size=a.size or None, patch_size=a.patch_size, noise=a.noise,
@@ -402,6 +451,15 @@ class _Trainer:
 
     def _save(self) -> None:
         save_checkpoint(self.out / CHECKPOINT, _checkpoint(self.model, self.optimizer, self.state, self.args))
+
+    def _save_best(self) -> None:
+        """Write best.safetensors + best.json. The file leaves ``solver_compile`` to the solver (None): compiling
+        pays for training's thousands of solves, not for whoever later denoises one image with the model."""
+        training_choice, self.model.solver_compile = self.model.solver_compile, None
+        try:
+            self.model.save_pretrained(self.out / BEST)
+        finally:
+            self.model.solver_compile = training_choice
 
     def run(self) -> dict:
         previous_handler = None
@@ -503,7 +561,7 @@ class _Trainer:
                 self.writer.add_image("val/lambda_map", _lambda_image(self.model, self.val_set, env.device), step)
             self.writer.flush()
             if improved:
-                self.model.save_pretrained(self.out / BEST)
+                self._save_best()
             if stopped or st.epoch % a.checkpoint_every == 0 or st.epoch >= st.total_epochs:
                 self._save()
             msg = f"epoch {st.epoch}: loss {record['train_loss']:.4e}"
@@ -590,10 +648,21 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
                 parser.error(f"--{key.replace('_', '-')} is for 2-D images; it does not apply with --sequences")
         if args.frames < 1:
             parser.error(f"--frames must be positive, got {args.frames}")
+        if args.volume:
+            for flag, folder in (("--data", args.data), ("--val", args.val)):
+                if folder is not None:
+                    try:  # every file's header: (D, H, W), at least --frames frames
+                        VolumeFolderDataset(folder, size=None, frames=args.frames, train=False)
+                    except (OSError, ValueError) as exc:
+                        parser.error(f"{flag}: {exc}")
+    elif args.volume:
+        parser.error("--volume: ready-made (D, H, W) sequences train the dynamic model; add --sequences")
     if args.solve_pad < 0:
         parser.error(f"--solve-pad must be >= 0, got {args.solve_pad}")
-    if args.warmup_epochs < 0:
+    if args.warmup_epochs is not None and args.warmup_epochs < 0:
         parser.error(f"--warmup-epochs must be >= 0, got {args.warmup_epochs}")
+    if args.lr is not None and not args.lr > 0:
+        parser.error(f"--lr must be positive, got {args.lr}")
     for flag, value in (("--time-limit-min", args.time_limit_min), ("--time-budget-min", args.time_budget_min)):
         if value is not None and not value > 0:
             parser.error(f"{flag} must be positive, got {value}")

@@ -15,8 +15,10 @@ import torch
 
 import tvfast
 from tvfast.io.images import IMAGE_SUFFIXES, read_image, write_image
+from tvfast.io.volumes import read_volume, write_volume
 
-__all__ = ["UsageError", "DenoiseJob", "plan_jobs", "denoise_job", "load_lambda_map"]
+__all__ = ["UsageError", "DenoiseJob", "plan_jobs", "job_work", "denoise_job", "load_lambda_map",
+           "load_volume_lambda", "denoise_volume"]
 
 
 class UsageError(Exception):
@@ -102,6 +104,35 @@ def plan_jobs(inputs: list[str], output: str, force: bool, sidecars: tuple[str, 
     return jobs
 
 
+def _samples(path: Path) -> int:
+    """Channels × H × W of an image file, from its header (0 when unreadable: reading it reports why)."""
+    try:
+        suffix = path.suffix.lower()
+        if suffix == ".npy":
+            return int(np.load(path, mmap_mode="r", allow_pickle=False).size)
+        if suffix in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                return int(np.prod(tif.series[0].shape))
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return image.width * image.height * len(image.getbands())
+    except Exception:
+        return 0
+
+
+def job_work(jobs: list[DenoiseJob], n_iter: int) -> int:
+    """The solver work of a whole job in pixel-iterations: Σ over inputs of channels × H × W × ``n_iter``.
+
+    Every channel is one image of the solver's batch, so this is the ``B·N·T``
+    of the solver's compile rule summed over the calls; the files' headers
+    give the sizes (alpha channels are counted, an overestimate of at most ⅓).
+    """
+    return sum(_samples(job.source) for job in jobs) * n_iter
+
+
 def load_lambda_map(path: str) -> np.ndarray:
     """A user's Λ map from ``.npy`` ((H, W), (1, H, W) or (2, H, W)), or an image."""
     p = Path(path)
@@ -125,8 +156,12 @@ def load_lambda_map(path: str) -> np.ndarray:
 
 
 def denoise_job(job: DenoiseJob, *, model=None, lam_value=None, lam_map=None, n_iter: int = 256,
-                save_lambda: bool = False, compare: bool = False, device="cpu") -> None:
-    """Denoise one file. Exactly one of ``model``, ``lam_value``, ``lam_map`` is given."""
+                save_lambda: bool = False, compare: bool = False, device="cpu", compile: bool | None = None) -> None:
+    """Denoise one file. Exactly one of ``model``, ``lam_value``, ``lam_map`` is given.
+
+    ``compile`` is passed to :func:`tvfast.pdhg` for ``lam_value`` / ``lam_map``
+    (a ``model`` solves with its own ``solver_compile``).
+    """
     image = read_image(job.source)
     pixels = image.pixels
     channels = pixels[None] if pixels.ndim == 2 else np.moveaxis(pixels, -1, 0)  # (C, H, W)
@@ -143,7 +178,7 @@ def denoise_job(job: DenoiseJob, *, model=None, lam_value=None, lam_map=None, n_
         else:
             lam = float(lam_value)
         if model is None:
-            x = tvfast.pdhg(z, lam, n_iter)
+            x = tvfast.pdhg(z, lam, n_iter, compile=compile)
     result = x[:, 0].cpu().numpy()
     result = result[0] if pixels.ndim == 2 else np.moveaxis(result, 0, -1)
     write_image(job.target, result, image.dtype)
@@ -186,3 +221,56 @@ def _save_comparison(job: DenoiseJob, noisy: np.ndarray, denoised: np.ndarray, l
         ax.set_axis_off()
     fig.suptitle(job.source.name)
     save_figure(fig, job.sidecar("_compare.png"))
+
+
+def load_volume_lambda(path: str) -> np.ndarray:
+    """A user's Λ for volumes from ``.npy``: (D, H, W), (1, D, H, W) or (3, D, H, W) → (1|3, D, H, W)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"--lambda-map {p}: no such file")
+    if p.suffix.lower() != ".npy":
+        raise ValueError(f"--lambda-map {p}: with --volume the map is a .npy array")
+    try:
+        lam = np.asarray(np.load(p, allow_pickle=False), dtype=np.float32)
+    except Exception as exc:  # empty, truncated or not an array
+        raise ValueError(f"--lambda-map {p}: cannot read ({type(exc).__name__}: {' '.join(str(exc).split())})") from None
+    if lam.ndim == 3:
+        lam = lam[None]
+    if lam.ndim != 4 or lam.shape[0] not in (1, 3):
+        raise ValueError(f"--lambda-map {p}: expected (D, H, W), (1, D, H, W) or (3, D, H, W), got {lam.shape}")
+    if not np.isfinite(lam).all() or (lam < 0).any():
+        raise ValueError(f"--lambda-map {p}: values must be finite and non-negative")
+    return lam
+
+
+def denoise_volume(source: Path, target: Path, *, lam_value: float | None = None, lam_map: np.ndarray | None = None,
+                   model=None, n_iter: int = 256, device="cpu", save_lambda: bool = False) -> np.ndarray:
+    """Denoise the volume file ``source`` into ``target`` with 3-D TV (docs/method.md §9).
+
+    Exactly one of ``lam_value``, ``lam_map`` ((1|3, D, H, W)) or ``model`` (a
+    3-D Λ-map model with ``denoise(z, n_iter) -> (x, Λ)``) is given. The file
+    is read by :func:`tvfast.io.volumes.read_volume` and written back in its
+    format and sample type. With ``save_lambda`` the Λ used is written next to
+    the target as ``NAME_lambda.npy`` ((1|3, D, H, W)). Returns the denoised
+    (D, H, W) array.
+    """
+    volume = read_volume(source)
+    z = torch.from_numpy(volume.pixels).to(device)[None, None]  # (1, 1, D, H, W)
+    with torch.no_grad():
+        if model is not None:
+            x, lam = model.denoise(z, n_iter)
+        elif lam_map is not None:
+            if lam_map.shape[1:] != tuple(z.shape[2:]):
+                raise ValueError(f"--lambda-map: map is {'×'.join(map(str, lam_map.shape[1:]))}, volume {source} is "
+                                 f"{'×'.join(map(str, z.shape[2:]))}")
+            lam = torch.from_numpy(lam_map).to(device)[None]
+            x = tvfast.pdhg(z, lam, n_iter)
+        else:
+            lam = float(lam_value)
+            x = tvfast.pdhg(z, lam, n_iter)
+    result = x[0, 0].cpu().numpy()
+    write_volume(target, result, volume.dtype)
+    if save_lambda:
+        lam_np = lam[0].cpu().numpy() if torch.is_tensor(lam) else np.full((1, *result.shape), lam, np.float32)
+        write_volume(target.with_name(target.stem + "_lambda.npy"), lam_np, np.float32)
+    return result

@@ -1,7 +1,11 @@
 """The ``tvfast`` command line: denoise, demo, train, evaluate, bench.
 
 User errors (missing or unreadable files, bad values, outputs that exist)
-print one line ``tvfast: error: …`` and exit with status 2, no traceback.
+print one line ``tvfast: error: …`` and exit with status 2, no traceback;
+so does a feature whose optional package is missing (the line names the
+extra to install, see :mod:`tvfast.extras`). Heavy packages are imported by
+the command that needs them, never by the parser: ``tvfast --help`` and
+``tvfast denoise`` of an image load neither matplotlib nor scikit-image.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from pathlib import Path
 
 from tvfast.cli.parser import CommandParser
 from tvfast.device import resolve_device
+from tvfast.extras import MissingExtraError, missing_extra_message, require
 from tvfast.models.precision import PRECISIONS
 
 __all__ = ["main", "build_parser"]
@@ -42,8 +47,12 @@ _DEMO_EXAMPLES = """example:
   tvfast demo -o tvfast_demo      writes tvfast_demo/results.md and *_compare.png"""
 
 _BENCH_EXAMPLES = """examples:
-  tvfast bench --quick            ~2 minutes: 128², T = 64
-  tvfast bench                    256², T = 256 (the RESULTS.md rows)"""
+  tvfast bench --quick            128², T = 64, 3 rounds
+  tvfast bench                    256², T = 256, 5 rounds (the RESULTS.md rows)
+
+Forward and forward+backward of tvfast.pdhg (compiled) against the reference
+loop, in this process, on the same inputs; ratio of medians. Peak memory and
+the training step: the benchmark suite in benchmarks/ (python -m pytest benchmarks)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmark tvfast.pdhg against the reference loop",
                        epilog=_BENCH_EXAMPLES, formatter_class=fmt)
-    b.add_argument("--quick", action="store_true", help="small sizes, about 2 minutes")
+    b.add_argument("--quick", action="store_true", help="128², T = 64 instead of 256², T = 256")
     return parser
 
 
@@ -103,14 +112,13 @@ def _load_model(weights: str | None, device, precision: str = "auto"):
         path = Path(weights)
         if not path.is_file():
             raise FileNotFoundError(f"--weights {path}: no such file")
-        model = LambdaNet.load_pretrained(path, map_location=device).eval()
+        model = LambdaNet.load_pretrained(path, map_location=device, spatial_dims=2).eval()
     return model.set_precision(resolve_precision(precision, device))
 
 
 def _cmd_denoise(args) -> int:
-    from tqdm import tqdm
-
-    from tvfast.cli.denoise import UsageError, denoise_job, load_lambda_map, plan_jobs
+    from tvfast.cli.denoise import UsageError, denoise_job, job_work, load_lambda_map, plan_jobs
+    from tvfast.solver.compile_policy import should_compile
 
     if args.iters < 0:
         raise UsageError(f"--iters: expected a non-negative integer, got {args.iters}")
@@ -119,6 +127,9 @@ def _cmd_denoise(args) -> int:
     sidecars = (("_lambda.npy", "_lambda.png") if args.save_lambda else ()) + (("_compare.png",) if args.compare else ())
     if args.volume:
         return _denoise_volumes(args)
+    for flag, wanted in (("--save-lambda", args.save_lambda), ("--compare", args.compare)):
+        if wanted:  # the Λ picture and the comparison figure are drawn with matplotlib
+            require("matplotlib", f"tvfast denoise {flag}")
     jobs = plan_jobs(args.inputs, args.output, args.force, sidecars)
     device = resolve_device(args.device)
     lam_map = load_lambda_map(args.lambda_map) if args.lambda_map else None
@@ -127,9 +138,19 @@ def _cmd_denoise(args) -> int:
         model = _load_model(args.weights, device, args.precision)
     elif args.weights:
         raise UsageError("--weights: only used with the learned model, not with --lambda / --lambda-map")
-    for job in tqdm(jobs, desc="denoise", unit="image", disable=len(jobs) < 2):
+    # One compilation of the solver's step serves every image of a job; it pays when the whole job's
+    # work (channels × pixels × iterations, summed over the inputs) passes the solver's threshold.
+    compile_solver = should_compile(job_work(jobs, args.iters))
+    if model is not None:
+        model.solver_compile = compile_solver
+    progress = jobs
+    if len(jobs) > 1:
+        from tqdm import tqdm
+
+        progress = tqdm(jobs, desc="denoise", unit="image")
+    for job in progress:
         denoise_job(job, model=model, lam_value=args.lam, lam_map=lam_map, n_iter=args.iters,
-                    save_lambda=args.save_lambda, compare=args.compare, device=device)
+                    save_lambda=args.save_lambda, compare=args.compare, device=device, compile=compile_solver)
         if len(jobs) == 1:
             print(f"wrote {job.target}")
     return 0
@@ -139,9 +160,9 @@ def _denoise_volumes(args) -> int:
     """``tvfast denoise --volume``: each input file is one (D, H, W) volume or sequence."""
     import json
 
-    from tvfast.cli.denoise import UsageError, plan_jobs
+    from tvfast.cli.denoise import UsageError, denoise_volume, load_volume_lambda, plan_jobs
     from tvfast.models.files import pretrained_paths
-    from tvfast.io.volumes import VOLUME_SUFFIXES, denoise_volume, load_volume_lambda, volume_shape
+    from tvfast.io.volumes import VOLUME_SUFFIXES, volume_shape
 
     if args.compare:
         raise UsageError("--compare: not available with --volume (use --save-lambda)")
@@ -172,11 +193,11 @@ def _denoise_volumes(args) -> int:
             fmt = None
         if not isinstance(fmt, dict) or fmt.get("format") != "tvfast-lambdanet3d":
             raise UsageError(f"--weights {args.weights}: not a 3-D model (train one with tvfast train --sequences)")
-        from tvfast.models.lambda_net3d import LambdaNet3d
+        from tvfast.models.lambda_net import LambdaNet
         from tvfast.models.precision import resolve_precision
 
         try:
-            model = LambdaNet3d.load_pretrained(args.weights, map_location=device).eval()
+            model = LambdaNet.load_pretrained(args.weights, map_location=device, spatial_dims=3).eval()
         except Exception as exc:  # corrupt weights: one line, not a traceback
             raise UsageError(f"--weights {args.weights}: cannot load ({type(exc).__name__}: {exc})") from None
         model.set_precision(resolve_precision(args.precision, device))
@@ -188,6 +209,8 @@ def _denoise_volumes(args) -> int:
 
 
 def _cmd_demo(args) -> int:
+    require("matplotlib", "tvfast demo")  # the comparison figures
+    require("skimage", "tvfast demo")  # PSNR and SSIM
     from tvfast.cli.demo import format_table, run_demo
 
     out = Path(args.output)
@@ -221,7 +244,13 @@ def _plugin_command(name: str):
     found = [ep for ep in entry_points(group="tvfast.commands") if ep.name == name]
     if not found:
         raise SystemExit(f"tvfast: error: the '{name}' command is not installed (pip install -e . installs it)")
-    return found[0].load()
+    try:
+        return found[0].load()
+    except ImportError as exc:  # a package of the [train] extra is missing: one line naming the extra
+        third_party = exc.name and exc.name.split(".")[0] != "tvfast"
+        if isinstance(exc, MissingExtraError) or (isinstance(exc, ModuleNotFoundError) and third_party):
+            raise MissingExtraError(missing_extra_message(exc.name, f"tvfast {name}", "train"), name=exc.name) from None
+        raise
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -230,7 +259,12 @@ def main(argv: list[str] | None = None) -> int:
     # round: it registers them as entry points of the group "tvfast.commands" (pyproject.toml), and
     # they parse everything after the subcommand themselves.
     if argv and argv[0] in _PLUGIN_COMMANDS:
-        return _plugin_command(argv[0])(argv[1:]) or 0
+        try:
+            command_main = _plugin_command(argv[0])
+        except MissingExtraError as exc:
+            print(f"tvfast: error: {exc}", file=sys.stderr)
+            return 2
+        return command_main(argv[1:]) or 0
     args = build_parser().parse_args(argv)
     from tvfast.cli.denoise import UsageError
     from tvfast.io.images import ImageReadError
@@ -238,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     command = {"denoise": _cmd_denoise, "demo": _cmd_demo, "bench": _cmd_bench}[args.command]
     try:
         return command(args)
-    except (UsageError, ImageReadError, FileNotFoundError, PermissionError, ValueError) as exc:
+    except (UsageError, ImageReadError, FileNotFoundError, PermissionError, ValueError, MissingExtraError) as exc:
         print("tvfast: error: " + " ".join(str(exc).split()), file=sys.stderr)
         return 2
     except KeyboardInterrupt:

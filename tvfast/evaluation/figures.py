@@ -1,4 +1,4 @@
-"""Figures of a denoising result (matplotlib, Agg; no global pyplot state).
+"""Figures of a denoising result (matplotlib, Agg; no global pyplot state; the ``[figures]`` extra).
 
 Every function takes plain numpy arrays, draws one figure on a fresh
 ``matplotlib.figure.Figure`` (rendered by the Agg canvas, so no display and no
@@ -18,9 +18,11 @@ import os
 from pathlib import Path
 
 import numpy as np
-from matplotlib.figure import Figure
 
+from tvfast.extras import require
 from tvfast.io.atomic import atomic_write
+
+Figure = require("matplotlib.figure", "tvfast.evaluation.figures").Figure
 
 __all__ = ["save_figure", "plot_denoising_examples", "plot_lambda_map", "LOG_OFFSET"]
 

@@ -3,14 +3,18 @@
     PSNR(x, y) = 10 · log10( 1 / mean((x − y)²) )        [dB]
     SSIM(x, y) = skimage.metrics.structural_similarity(x, y, data_range=1)
 
-Both come from ``skimage.metrics``; estimates are not clipped to [0, 1].
+Both come from ``skimage.metrics`` (the ``[eval]`` extra: scikit-image);
+estimates are not clipped to [0, 1].
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from tvfast.extras import require
+
+_skimage_metrics = require("skimage.metrics", "tvfast.evaluation.metrics (PSNR, SSIM)")
 
 __all__ = ["psnr", "ssim", "frame_metrics"]
 
@@ -27,12 +31,12 @@ def _as_2d(a) -> np.ndarray:
 
 def psnr(clean, estimate) -> float:
     """PSNR in dB of ``estimate`` against ``clean`` (both one image), data range 1."""
-    return float(peak_signal_noise_ratio(_as_2d(clean), _as_2d(estimate), data_range=1.0))
+    return float(_skimage_metrics.peak_signal_noise_ratio(_as_2d(clean), _as_2d(estimate), data_range=1.0))
 
 
 def ssim(clean, estimate) -> float:
     """SSIM of ``estimate`` against ``clean`` (both one image), data range 1."""
-    return float(structural_similarity(_as_2d(clean), _as_2d(estimate), data_range=1.0))
+    return float(_skimage_metrics.structural_similarity(_as_2d(clean), _as_2d(estimate), data_range=1.0))
 
 
 def frame_metrics(clean, estimate) -> tuple[float, float]:

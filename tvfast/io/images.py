@@ -20,7 +20,6 @@ failed or interrupted write never leaves a partial output.
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,11 +56,7 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
         if suffix == ".npy":
             arr = np.load(path, allow_pickle=False)
         else:
-            import skimage.io
-
-            with warnings.catch_warnings():  # imageio probes every plugin on undecodable files; some warn
-                warnings.simplefilter("ignore", DeprecationWarning)
-                arr = skimage.io.imread(path)
+            arr = _decode(path, suffix)
     except Exception as exc:  # decoders raise many types for truncated or corrupt files
         reason = " ".join(str(exc).split())  # some decoders' messages span several lines
         raise ImageReadError(f"{path}: cannot read image ({type(exc).__name__}: {reason})") from None
@@ -86,10 +81,39 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
     return LoadedImage(pixels=pixels, dtype=dtype)
 
 
+_LUMA = np.array([0.2125, 0.7154, 0.0721], dtype=np.float32)
+"""ITU-R 709 luma weights of R, G, B."""
+
+
+def _decode(path: Path, suffix: str) -> np.ndarray:
+    """Samples of an image file: TIFF through tifffile, PNG/JPEG through Pillow.
+
+    Palette images are expanded to their palette's colours and 16-bit grey
+    PNGs that Pillow opens as 32-bit integers come back as uint16; a planar
+    (C, H, W) TIFF with 3 or 4 channels comes back channel-last.
+    """
+    if suffix in (".tif", ".tiff"):
+        import tifffile
+
+        arr = tifffile.imread(path)
+        if arr.ndim == 3 and arr.shape[-1] not in (3, 4) and arr.shape[0] in (3, 4):
+            arr = np.moveaxis(arr, 0, -1)
+        return arr
+    from PIL import Image
+
+    with Image.open(path) as image:
+        if image.mode == "P":
+            image = image.convert(image.palette.mode)
+        elif image.format == "PNG" and image.mode == "I":
+            image = image.convert("I;16")
+        return np.array(image)
+
+
 def read_grayscale(path: str | os.PathLike) -> np.ndarray:
     """Read an image as one grayscale (H, W) float32 array (rules of :func:`read_image`).
 
-    Colour is converted with ``skimage.color.rgb2gray`` (ITU-R 709 luma);
+    Colour is converted to ITU-R 709 luma, 0.2125 R + 0.7154 G + 0.0721 B (as
+    ``skimage.color.rgb2gray``);
     single-channel (H, W, 1) data is squeezed.
 
     Raises
@@ -100,9 +124,7 @@ def read_grayscale(path: str | os.PathLike) -> np.ndarray:
     pixels = read_image(path).pixels
     if pixels.ndim == 3:
         if pixels.shape[-1] in (3, 4):  # RGB, or RGBA from a .npy (image files lose alpha when read)
-            import skimage.color
-
-            pixels = skimage.color.rgb2gray(pixels[..., :3])
+            pixels = pixels[..., :3] @ _LUMA
         else:
             pixels = pixels[..., 0]
     return np.ascontiguousarray(pixels, dtype=np.float32)
@@ -140,9 +162,13 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray, dtype: np.dtype) ->
         if suffix == ".npy":
             with open(tmp, "wb") as f:
                 np.save(f, data, allow_pickle=False)
-        else:
-            import imageio.v3 as iio
+        elif suffix in (".tif", ".tiff"):
+            import tifffile
 
-            iio.imwrite(tmp, data, extension=suffix)  # the temporary name has no image suffix
+            tifffile.imwrite(tmp, data, photometric="rgb" if data.ndim == 3 else "minisblack")
+        else:
+            from PIL import Image
+
+            Image.fromarray(data).save(tmp, format=Image.registered_extensions()[suffix])  # tmp has no suffix
 
     return atomic_write(path, write)

@@ -1,15 +1,24 @@
-"""``tvfast denoise --volume``: a 3-D ``.npy`` or a multi-page TIFF denoised as one volume / sequence.
+"""Volumes and sequences: (D, H, W) arrays in ``.npy`` files or multi-page TIFFs.
 
 A volume file holds a (D, H, W) array: depth slices, or the frames of an
-(x, y, t) sequence with D as time. It is denoised with the 3-D TV of
-docs/method.md §9 (differences along D, H and W), so neighbouring frames
-regularise each other. Which files are volumes is said by the ``--volume``
-flag, never guessed from the shape: a (H, W, 3) array stays an RGB image.
+(x, y, t) sequence with D as time (docs/method.md §9). This is the one reader
+of such files: ``tvfast denoise --volume``, ``tvfast train --sequences
+--volume`` and the training's volume dataset all read through
+:func:`read_volume`.
 
-Reading follows :mod:`tvfast.io.images`: integer samples are divided by their
-dtype's maximum, float samples taken as they are, NaN/inf rejected. The
-output keeps the input's format and sample type (``.npy`` float, TIFF pages
-of the input's integer type); writes are atomic.
+One rule decides what a file is: **the caller says so** (a command-line flag,
+or the type of dataset it builds), never the array's shape. A (H, W, 3) array
+read as a volume is three-pixel-wide slices, and the same file read as an
+image (:mod:`tvfast.io.images`) is RGB. The reader only checks that the
+array is (D, H, W) with D, H, W ≥ 1 and grey samples (a TIFF whose pages hold
+colour samples is refused), and says so in one error naming the file
+otherwise.
+
+Sample rules follow :mod:`tvfast.io.images`: integer samples are divided by
+their dtype's maximum, booleans become 0/1, float samples are taken as they
+are, NaN/inf is an error. :func:`write_volume` keeps the input's format and
+sample type (``.npy`` float, TIFF pages of the input's unsigned 8/16-bit
+type) and writes atomically.
 """
 
 from __future__ import annotations
@@ -18,23 +27,40 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 
-import tvfast
 from tvfast.io.atomic import atomic_write
 from tvfast.io.images import ImageReadError, LoadedImage
 
-__all__ = ["VOLUME_SUFFIXES", "volume_shape", "read_volume", "write_volume", "load_volume_lambda", "denoise_volume"]
+__all__ = ["VOLUME_SUFFIXES", "volume_shape", "read_volume", "write_volume"]
 
 VOLUME_SUFFIXES = (".npy", ".tif", ".tiff")
 
 
-def volume_shape(path: str | os.PathLike) -> tuple[int, int, int]:
-    """(D, H, W) of a volume file from its header, without reading the data; a clear error otherwise.
+def _check_shape(path: Path, shape: tuple[int, ...], colour: bool = False) -> tuple[int, int, int]:
+    """``shape`` as (D, H, W), or the one error of this module for anything else."""
+    if colour or len(shape) != 3 or min(shape) < 1:
+        raise ImageReadError(f"{path}: expected a (D, H, W) volume of grey slices or frames, got shape "
+                             f"{tuple(shape)}{' (colour samples)' if colour else ''}")
+    return tuple(int(n) for n in shape)
 
-    Lets ``tvfast denoise --volume`` check every input before it writes anything.
+
+def volume_shape(path: str | os.PathLike) -> tuple[int, int, int]:
+    """(D, H, W) of a volume file from its header, without reading the samples.
+
+    Lets a caller check every input (its suffix, dimensionality and, for
+    TIFFs, that the pages are grey) before it computes or writes anything.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ImageReadError
+        If the suffix is not one of :data:`VOLUME_SUFFIXES`, the header cannot
+        be read, or the array is not (D, H, W) of grey samples.
     """
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
     suffix = path.suffix.lower()
     if suffix not in VOLUME_SUFFIXES:
         raise ImageReadError(f"{path}: a volume must be {', '.join(VOLUME_SUFFIXES)}, got {suffix!r}")
@@ -51,21 +77,27 @@ def volume_shape(path: str | os.PathLike) -> tuple[int, int, int]:
     except Exception as exc:  # decoders raise many types for truncated or corrupt files
         reason = " ".join(str(exc).split())
         raise ImageReadError(f"{path}: cannot read volume ({type(exc).__name__}: {reason})") from None
-    if colour or len(shape) != 3:
-        raise ImageReadError(f"{path}: --volume expects a (D, H, W) array of grey frames or slices, got shape "
-                             f"{shape}{' (colour samples)' if colour else ''}")
-    return shape
+    return _check_shape(path, shape, colour)
 
 
 def read_volume(path: str | os.PathLike) -> LoadedImage:
-    """Read a (D, H, W) volume from ``.npy`` or a multi-page TIFF; ``pixels`` is float32 (D, H, W)."""
+    """Read a (D, H, W) volume or sequence from ``.npy`` or a multi-page TIFF.
+
+    Returns
+    -------
+    LoadedImage
+        ``pixels``: float32 (D, H, W), C-contiguous; ``dtype``: the stored
+        sample type (for writing the result back in it).
+
+    Raises
+    ------
+    FileNotFoundError, ImageReadError
+        As :func:`volume_shape`; also for unsupported sample types and NaN/inf.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    suffix = path.suffix.lower()
-    volume_shape(path)  # suffix, colour TIFFs, dimensionality
+    volume_shape(path)  # existence, suffix, grey pages, dimensionality: before decoding anything
     try:
-        if suffix == ".npy":
+        if path.suffix.lower() == ".npy":
             arr = np.load(path, allow_pickle=False)
         else:
             import tifffile
@@ -74,9 +106,7 @@ def read_volume(path: str | os.PathLike) -> LoadedImage:
     except Exception as exc:  # decoders raise many types for truncated or corrupt files
         reason = " ".join(str(exc).split())
         raise ImageReadError(f"{path}: cannot read volume ({type(exc).__name__}: {reason})") from None
-    if arr.ndim != 3:
-        raise ImageReadError(f"{path}: --volume expects a (D, H, W) array (grey frames or slices), "
-                             f"got shape {arr.shape}")
+    _check_shape(path, arr.shape)  # the data, in case a TIFF's pages disagree with its first series
     dtype = arr.dtype
     if np.issubdtype(dtype, np.integer):
         pixels = arr.astype(np.float32) / np.float32(np.iinfo(dtype).max)
@@ -90,7 +120,11 @@ def read_volume(path: str | os.PathLike) -> LoadedImage:
 
 
 def write_volume(path: str | os.PathLike, pixels: np.ndarray, dtype: np.dtype) -> Path:
-    """Write a (D, H, W) float volume as ``.npy`` (float) or a multi-page TIFF of ``dtype`` samples, atomically."""
+    """Write a float volume as ``.npy`` (float) or a multi-page TIFF of ``dtype`` samples, atomically.
+
+    Integer TIFF samples are ``round(clip(v, 0, 1) · max)`` for unsigned 8/16-bit
+    ``dtype``; anything else is stored as float32.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     dtype = np.dtype(dtype)
@@ -115,53 +149,3 @@ def write_volume(path: str | os.PathLike, pixels: np.ndarray, dtype: np.dtype) -
             tifffile.imwrite(tmp, data, photometric="minisblack")  # D grey pages, never RGB planes
 
     return atomic_write(path, write)
-
-
-def load_volume_lambda(path: str) -> np.ndarray:
-    """A user's Λ for volumes from ``.npy``: (D, H, W), (1, D, H, W) or (3, D, H, W) → (1|3, D, H, W)."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"--lambda-map {p}: no such file")
-    if p.suffix.lower() != ".npy":
-        raise ValueError(f"--lambda-map {p}: with --volume the map is a .npy array")
-    try:
-        lam = np.asarray(np.load(p, allow_pickle=False), dtype=np.float32)
-    except Exception as exc:  # empty, truncated or not an array
-        raise ValueError(f"--lambda-map {p}: cannot read ({type(exc).__name__}: {' '.join(str(exc).split())})") from None
-    if lam.ndim == 3:
-        lam = lam[None]
-    if lam.ndim != 4 or lam.shape[0] not in (1, 3):
-        raise ValueError(f"--lambda-map {p}: expected (D, H, W), (1, D, H, W) or (3, D, H, W), got {lam.shape}")
-    if not np.isfinite(lam).all() or (lam < 0).any():
-        raise ValueError(f"--lambda-map {p}: values must be finite and non-negative")
-    return lam
-
-
-def denoise_volume(source: Path, target: Path, *, lam_value: float | None = None, lam_map: np.ndarray | None = None,
-                   model=None, n_iter: int = 256, device="cpu", save_lambda: bool = False) -> np.ndarray:
-    """Denoise the volume file ``source`` into ``target``; exactly one of ``lam_value``, ``lam_map``, ``model``.
-
-    ``model`` is a 3-D Λ-map model with ``denoise(z, n_iter) -> (x, Λ)``. With
-    ``save_lambda`` the Λ used is written next to the target as
-    ``NAME_lambda.npy`` ((1|3, D, H, W)). Returns the denoised (D, H, W) array.
-    """
-    volume = read_volume(source)
-    z = torch.from_numpy(volume.pixels).to(device)[None, None]  # (1, 1, D, H, W)
-    with torch.no_grad():
-        if model is not None:
-            x, lam = model.denoise(z, n_iter)
-        elif lam_map is not None:
-            if lam_map.shape[1:] != tuple(z.shape[2:]):
-                raise ValueError(f"--lambda-map: map is {'×'.join(map(str, lam_map.shape[1:]))}, volume {source} is "
-                                 f"{'×'.join(map(str, z.shape[2:]))}")
-            lam = torch.from_numpy(lam_map).to(device)[None]
-            x = tvfast.pdhg(z, lam, n_iter)
-        else:
-            lam = float(lam_value)
-            x = tvfast.pdhg(z, lam, n_iter)
-    result = x[0, 0].cpu().numpy()
-    write_volume(target, result, volume.dtype)
-    if save_lambda:
-        lam_np = lam[0].cpu().numpy() if torch.is_tensor(lam) else np.full((1, *result.shape), lam, np.float32)
-        write_volume(target.with_name(target.stem + "_lambda.npy"), lam_np, np.float32)
-    return result

@@ -2,8 +2,8 @@
 
 Only JSON and safetensors are parsed when loading — no pickle — so files of
 unknown origin cannot execute code. The configuration names a format
-(``"tvfast-lambdanet"``, ``"tvfast-lambdanet3d"``) so that one model class
-refuses another's files with a clear message.
+(``"tvfast-lambdanet"`` for images, ``"tvfast-lambdanet3d"`` for volumes and
+sequences) so that a reader refuses files of another kind with a clear message.
 """
 
 from __future__ import annotations
@@ -51,16 +51,31 @@ def save_model_files(model: nn.Module, path: str | os.PathLike, fmt: str, config
     return weights, config_path
 
 
-def read_model_config(path: str | os.PathLike, fmt: str, format_optional: bool = False) -> tuple[Path, dict]:
+def read_model_config(path: str | os.PathLike, formats: tuple[str, ...],
+                      missing_format: str | None = None) -> tuple[Path, dict]:
     """The weights file and the parsed configuration of the model files at ``path``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        As for :func:`pretrained_paths`.
+    formats : tuple of str
+        The format names the caller reads.
+    missing_format : str, optional
+        The format of a configuration that names none (files older than the
+        format field); ``None``: such a configuration is refused.
+
+    Returns
+    -------
+    (weights, config) : (pathlib.Path, dict)
+        ``config["format"]`` is set (to ``missing_format`` when the file has none).
 
     Raises
     ------
     FileNotFoundError
         If the weights or the configuration is missing (the message names it).
     ValueError
-        If the configuration is not a JSON object of format ``fmt`` (a missing
-        format is accepted when ``format_optional``, for files older than it).
+        If the configuration is not a JSON object of one of ``formats``.
     """
     weights, config = pretrained_paths(path)
     for f in (weights, config):
@@ -70,10 +85,10 @@ def read_model_config(path: str | os.PathLike, fmt: str, format_optional: bool =
         cfg = json.loads(config.read_text())
     except ValueError as exc:
         raise ValueError(f"invalid model config {str(config)!r}: {exc}") from exc
-    found = cfg.get("format", fmt if format_optional else None) if isinstance(cfg, dict) else None
-    if found != fmt:
-        raise ValueError(f"invalid model config {str(config)!r}: unknown format {found!r} (expected {fmt!r})")
-    return weights, cfg
+    found = cfg.get("format", missing_format) if isinstance(cfg, dict) else None
+    if found not in formats:
+        raise ValueError(f"invalid model config {str(config)!r}: unknown format {found!r} (expected one of {formats})")
+    return weights, {**cfg, "format": found}
 
 
 def load_model_weights(model: nn.Module, weights: Path, map_location: str | torch.device = "cpu") -> nn.Module:

@@ -62,6 +62,7 @@ class PDHGArguments:
     theta: float
     backend: str  # "triton" or "torch", resolved
     spatial_dims: int = 2  # 2: images, 3: volumes / sequences (z was 5-D)
+    compile: bool | None = None  # the PyTorch path's torch.compile request; None: by the work
 
 
 def _check_step(name: str, value) -> float:
@@ -73,7 +74,7 @@ def _check_step(name: str, value) -> float:
     return value
 
 
-def _image_batch(z) -> torch.Tensor:
+def _spatial_batch(z) -> torch.Tensor:
     """z as (B, H, W) (images) or (B, D, H, W) (volumes, from a 5-D z only)."""
     if not isinstance(z, torch.Tensor):
         raise TypeError(f"z: expected a torch.Tensor, got {type(z).__name__}")
@@ -111,10 +112,10 @@ def _check_lambda_values(lam: torch.Tensor) -> None:
             raise ValueError(f"Lambda: expected non-negative values, got minimum {lam.min().item():.4g}")
 
 
-def _lambda_4d(Lambda, z3: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Λ as a 4-D (B|1, 1|2, H|1, W|1) tensor in ``dtype``, on z's device."""
-    batch, height, width = z3.shape
-    lam = _as_tensor_lambda(Lambda, z3.device)
+def _lambda_4d(Lambda, images: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Λ for images z (B, H, W) as a 4-D (B|1, 1|2, H|1, W|1) tensor in ``dtype``, on z's device."""
+    batch, height, width = images.shape
+    lam = _as_tensor_lambda(Lambda, images.device)
 
     shape = tuple(lam.shape)
     expected = f"a scalar, (B,), (H, W), (B|1, H, W) or (B|1, 1|2, H, W) with B={batch}, H={height}, W={width}"
@@ -135,15 +136,15 @@ def _lambda_4d(Lambda, z3: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return lam.to(dtype)
 
 
-def _lambda_5d(Lambda, z4: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def _lambda_5d(Lambda, volumes: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Λ for a volume z (B, D, H, W) as a 5-D (B|1, 1|3, D|1, H|1, W|1) tensor in ``dtype``.
 
     Channel c weights the differences along axis c of (D, H, W); one channel
     is shared by all three (docs/method.md §9). Maps must be 5-D, so a
     lower-dimensional tensor is never guessed into a volume layout.
     """
-    batch, depth, height, width = z4.shape
-    lam = _as_tensor_lambda(Lambda, z4.device)
+    batch, depth, height, width = volumes.shape
+    lam = _as_tensor_lambda(Lambda, volumes.device)
     shape = tuple(lam.shape)
     expected = (f"a scalar, (B,) or (B|1, 1|3, D, H, W) for a volume z (B, 1, D, H, W) "
                 f"with B={batch}, D={depth}, H={height}, W={width}")
@@ -160,17 +161,18 @@ def _lambda_5d(Lambda, z4: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return lam.to(dtype)
 
 
-def check_arguments(z, Lambda, n_iter, tau, sigma, theta, backend) -> PDHGArguments:
+def check_arguments(z, Lambda, n_iter, tau, sigma, theta, backend, compile=None) -> PDHGArguments:
     """Validate the arguments of :func:`tvfast.pdhg` and bring them to solver form.
 
     ``tau``/``sigma`` may be None: τ = σ = 1/3 for images, 1/√13 for volumes.
+    ``compile`` is True, False or None.
     """
-    z3 = _image_batch(z)  # (B, H, W), or (B, D, H, W) for a 5-D z
-    spatial_dims = z3.dim() - 1
-    if z3.numel() == 0:
+    z_batch = _spatial_batch(z)  # (B, H, W), or (B, D, H, W) for a 5-D z
+    spatial_dims = z_batch.dim() - 1
+    if z_batch.numel() == 0:
         raise ValueError(f"z: expected a non-empty image, got shape {tuple(z.shape)}")
     with torch.no_grad():
-        if not bool(torch.isfinite(z3).all()):
+        if not bool(torch.isfinite(z_batch).all()):
             raise ValueError("z: expected finite values, got NaN or inf")
     if isinstance(n_iter, bool) or not isinstance(n_iter, numbers.Integral):
         raise TypeError(f"n_iter: expected an int, got {type(n_iter).__name__}")
@@ -192,15 +194,17 @@ def check_arguments(z, Lambda, n_iter, tau, sigma, theta, backend) -> PDHGArgume
         raise ValueError(f"theta: expected 0 <= theta <= 1, got {theta}")
     if backend not in _BACKENDS:
         raise ValueError(f"backend: expected one of {_BACKENDS}, got {backend!r}")
+    if compile is not None and not isinstance(compile, bool):
+        raise TypeError(f"compile: expected True, False or None, got {type(compile).__name__}")
 
-    compute_dtype = torch.float64 if z3.dtype == torch.float64 else torch.float32
-    lam = (_lambda_4d if spatial_dims == 2 else _lambda_5d)(Lambda, z3, compute_dtype)
+    compute_dtype = torch.float64 if z_batch.dtype == torch.float64 else torch.float32
+    lam = (_lambda_4d if spatial_dims == 2 else _lambda_5d)(Lambda, z_batch, compute_dtype)
     if backend == "auto":
-        backend = "triton" if z3.is_cuda and _triton_available() else "torch"
+        backend = "triton" if z_batch.is_cuda and _triton_available() else "torch"
     elif backend == "triton":
-        _check_triton_usable(z3.device)
+        _check_triton_usable(z_batch.device)
     return PDHGArguments(
-        z=z3.to(compute_dtype).contiguous(),
+        z=z_batch.to(compute_dtype).contiguous(),
         lam=lam,
         out_shape=z.shape,
         out_dtype=z.dtype,
@@ -210,6 +214,7 @@ def check_arguments(z, Lambda, n_iter, tau, sigma, theta, backend) -> PDHGArgume
         theta=theta,
         backend=backend,
         spatial_dims=spatial_dims,
+        compile=compile,
     )
 
 

@@ -1,17 +1,17 @@
-"""The autograd Function of the PDHG solver, with the mask-based backward.
+"""The autograd Function of the PDHG solver, with the clip-state backward.
 
-The forward runs T fused iterations and keeps only the packed clip masks
-(0.5 byte per pixel per iteration for images, :mod:`tvfast.solver.clip_states`; one
-byte per voxel per iteration for volumes, :mod:`tvfast.solver.cpu3d`); the
-backward replays the adjoint recursion of docs/method.md §4 over them. Both
-directions are delegated to a *solver module* — :mod:`tvfast.kernels.pdhg_step`
-(Triton) or :mod:`tvfast.solver.cpu` (PyTorch) for images, their 3-D
-counterparts ``tvfast.kernels.pdhg_step3d`` and :mod:`tvfast.solver.cpu3d`
-for volumes (docs/method.md §9) — exposing ``solve_forward`` and
-``solve_backward`` with the same signatures. The Function itself does not
-depend on the dimension: it passes the number of Λ channels (1 or 2 for
-images, 1 or 3 for volumes) to the backward and sums the gradient to the
-shape of Λ.
+The forward runs T fused iterations and keeps only the clip states of every
+dual entry (docs/method.md §4): 0.5 byte per pixel per iteration for images
+(packed nibbles, :mod:`tvfast.solver.clip_states`), one byte per voxel per
+iteration for volumes. The backward replays the adjoint recursion of
+docs/method.md §4 over them. Both directions are delegated to a *solver
+module* — :mod:`tvfast.solver.cpu` (PyTorch, images and volumes) or the
+Triton kernels of :mod:`tvfast.kernels` — exposing ``solve_forward`` and
+``solve_backward`` with the same signatures, plus solver-specific keyword
+``options`` passed to both (the PyTorch path's ``compile``). The Function
+itself does not depend on the dimension: it passes the number of Λ channels
+(1 or 2 for images, 1 or 3 for volumes) to the backward and sums the
+gradient to the shape of Λ.
 """
 
 from __future__ import annotations
@@ -25,18 +25,19 @@ class PDHGFunction(torch.autograd.Function):
     """x_T = PDHG_T(z, Λ) for z (B, H, W) and a 4-D broadcastable Λ, or z (B, D, H, W) and a 5-D Λ."""
 
     @staticmethod
-    def forward(ctx, z, lam, n_iter, tau, sigma, theta, solver):
-        x, mask = solver.solve_forward(z, lam, n_iter, tau, sigma, theta, need_mask=True)
-        ctx.save_for_backward(mask)
-        ctx.config = (tuple(lam.shape), lam.dtype, tau, sigma, theta, solver)
+    def forward(ctx, z, lam, n_iter, tau, sigma, theta, solver, options):
+        x, clip_states = solver.solve_forward(z, lam, n_iter, tau, sigma, theta, need_mask=True, **options)
+        ctx.save_for_backward(clip_states)
+        ctx.config = (tuple(lam.shape), lam.dtype, tau, sigma, theta, solver, options)
         return x
 
     @staticmethod
     def backward(ctx, grad_x):
-        (mask,) = ctx.saved_tensors
-        lam_shape, lam_dtype, tau, sigma, theta, solver = ctx.config
+        (clip_states,) = ctx.saved_tensors
+        lam_shape, lam_dtype, tau, sigma, theta, solver, options = ctx.config
         need_glam = ctx.needs_input_grad[1]
-        grad_z, grad_lam = solver.solve_backward(grad_x.contiguous(), mask, lam_shape[1], need_glam, tau, sigma, theta)
+        grad_z, grad_lam = solver.solve_backward(grad_x.contiguous(), clip_states, lam_shape[1], need_glam,
+                                                 tau, sigma, theta, **options)
         if need_glam:
             grad_lam = grad_lam.sum_to_size(lam_shape).to(lam_dtype)
-        return (grad_z if ctx.needs_input_grad[0] else None), grad_lam, None, None, None, None, None
+        return (grad_z if ctx.needs_input_grad[0] else None), grad_lam, None, None, None, None, None, None

@@ -27,7 +27,7 @@ LOW = 2
 
 
 def packed_width(width: int) -> int:
-    """Bytes per image row of one iteration's mask."""
+    """Bytes per image row of one iteration's packed clip states."""
     return (width + 1) // 2
 
 

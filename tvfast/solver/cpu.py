@@ -1,52 +1,64 @@
-"""PDHG with the mask-based backward, written in PyTorch ops (the CPU path).
+"""PDHG with the clip-state backward, written in PyTorch ops (the CPU path), for 2 or 3 spatial axes.
 
-The same algorithm as the Triton kernels (docs/method.md §3–§4), one function per step:
+The same algorithm as the Triton kernels (docs/method.md §3–§4, and §9 for
+volumes and (x, y, t) sequences), one function per step, each written once
+over the spatial axes a = 0 … n−1 (n = 2: images (B, H, W); n = 3: volumes
+(B, D, H, W)) with per-axis tuples q = (q₀, …, q_{n−1}), Λ = (Λ₀, …, Λ_{n−1}):
 
-* :func:`pdhg_step_fwd` — one forward iteration, optionally emitting the clip
-  states (:mod:`tvfast.solver.clip_states`);
-* :func:`pdhg_step_bwd` — one iteration of the adjoint recursion of docs/method.md §4.
+* :func:`forward_step` — one iteration of docs/method.md §3,
+
+      p ← (p + σ(x̄ − z)) / (1 + σ)
+      u_a = q_a + σ ∂_a x̄,   q_a ← clip(u_a, −Λ_a, Λ_a)
+      x_new = x − τp − τ ∇ᵀq,   x̄ ← x_new + θ(x_new − x)
+
+  optionally emitting each entry's clip state s_a (:mod:`tvfast.solver.clip_states`);
+* :func:`backward_step` — one iteration k = T−1 … 0 of the adjoint recursion
+  of docs/method.md §4, which needs nothing from the forward pass but the s_a.
+
+∂_a is the periodic forward difference along axis a (:mod:`tvfast.solver.differences`),
+∇ᵀq = Σ_a (q_a shifted by +1 along a) − q_a.
 
 Each step reads its state and writes the new state into preallocated buffers
 (``copy_``), so under :func:`torch.compile` (Inductor) a step is a few fused,
 vectorised C++ loops over the pixels and nothing is allocated per iteration
-but Inductor's scratch. Compilation is used for large enough problems and
-falls back to eager execution when it is unavailable or disabled with
-``TVFAST_COMPILE=0``.
+but Inductor's scratch. When a call compiles is decided by
+:mod:`tvfast.solver.compile_policy`.
 
-Layout. Vertical neighbours (rows i±1, wrapped) are cheap for Inductor: the
-wrap happens in the outer loop. A horizontal wrap inside the vectorised inner
-loop would become a scalar gather, so every array that is read at a
-horizontal neighbour is stored *padded* as (B, H, W+2) with a periodic halo:
+Layout. Neighbours along the outer axes (H, and D for volumes) are cheap for
+Inductor: the wrap happens in an outer loop. A wrap along W inside the
+vectorised inner loop would become a scalar gather, so every array that is
+read at a W neighbour is stored *padded* as (…, W+2) with a periodic halo:
 column 0 holds column W−1 and column W+1 holds column 0. Those arrays are x̄
-and q₁ (forward), gx, gx̄, gq₁ and the clip states (backward), and Λ₁ when it
-varies along W. Each step writes the interior (through
-(B, H, W) views) and the caller refreshes the two halo columns eagerly through views built
-once per solve.
+and q_{n−1} (forward), gx, gx̄, gq_{n−1} and the clip states (backward), and
+Λ_{n−1} when it varies along W. Each step writes the interior (through
+(…, W) views) and the caller refreshes the two halo columns eagerly through
+views built once per solve.
 
-Clip states cross the compiled steps as float values s₀ + 4·s₁ (Inductor
-vectorises float selects, not uint8 logic); the caller packs them into the
-uint8 mask (:mod:`tvfast.solver.clip_states`) between steps and unpacks them before
-each backward step.
+Clip states. Inside the compiled steps they travel as the float
+Σ_a 4^a·s_a (Inductor vectorises float selects, not uint8 logic); between
+steps the caller stores them in the format the Triton kernels share bit for
+bit:
 
-Shapes: images (B, H, W); ``lam0``/``lam1`` are the vertical/horizontal
-strength as 3-D tensors broadcastable to (B, H, W).
+* images: a pixel's nibble s₀ | s₁ << 2, two pixels per byte
+  (:func:`tvfast.solver.clip_states.pack_nibbles`), (T, B, H, ⌈W/2⌉) uint8 —
+  0.5 byte per pixel per iteration;
+* volumes: one byte s₀ | s₁ << 2 | s₂ << 4 per voxel (bits 6 and 7 zero),
+  (T, B, D, H, W) uint8 — 1 byte per voxel per iteration (packing 4 voxels
+  into 3 bytes would save 25 % at the cost of a byte-straddling layout in the
+  kernels).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import warnings
-
 import torch
 
-from tvfast.solver.clip_states import HIGH, INSIDE, LOW, pack_nibbles, unpack_nibbles
+from tvfast.solver import compile_policy
+from tvfast.solver.clip_states import HIGH, INSIDE, LOW, pack_nibbles, packed_width, unpack_nibbles
 
-__all__ = ["pdhg_step_fwd", "pdhg_step_bwd", "solve_forward", "solve_backward", "use_compile",
-           "forget_compile_failures", "run_steps", "padded", "halo_views"]
+__all__ = ["forward_step", "backward_step", "solve_forward", "solve_backward", "padded", "STATE_SHIFTS"]
 
-# Below this much work (pixels × iterations) compiling does not pay for itself.
-_COMPILE_MIN_WORK = 64 * 64 * 64
+# Bit offsets of the 2-bit clip states s_a in a voxel's byte, or in a pixel's nibble (first two).
+STATE_SHIFTS = (0, 2, 4)
 
 
 def _interior(t: torch.Tensor, width: int) -> torch.Tensor:
@@ -63,15 +75,15 @@ def _right(t: torch.Tensor, width: int) -> torch.Tensor:
     return t[..., 2 : width + 2]
 
 
-def halo_views(t: torch.Tensor) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+def _halo_views(t: torch.Tensor) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
     """(destination, source) column views of a padded array's halo, built once
-    per solve: making views costs about as much as copying 2·H floats."""
+    per solve: making views costs about as much as copying the columns."""
     width = t.shape[-1] - 2
     return (t[..., 0], t[..., width]), (t[..., width + 1], t[..., 1])
 
 
 def padded(t: torch.Tensor) -> torch.Tensor:
-    """(…, W) → (…, W+2) with the periodic halo."""
+    """(…, W) → (…, W+2) with the periodic halo: column 0 = column W−1, column W+1 = column 0."""
     return torch.cat((t[..., -1:], t, t[..., :1]), dim=-1)
 
 
@@ -80,288 +92,259 @@ def _clip(u, lam):
 
 
 def _clip_state(u, lam):
-    """INSIDE/HIGH/LOW (tie rule of :mod:`tvfast.solver.clip_states`) as *float* values:
-    Inductor vectorises float selects well and uint8 logic badly (4× slower)."""
+    """INSIDE/HIGH/LOW (tie rule of :mod:`tvfast.solver.clip_states`: HIGH if u ≥ Λ, else LOW if u ≤ −Λ)
+    as *float* values: Inductor vectorises float selects well and uint8 logic badly (4× slower)."""
     return torch.where(u >= lam, float(HIGH), torch.where(u <= -lam, float(LOW), float(INSIDE)))
 
 
-def pdhg_step_fwd(x, x_bar, p, q0, q1, z, lam0, lam1, x_bar_out, q0_out, q1_out, state_out, tau: float, sigma: float, theta: float):
-    """One PDHG iteration (docs/method.md §3), in place.
+def forward_step(x, x_bar, p, q, z, lam, x_bar_out, q_out, states_out, tau: float, sigma: float, theta: float):
+    """One PDHG iteration (docs/method.md §3), in place, over n = len(q) spatial axes.
 
-    Reads x, p, z, q₀ (B, H, W), the padded x̄ and q₁ (B, H, W+2), Λ₀ and Λ₁
-    (Λ₁ padded when it varies along W). Writes x, p in place, the new x̄, q₀,
-    q₁ into the ``*_out`` double buffers (neighbours read them; for padded
-    arrays these are the (B, H, W) *interior views*, whose halo the caller
-    refreshes — a slice write inside the graph would make Inductor rewrite the
-    whole padded buffer with per-element masks), and the clip
-    states s₀ + 4·s₁ into ``state_out`` (B, H, W), as floats, unless None
-    (the caller packs them into the uint8 mask).
+    Reads x, p, z (B, *S), the padded x̄ (B, *S[:-1], W+2) and the tuple q of
+    the n duals (q_a (B, *S), the last one padded), the tuple ``lam`` of the
+    n strengths Λ_a (broadcastable to (B, *S); the last one padded when it
+    varies along W). Writes x and p in place, the new x̄ and q_a into the
+    ``x_bar_out``/``q_out`` double buffers (neighbours read the old ones; for
+    padded arrays these are the (B, *S) *interior views*, whose halo the
+    caller refreshes — a slice write inside the graph would make Inductor
+    rewrite the whole padded buffer with per-element masks), and the clip
+    states Σ_a 4^a·s_a of u_a = q_a + σ∂_a x̄ into ``states_out`` (B, *S), as
+    floats, unless it is None.
+
+    The neighbours' q_{k+1} (one step back along each axis) are recomputed
+    from their u, so ∇ᵀq_{k+1} needs no second pass over the image.
     """
+    n_axes = len(q)
     width = x.shape[-1]
     xb = _interior(x_bar, width)
-    lam1_here = _interior(lam1, width) if lam1.shape[-1] == width + 2 else lam1
     p_new = (p + sigma * (xb - z)) / (1.0 + sigma)
-    u0 = q0 + sigma * (torch.roll(xb, -1, -2) - xb)
-    u1 = _interior(q1, width) + sigma * (_right(x_bar, width) - xb)
-    q0_new = _clip(u0, lam0)
-    q1_new = _clip(u1, lam1_here)
-    u0_up = torch.roll(q0, 1, -2) + sigma * (xb - torch.roll(xb, 1, -2))
-    u1_left = _left(q1, width) + sigma * (xb - _left(x_bar, width))
-    lam0_up = torch.roll(lam0, 1, -2) if lam0.shape[-2] > 1 else lam0
-    lam1_left = _left(lam1, width) if lam1.shape[-1] == width + 2 else lam1
-    # neighbours' q_{k+1} are recomputed, so ∇ᵀq_{k+1} needs no second pass
-    grad_T_q = (_clip(u0_up, lam0_up) - q0_new) + (_clip(u1_left, lam1_left) - q1_new)
+    grad_T_q = states = None
+    q_new = []
+    for axis in range(n_axes):
+        dim = axis - n_axes
+        lam_axis = lam[axis]
+        if axis == n_axes - 1:  # W: the padded arrays hold the neighbours
+            lam_is_padded = lam_axis.shape[-1] == width + 2
+            lam_here = _interior(lam_axis, width) if lam_is_padded else lam_axis
+            lam_prev = _left(lam_axis, width) if lam_is_padded else lam_axis
+            u = _interior(q[axis], width) + sigma * (_right(x_bar, width) - xb)
+            u_prev = _left(q[axis], width) + sigma * (xb - _left(x_bar, width))
+        else:
+            lam_here = lam_axis
+            lam_prev = torch.roll(lam_axis, 1, dim) if lam_axis.shape[dim] > 1 else lam_axis
+            u = q[axis] + sigma * (torch.roll(xb, -1, dim) - xb)
+            u_prev = torch.roll(q[axis], 1, dim) + sigma * (xb - torch.roll(xb, 1, dim))
+        q_axis = _clip(u, lam_here)
+        q_new.append(q_axis)
+        term = _clip(u_prev, lam_prev) - q_axis
+        grad_T_q = term if grad_T_q is None else grad_T_q + term
+        if states_out is not None:
+            state = _clip_state(u, lam_here)
+            states = state if states is None else states + float(4**axis) * state
     x_new = x - tau * p_new - tau * grad_T_q
-    q0_out.copy_(q0_new)
-    q1_out.copy_(q1_new)
+    for out, value in zip(q_out, q_new):
+        out.copy_(value)
     x_bar_out.copy_(x_new + theta * (x_new - x))
-    if state_out is not None:
-        state_out.copy_(_clip_state(u0, lam0) + 4.0 * _clip_state(u1, lam1_here))
+    if states_out is not None:
+        states_out.copy_(states)
     x.copy_(x_new)
     p.copy_(p_new)
 
 
-def pdhg_step_bwd(gx, gx_bar, gp, gq0, gq1, gz, glam, state, gx_out, gx_bar_out, gq0_out, gq1_out, tau: float, sigma: float, theta: float):
-    """One iteration k = T−1 … 0 of the adjoint recursion (docs/method.md §4).
+def _decode_states(states, n_axes: int, width: int):
+    """Padded float states Σ_a 4^a·s_a → (s_a interior for each axis, s_{n−1} padded)."""
+    top = n_axes - 1
+    last_padded = torch.floor(states * (0.25**top))
+    per_axis = [None] * n_axes
+    per_axis[top] = _interior(last_padded, width)
+    rest = _interior(states, width) - float(4**top) * per_axis[top]
+    for axis in range(top - 1, 0, -1):
+        per_axis[axis] = torch.floor(rest * (0.25**axis))
+        rest = rest - float(4**axis) * per_axis[axis]
+    per_axis[0] = rest
+    return per_axis, last_padded
 
-    On entry gx, gx̄ (padded), gp, gq₀, gq₁ (padded) hold the adjoints of
-    x_{k+1}, x̄_{k+1}, p_{k+1}, q_{k+1}; on exit those of iteration k are in
-    ``gp`` (in place) and the ``*_out`` buffers (interior views of the padded
-    ones; the caller refreshes their halos). ``state`` (B, H, W+2), padded, holds
-    iteration k's clip states s₀ + 4·s₁ as floats. ``gz`` accumulates
-    −σ/(1+σ)·gp''; ``glam`` (B, C, H, W), C = 1 or 2, accumulates S∘gq''
-    (summed over directions when C = 1), or is None.
+
+def backward_step(gx, gx_bar, gp, gq, gz, glam, states, gx_out, gx_bar_out, gq_out,
+                  tau: float, sigma: float, theta: float):
+    """One iteration k = T−1 … 0 of the adjoint recursion (docs/method.md §4), over n = len(gq) axes.
+
+    On entry gx, gx̄ (padded), gp and the tuple gq (the last one padded) hold
+    the adjoints of x_{k+1}, x̄_{k+1}, p_{k+1}, q_{k+1}; on exit those of
+    iteration k are in ``gp`` (in place) and the ``*_out`` buffers (interior
+    views of the padded ones; the caller refreshes their halos). ``states``
+    (B, *S[:-1], W+2), padded, holds iteration k's clip states Σ_a 4^a·s_a as
+    floats. With a = gx' + (1+θ)gx̄':
+
+        gp'' = gp' − τa,   gq''_a = gq'_a − τ∂_a a
+        gu_a = [s_a = INSIDE]·gq''_a          (∂q/∂u is 1 inside the clip, 0 outside)
+        gx̄ = σ∇ᵀgu + σ/(1+σ)·gp'',   gx = a − θ gx̄',   gq = gu,   gp = gp''/(1+σ)
+
+    ``gz`` accumulates −σ/(1+σ)·gp''; ``glam`` (B, C, *S), C = 1 or n,
+    accumulates ±gq''_a on HIGH/LOW entries (summed over the axes when
+    C = 1), or is None.
     """
+    n_axes = len(gq)
     width = gp.shape[-1]
-    c = 1.0 + theta
-    a_pad = gx + c * gx_bar  # padded: a = gx' + (1+θ)gx̄'
+    a_pad = gx + (1.0 + theta) * gx_bar
     a = _interior(a_pad, width)
     gp_new = gp - tau * a
-    gq0_new = gq0 - tau * (torch.roll(a, -1, -2) - a)
-    gq0_up = torch.roll(gq0, 1, -2) - tau * (a - torch.roll(a, 1, -2))
-    gq1_new = _interior(gq1, width) - tau * (_right(a_pad, width) - a)
-    gq1_left = _left(gq1, width) - tau * (a - _left(a_pad, width))
-    s1_pad = torch.floor(state * 0.25)
-    s1 = _interior(s1_pad, width)
-    s0 = _interior(state, width) - 4.0 * s1
-    s0_up = torch.roll(s0, 1, -2)
-    s1_left = _left(s1_pad, width)
-    gu0 = torch.where(s0 == 0, gq0_new, 0.0)
-    gu1 = torch.where(s1 == 0, gq1_new, 0.0)
-    grad_T_gu = (torch.where(s0_up == 0, gq0_up, 0.0) - gu0) + (torch.where(s1_left == 0, gq1_left, 0.0) - gu1)
-    if glam is not None:
-        d0 = torch.where(s0 == HIGH, gq0_new, torch.where(s0 == LOW, -gq0_new, 0.0))
-        d1 = torch.where(s1 == HIGH, gq1_new, torch.where(s1 == LOW, -gq1_new, 0.0))
-        if glam.shape[1] == 1:
-            glam[:, 0].add_(d0 + d1)
+    per_axis, last_padded = _decode_states(states, n_axes, width)
+    grad_T_gu = glam_sum = None
+    gu = []
+    for axis in range(n_axes):
+        dim = axis - n_axes
+        s = per_axis[axis]
+        if axis == n_axes - 1:
+            gq_new = _interior(gq[axis], width) - tau * (_right(a_pad, width) - a)
+            gq_prev = _left(gq[axis], width) - tau * (a - _left(a_pad, width))
+            s_prev = _left(last_padded, width)
         else:
-            glam[:, 0].add_(d0)
-            glam[:, 1].add_(d1)
-    k = sigma / (1.0 + sigma)
-    gx_bar_out.copy_(sigma * grad_T_gu + k * gp_new)
+            gq_new = gq[axis] - tau * (torch.roll(a, -1, dim) - a)
+            gq_prev = torch.roll(gq[axis], 1, dim) - tau * (a - torch.roll(a, 1, dim))
+            s_prev = torch.roll(s, 1, dim)
+        gu_axis = torch.where(s == INSIDE, gq_new, 0.0)
+        gu.append(gu_axis)
+        term = torch.where(s_prev == INSIDE, gq_prev, 0.0) - gu_axis
+        grad_T_gu = term if grad_T_gu is None else grad_T_gu + term
+        if glam is not None:
+            d = torch.where(s == HIGH, gq_new, torch.where(s == LOW, -gq_new, 0.0))
+            if glam.shape[1] == 1:
+                glam_sum = d if glam_sum is None else glam_sum + d
+            else:
+                glam[:, axis].add_(d)
+    if glam_sum is not None:
+        glam[:, 0].add_(glam_sum)
+    sigma_ratio = sigma / (1.0 + sigma)
+    gx_bar_out.copy_(sigma * grad_T_gu + sigma_ratio * gp_new)
     gx_out.copy_(a - theta * _interior(gx_bar, width))
-    gq0_out.copy_(gu0)
-    gq1_out.copy_(gu1)
-    gz.sub_(k * gp_new)
+    for out, value in zip(gq_out, gu):
+        out.copy_(value)
+    gz.sub_(sigma_ratio * gp_new)
     gp.copy_(gp_new / (1.0 + sigma))
 
 
-_EAGER = {"fwd": pdhg_step_fwd, "bwd": pdhg_step_bwd}
-# The torch.compile wrappers, made once per process (Dynamo caches the graphs per shape inside them).
-_compiled: dict[str, object] = {}
+def _spatial_axes(t: torch.Tensor, name: str) -> int:
+    if t.dim() not in (3, 4):
+        raise ValueError(f"{name}: expected (B, H, W) images or (B, D, H, W) volumes, got shape {tuple(t.shape)}")
+    return t.dim() - 1
 
 
-def use_compile(work: int) -> bool:
-    """Whether to run the steps through torch.compile for this much work.
+def _lambda_parts(lam: torch.Tensor, n_axes: int, width: int) -> tuple[torch.Tensor, ...]:
+    """Λ (Bl, 1|n, *Sl) → (Λ₀, …, Λ_{n−1}) each (Bl, *Sl), the last padded along W when it varies along W."""
+    shared = lam.shape[1] == 1
+    parts = [lam[:, 0 if shared else axis] for axis in range(n_axes)]
+    if parts[-1].shape[-1] == width and width > 1:
+        parts[-1] = padded(parts[-1])
+    return tuple(part.contiguous() for part in parts)
 
-    ``TVFAST_COMPILE=1`` forces it, ``TVFAST_COMPILE=0`` disables it; by
-    default it is used when pixels × iterations ≥ 64³.
+
+def _new_state_record(n_iter: int, shape: torch.Size, device: torch.device) -> torch.Tensor:
+    """Uninitialised storage for T iterations' clip states of a (B, *S) batch (formats in the module docstring)."""
+    if len(shape) == 3:
+        return torch.empty(n_iter, *shape[:-1], packed_width(shape[-1]), dtype=torch.uint8, device=device)
+    return torch.empty(n_iter, *shape, dtype=torch.uint8, device=device)
+
+
+def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, need_mask: bool,
+                  compile: bool | None = None):
+    """Run ``n_iter`` iterations on z (B, H, W) images or (B, D, H, W) volumes. Returns (x_T, clip states or None).
+
+    ``lam`` is broadcastable to (B, n, *S) with 1 (shared) or n channels: 4-D
+    for images, 5-D for volumes. With ``need_mask`` the clip states of every
+    iteration are returned, as (T, B, H, ⌈W/2⌉) packed nibbles for images or
+    (T, B, D, H, W) bytes for volumes. ``compile``: see
+    :func:`tvfast.solver.compile_policy.should_compile`; the work it weighs is
+    that of every call of this graph so far, this one included.
     """
-    flag = os.environ.get("TVFAST_COMPILE", "").strip().lower()
-    if flag in ("0", "false", "no"):
-        return False
-    if flag in ("1", "true", "yes"):
-        return True
-    return work >= _COMPILE_MIN_WORK
-
-
-def _step_function(name: str, eager, compile_it: bool):
-    """The compiled wrapper of step ``eager`` (made once per process and ``name``), or ``eager`` itself."""
-    if not compile_it:
-        return eager
-    if name not in _compiled:
-        try:
-            _compiled[name] = torch.compile(eager, dynamic=False, fullgraph=True)
-        except Exception as exc:  # torch.compile unavailable on this platform: this call runs eagerly
-            warnings.warn(f"tvfast: torch.compile unavailable ({exc}); running eagerly", stacklevel=3)
-            return eager
-    return _compiled[name]
-
-
-# Every problem shape and Λ layout is its own static-shape graph (dynamic-shape
-# graphs run about 1.7× slower here); Dynamo's default of 8 graphs per function
-# would send a folder of differently sized images to eager mode after the 8th.
-_MAX_GRAPHS = 128
-
-
-def _graph_limit():
-    """A context allowing ``_MAX_GRAPHS`` compiled shapes per step function while the solver runs.
-
-    Dynamo keeps its recompile limit in a process-wide config, with no
-    per-function setting, so the limit is raised (never lowered) with
-    ``config.patch`` for the duration of the solve and restored on exit, even
-    on an error: no state outlives the call. While a solve runs, other code
-    compiling in another thread sees the raised limit; that is the only
-    effect outside the call.
-    """
-    config = torch._dynamo.config
-    for name in ("recompile_limit", "cache_size_limit"):  # the latter before torch 2.7
-        if hasattr(config, name):
-            return config.patch(**{name: max(getattr(config, name), _MAX_GRAPHS)})
-    return contextlib.nullcontext()
-
-
-# Graphs Inductor failed to build, as (step name, argument signature): see _run_steps.
-_failed_graphs: set[tuple] = set()
-
-
-def forget_compile_failures() -> None:
-    """Let every graph that failed to compile be tried again (after installing a compiler, say)."""
-    _failed_graphs.clear()
-
-
-def _signature(name: str, args) -> tuple:
-    return (name, *((tuple(a.shape), a.dtype, a.stride()) if isinstance(a, torch.Tensor) else type(a) for a in args))
-
-
-def _recompile_limit_hit(exc: Exception) -> bool:
-    limit_error = getattr(torch._dynamo.exc, "FailOnRecompileLimitHit", None)
-    return limit_error is not None and isinstance(exc, limit_error)
-
-
-def run_steps(name: str, eager, n_iter: int, compile_it: bool, step_args, after_step=None):
-    """Call the step function ``eager`` (compiled under ``name`` when ``compile_it``) for k = 0 … n_iter−1,
-    with ``step_args(k)`` as its arguments and ``after_step(k)`` after each call. Shared by the 2-D and
-    3-D CPU paths.
-
-    If compiling fails this call continues eagerly, with a warning. When the
-    graph limit was reached nothing is remembered. When Inductor could not
-    build the step (no C++ compiler, an unsupported layout, …) the failure is
-    remembered for that one graph — the step, the shapes, dtypes and strides
-    of its arguments — so later calls of the same shape run eagerly at once
-    instead of paying for the failed compilation again; other shapes still
-    compile. :func:`forget_compile_failures` clears the record.
-    """
-    if n_iter == 0:
-        return
-    args = step_args(0)  # step_args may do work (the backward unpacks a mask): one call per iteration
-    signature = _signature(name, args) if compile_it else None
-    step = _step_function(name, eager, compile_it and signature not in _failed_graphs)
-    with _graph_limit():
-        for k in range(n_iter):
-            if k > 0:
-                args = step_args(k)
-            try:
-                step(*args)
-            except Exception as exc:
-                if step is eager or k > 0:
-                    raise
-                if _recompile_limit_hit(exc):
-                    warnings.warn(f"tvfast: {_MAX_GRAPHS} compiled shapes reached; running this call eagerly",
-                                  stacklevel=3)
-                else:
-                    warnings.warn(f"tvfast: torch.compile failed ({type(exc).__name__}: {exc}); "
-                                  "running this shape eagerly", stacklevel=3)
-                    _failed_graphs.add(signature)
-                step = eager
-                step(*args)  # a compile failure happens before the step touches its buffers
-            if after_step is not None:
-                after_step(k)
-
-
-def _lambda_parts(lam: torch.Tensor, width: int):
-    """Λ (Bl, Cl, Hl, Wl) → (Λ₀, Λ₁) 3-D, Λ₁ padded along W when it varies along W."""
-    lam0 = lam[:, 0]
-    lam1 = lam[:, -1]
-    if lam1.shape[-1] == width and width > 1:
-        lam1 = padded(lam1)
-    return lam0.contiguous(), lam1.contiguous()
-
-
-def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, need_mask: bool):
-    """Run ``n_iter`` iterations on z (B, H, W). Returns (x_T, mask or None).
-
-    ``lam`` is 4-D, broadcastable to (B, 2, H, W). The mask is
-    (T, B, H, ⌈W/2⌉) uint8 when ``need_mask``.
-    """
-    batch, height, width = z.shape
+    n_axes = _spatial_axes(z, "z")
+    shape = z.shape
+    width = shape[-1]
     z, lam = z.detach(), lam.detach()  # the steps never record autograd (one compiled graph)
-    lam0, lam1 = _lambda_parts(lam, width)
+    lam_parts = _lambda_parts(lam, n_axes, width)
+    padded_shape = (*shape[:-1], width + 2)
     x = z.clone()
     p = torch.zeros_like(z)
-    x_bar = (padded(z), z.new_empty(batch, height, width + 2))
-    q0 = (torch.zeros_like(z), torch.empty_like(z))
-    q1 = (z.new_zeros(batch, height, width + 2), z.new_empty(batch, height, width + 2))
-    mask = state = nibble = None
+    x_bar = (padded(z), z.new_empty(padded_shape))
+    q = tuple(tuple(torch.zeros_like(z) for _ in range(n_axes - 1)) + (z.new_zeros(padded_shape),) for _ in range(2))
+    x_bar_out = tuple(_interior(t, width) for t in x_bar)
+    q_out = tuple(qs[:-1] + (_interior(qs[-1], width),) for qs in q)
+    halos = tuple(_halo_views(x_bar[buf]) + _halo_views(q[buf][-1]) for buf in (0, 1))
+    record = states = nibbles = None
     if need_mask:
-        mask = torch.empty(n_iter, batch, height, (width + 1) // 2, dtype=torch.uint8, device=z.device)
-        state = torch.empty_like(z)
-        nibble = torch.empty(batch, height, width, dtype=torch.uint8, device=z.device)
-    compile_it = use_compile(batch * height * width * n_iter)
-    x_bar_in = tuple(_interior(t, width) for t in x_bar)
-    q1_in = tuple(_interior(t, width) for t in q1)
-    halos = tuple(halo_views(x_bar[d]) + halo_views(q1[d]) for d in (0, 1))
+        record = _new_state_record(n_iter, shape, z.device)
+        states = torch.empty_like(z)
+        if n_axes == 2:
+            nibbles = torch.empty(shape, dtype=torch.uint8, device=z.device)
 
-    def step_args(k):
-        s, d = k % 2, (k + 1) % 2
-        return (x, x_bar[s], p, q0[s], q1[s], z, lam0, lam1, x_bar_in[d], q0[d], q1_in[d], state, tau, sigma, theta)
+    def step_args(iteration):
+        src, dst = iteration % 2, (iteration + 1) % 2
+        return (x, x_bar[src], p, q[src], z, lam_parts, x_bar_out[dst], q_out[dst], states, tau, sigma, theta)
 
-    def after_step(k):
-        for dst, src in halos[(k + 1) % 2]:
+    def after_step(iteration):
+        for dst, src in halos[(iteration + 1) % 2]:
             dst.copy_(src)
-        if mask is not None:
-            nibble.copy_(state)
-            pack_nibbles(nibble, out=mask[k])
+        if record is None:
+            return
+        if nibbles is None:
+            record[iteration].copy_(states)  # exact: the float is the byte's value (0 … 42)
+        else:
+            nibbles.copy_(states)
+            pack_nibbles(nibbles, out=record[iteration])
 
+    graph = ("forward", tuple(shape), z.dtype, tuple(lam.shape), need_mask)
+    compile_it = compile_policy.should_compile(compile_policy.step_runner.add_work(graph, z.numel() * n_iter), compile)
     with torch.no_grad():
-        run_steps("fwd", _EAGER["fwd"], n_iter, compile_it, step_args, after_step)
-    return x, mask
+        compile_policy.step_runner.run(forward_step, n_iter, compile_it, step_args, after_step)
+    return x, record
 
 
-def solve_backward(grad_x, mask, lam_channels: int, need_glam: bool, tau: float, sigma: float, theta: float):
-    """Adjoint pass over the stored masks. Returns (∂ℓ/∂z (B,H,W), ∂ℓ/∂Λ (B,C,H,W) or None)."""
-    n_iter, batch, height, _ = mask.shape
-    width = grad_x.shape[-1]
-    new_padded = lambda: grad_x.new_zeros(batch, height, width + 2)  # noqa: E731
+def solve_backward(grad_x, clip_states, lam_channels: int, need_glam: bool, tau: float, sigma: float, theta: float,
+                   compile: bool | None = None):
+    """Adjoint pass over the ``clip_states`` recorded by :func:`solve_forward`.
+
+    Returns (∂ℓ/∂z (B, *S), ∂ℓ/∂Λ (B, C, *S) or None) for ``grad_x`` = ∂ℓ/∂x_T
+    (B, *S), C = ``lam_channels`` (1 or n). ``compile`` as in :func:`solve_forward`.
+    """
+    n_axes = _spatial_axes(grad_x, "grad_x")
+    records = clip_states
+    n_iter = records.shape[0]
+    shape = grad_x.shape
+    width = shape[-1]
+    padded_shape = (*shape[:-1], width + 2)
+    new_padded = lambda: grad_x.new_zeros(padded_shape)  # noqa: E731
     gx = (padded(grad_x), new_padded())
     gx_bar = (new_padded(), new_padded())
-    gq0 = (torch.zeros_like(grad_x), torch.zeros_like(grad_x))
-    gq1 = (new_padded(), new_padded())
+    gq = tuple(tuple(torch.zeros_like(grad_x) for _ in range(n_axes - 1)) + (new_padded(),) for _ in range(2))
     gp = torch.zeros_like(grad_x)
     gz = torch.zeros_like(grad_x)
-    glam = grad_x.new_zeros(batch, lam_channels, height, width) if need_glam else None
-    nibble = torch.empty(batch, height, width, dtype=torch.uint8, device=grad_x.device)
-    state = new_padded()
-    compile_it = use_compile(batch * height * width * n_iter)
-    gx_in, gx_bar_in, gq1_in = (tuple(_interior(t, width) for t in pair) for pair in (gx, gx_bar, gq1))
-    state_in = _interior(state, width)
-    halos = tuple(halo_views(gx[d]) + halo_views(gx_bar[d]) + halo_views(gq1[d]) for d in (0, 1))
-    state_halo = halo_views(state)
+    glam = grad_x.new_zeros(shape[0], lam_channels, *shape[1:]) if need_glam else None
+    states = new_padded()
+    states_in = _interior(states, width)
+    states_halo = _halo_views(states)
+    nibbles = torch.empty(shape, dtype=torch.uint8, device=grad_x.device) if n_axes == 2 else None
+    gx_out, gx_bar_out = (tuple(_interior(t, width) for t in pair) for pair in (gx, gx_bar))
+    gq_out = tuple(gqs[:-1] + (_interior(gqs[-1], width),) for gqs in gq)
+    halos = tuple(_halo_views(gx[buf]) + _halo_views(gx_bar[buf]) + _halo_views(gq[buf][-1]) for buf in (0, 1))
 
-    def step_args(j):
-        state_in.copy_(unpack_nibbles(mask[n_iter - 1 - j], width, out=nibble))
-        for dst, src in state_halo:
+    def step_args(step):
+        record = records[n_iter - 1 - step]
+        states_in.copy_(record if nibbles is None else unpack_nibbles(record, width, out=nibbles))
+        for dst, src in states_halo:
             dst.copy_(src)
-        s, d = j % 2, (j + 1) % 2
-        return (gx[s], gx_bar[s], gp, gq0[s], gq1[s], gz, glam, state,
-                gx_in[d], gx_bar_in[d], gq0[d], gq1_in[d], tau, sigma, theta)
+        src, dst = step % 2, (step + 1) % 2
+        return (gx[src], gx_bar[src], gp, gq[src], gz, glam, states,
+                gx_out[dst], gx_bar_out[dst], gq_out[dst], tau, sigma, theta)
 
-    def after_step(j):
-        for dst, src in halos[(j + 1) % 2]:
+    def after_step(step):
+        for dst, src in halos[(step + 1) % 2]:
             dst.copy_(src)
 
+    graph = ("backward", tuple(shape), grad_x.dtype, lam_channels, need_glam)
+    work = compile_policy.step_runner.add_work(graph, grad_x.numel() * n_iter)
+    compile_it = compile_policy.should_compile(work, compile)
     with torch.no_grad():
-        run_steps("bwd", _EAGER["bwd"], n_iter, compile_it, step_args, after_step)
+        compile_policy.step_runner.run(backward_step, n_iter, compile_it, step_args, after_step)
         last = n_iter % 2
         gz.add_(_interior(gx[last], width)).add_(_interior(gx_bar[last], width))
     return gz, glam

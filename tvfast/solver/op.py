@@ -13,20 +13,12 @@ __all__ = ["pdhg"]
 def _solver_module(backend: str, spatial_dims: int = 2):
     """The module with ``solve_forward``/``solve_backward`` for a backend and 2 or 3 spatial dimensions."""
     if backend == "triton":
-        if spatial_dims == 3:
-            from tvfast.kernels import pdhg_step3d
+        from tvfast.kernels import launch  # one launcher for images and volumes
 
-            return pdhg_step3d
-        from tvfast.kernels import pdhg_step
+        return launch
+    from tvfast.solver import cpu  # one module for images and volumes
 
-        return pdhg_step
-    if spatial_dims == 3:
-        from tvfast.solver import cpu3d as torch_path3d
-
-        return torch_path3d
-    from tvfast.solver import cpu as torch_path
-
-    return torch_path
+    return cpu
 
 
 def pdhg(
@@ -38,6 +30,7 @@ def pdhg(
     sigma: float | None = None,
     theta: float = 1.0,
     backend: str = "auto",
+    compile: bool | None = None,
 ) -> torch.Tensor:
     r"""Differentiable weighted-TV denoising by PDHG (Chambolle–Pock).
 
@@ -80,6 +73,15 @@ def pdhg(
     backend : {"auto", "triton", "torch"}
         "auto": Triton kernels on CUDA, the PyTorch path on CPU. "triton" on
         CPU tensors needs ``TRITON_INTERPRET=1`` (slow; for tests).
+    compile : bool or None
+        Whether the PyTorch path runs its steps through ``torch.compile``
+        (seconds to compile, then several times faster per iteration). None
+        (the default): only when the call's work B·pixels·T is large enough
+        to pay for the compilation (:mod:`tvfast.solver.compile_policy`), so
+        one image runs eagerly. Callers that run many solves of one shape —
+        a folder of images, a grid search, training — pass True. The
+        environment variable ``TVFAST_COMPILE=0``/``1`` overrides this for
+        every call. Ignored by the Triton backend.
 
     Returns
     -------
@@ -93,16 +95,17 @@ def pdhg(
     >>> v = torch.rand(1, 1, 16, 64, 64)  # (B, 1, D, H, W)
     >>> x = tvfast.pdhg(v, torch.tensor([0.05, 0.02, 0.02]).reshape(1, 3, 1, 1, 1), n_iter=64)
     """
-    args = check_arguments(z, Lambda, n_iter, tau, sigma, theta, backend)
+    args = check_arguments(z, Lambda, n_iter, tau, sigma, theta, backend, compile)
     if args.n_iter == 0:
         return z.clone()
     solver = _solver_module(args.backend, args.spatial_dims)
+    options = {"compile": args.compile} if args.backend == "torch" else {}
     needs_grad = torch.is_grad_enabled() and (args.z.requires_grad or args.lam.requires_grad)
     if needs_grad:
-        x = PDHGFunction.apply(args.z, args.lam, args.n_iter, args.tau, args.sigma, args.theta, solver)
+        x = PDHGFunction.apply(args.z, args.lam, args.n_iter, args.tau, args.sigma, args.theta, solver, options)
     else:
         with torch.no_grad():
             x, _ = solver.solve_forward(
-                args.z, args.lam, args.n_iter, args.tau, args.sigma, args.theta, need_mask=False
+                args.z, args.lam, args.n_iter, args.tau, args.sigma, args.theta, need_mask=False, **options
             )
     return x.reshape(args.out_shape).to(args.out_dtype)
