@@ -26,7 +26,6 @@ import triton
 
 from tvfast.kernels.pdhg2d import pdhg2d_adjoint_step, pdhg2d_forward_step
 from tvfast.kernels.pdhg3d import pdhg3d_adjoint_step, pdhg3d_forward_step
-from tvfast.solver.clip_states import packed_width
 
 __all__ = ["solve_forward", "solve_backward"]
 
@@ -85,7 +84,7 @@ def _plan(shape: tuple[int, ...], device: torch.device, name: str) -> _Launch:
     block_h, block_w, num_warps = _pick_blocks(height, width, device)
     tiles = triton.cdiv(height, block_h) * triton.cdiv(width, block_w)
     if len(spatial) == 2:
-        wp = packed_width(width)
+        wp = (width + 1) // 2  # bytes per row: two pixels' 4-bit states per byte
         return _Launch(pdhg2d_forward_step, pdhg2d_adjoint_step, (batch, 2, height, width), (batch, height, wp),
                        (height, width, wp), (tiles, batch), block_h, block_w, num_warps)
     depth = spatial[0]

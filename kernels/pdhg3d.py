@@ -57,7 +57,7 @@ wrapped before use, so an in-bounds lane never addresses outside its volume.
 ``states`` is the record of clip states: one byte per voxel,
 ``s₀ | s₁ << 2 | s₂ << 4`` (codes of :mod:`tvfast.kernels.common`), so an
 iteration is a (B, D, H, W) uint8 array — the layout of
-:mod:`tvfast.solver.cpu3d`, bit for bit. The forward writes it only when a
+:mod:`tvfast.solver.cpu`, bit for bit. The forward writes it only when a
 backward will follow (``WRITE_STATES``).
 
 Offsets. Volume offsets (b·D·H·W, times 3 for duals) are int64; offsets

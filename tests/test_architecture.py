@@ -123,3 +123,15 @@ def test_denoise_of_one_image_loads_no_extra_and_no_compiler(tmp_path):
     )
     assert loaded_after(code, cwd=tmp_path) == []
     assert (tmp_path / "out.png").is_file()
+
+
+def test_kernels_depend_on_torch_and_triton_only():
+    """tvfast.kernels is the bottom room: it imports nothing else of tvfast (the solver imports it, lazily)."""
+    offenders = []
+    for path in (ROOT / "kernels").glob("*.py"):
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            words = line.split()
+            if words[:1] in (["from"], ["import"]) and len(words) > 1 and words[1].startswith("tvfast") \
+                    and not words[1].startswith("tvfast.kernels"):
+                offenders.append(f"{path.relative_to(ROOT)}:{n}")
+    assert offenders == [], offenders

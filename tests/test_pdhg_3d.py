@@ -231,7 +231,7 @@ def test_zero_lambda_is_the_identity_and_n_iter_zero_a_copy(backend, gen):
 
 
 def _reference_masks(z, lam, n_iter):
-    """(T, B, D, H, W) bytes s₀ | s₁<<2 | s₂<<4 from the reference iteration (tie rule of clip_mask)."""
+    """(T, B, D, H, W) bytes s₀ | s₁<<2 | s₂<<4 from the reference iteration (tie rule of tvfast.solver.clip_states)."""
     lam = lam.expand(z.shape[0], 3, *z.shape[-3:])
     return torch.stack([clip_state(s.u[:, 0], lam[:, 0]) | (clip_state(s.u[:, 1], lam[:, 1]) << 2)
                         | (clip_state(s.u[:, 2], lam[:, 2]) << 4)

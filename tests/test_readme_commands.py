@@ -168,3 +168,24 @@ def test_scripts_run_by_the_readme_exist():
                if len(words) > 1 and words[0] in ("bash", "sh", "python", "python3") and not words[1].startswith("-")]
     missing = [s for s in scripts if "$" not in s and not (ROOT / s).is_file()]
     assert missing == [], missing
+
+
+def _doc_files() -> list[Path]:
+    return sorted((ROOT / "docs").rglob("*.md")) + [ROOT / "benchmarks" / "RESULTS.md"]
+
+
+@pytest.mark.parametrize("doc", _doc_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_paths_named_in_the_docs_exist(doc):
+    """Repository paths in a document's inline code exist (from the root), and so do its relative links (from its folder)."""
+    text = doc.read_text(encoding="utf-8")
+    words = []
+    for span in re.findall(r"`([^`\n]+)`", text):
+        try:
+            words += shlex.split(span, comments=True)
+        except ValueError:
+            words += span.split()
+    paths = [p.split("::")[0] for p in _repository_paths(words)]  # a pytest node id names its file
+    missing = [p for p in paths if not (any(ROOT.glob(p)) if "*" in p else (ROOT / p).exists())]
+    links = [t.split("#")[0] for t in re.findall(r"\]\(([^)\s]+)\)", text)]
+    missing += [t for t in links if t and "://" not in t and not (doc.parent / t).exists()]
+    assert sorted(set(missing)) == [], missing
