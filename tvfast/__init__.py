@@ -1,12 +1,16 @@
 """tvfast: fast, low-memory, differentiable TV denoising with per-pixel Λ maps.
 
-Public API: :func:`tvfast.pdhg` (the solver) and :func:`tvfast.pretrained`
-(the shipped U-Net Λ-map model). The reference loop lives in
+Public API: :func:`tvfast.pdhg` (the solver), :func:`tvfast.pretrained`
+(the shipped U-Net Λ-map model), :mod:`tvfast.physics` (forward
+operators for reconstruction: ``tvfast.pdhg(y, Λ, operator=A)``) and its
+:class:`~tvfast.physics.LinearOperator`, also ``tvfast.LinearOperator``. The reference loop lives in
 :mod:`tvfast.solver.reference`.
 """
 
+from tvfast import physics
 from tvfast.models.pretrained import pretrained
+from tvfast.physics.linear import LinearOperator
 from tvfast.solver.op import pdhg
 
-__all__ = ["pdhg", "pretrained"]
+__all__ = ["pdhg", "pretrained", "physics", "LinearOperator"]
 __version__ = "0.1.0"

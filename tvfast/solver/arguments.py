@@ -18,8 +18,12 @@ from dataclasses import dataclass
 
 import torch
 
+from tvfast.physics import LinearOperator, as_operator, operator_norm
+from tvfast.solver.differences import BOUNDARIES
+
 __all__ = ["PDHGArguments", "check_arguments", "default_step", "operator_norm_squared", "OPERATOR_NORM_SQUARED",
-           "OPERATOR_NORM_SQUARED_3D"]
+           "OPERATOR_NORM_SQUARED_3D", "ReconstructionArguments", "check_operator_arguments", "check_boundary",
+           "STEP_SAFETY"]
 
 # ‖K‖² for K = [I; ∇] in 2-D: 1 + ‖∇‖² ≤ 1 + 8 (docs/method.md §2).
 OPERATOR_NORM_SQUARED = 9.0
@@ -94,13 +98,16 @@ def _spatial_batch(z) -> torch.Tensor:
 
 def _as_tensor_lambda(Lambda, device: torch.device) -> torch.Tensor:
     if isinstance(Lambda, torch.Tensor):
+        if Lambda.is_complex():
+            raise TypeError(f"Lambda: expected a real tensor (one Λ weighs the real and imaginary parts alike), "
+                            f"got {Lambda.dtype}")
         if Lambda.dtype not in _FLOAT_DTYPES:
             raise TypeError(f"Lambda: expected a floating-point tensor or a Python number, got {Lambda.dtype}")
         if Lambda.device != device:
             raise ValueError(f"Lambda: expected a tensor on z's device {device}, got {Lambda.device}")
         return Lambda
     if isinstance(Lambda, numbers.Real) and not isinstance(Lambda, bool):
-        return torch.tensor(float(Lambda), device=device)
+        return torch.tensor(float(Lambda), dtype=torch.float64, device=device)  # rounded once, to the compute dtype
     raise TypeError(f"Lambda: expected a float or a torch.Tensor, got {type(Lambda).__name__}")
 
 
@@ -238,3 +245,147 @@ def _check_triton_usable(device: torch.device) -> None:
         )
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"backend: 'triton' supports CUDA (or CPU under the interpreter), got device {device}")
+
+
+def check_boundary(boundary) -> str:
+    """``boundary`` must be "periodic" or "neumann" (docs/method.md §2, §10)."""
+    if not isinstance(boundary, str) or boundary not in BOUNDARIES:
+        raise ValueError(f"boundary: expected one of {BOUNDARIES}, got {boundary!r}")
+    return boundary
+
+
+# τ = σ = STEP_SAFETY/‖K‖ by default with a forward operator: ‖A‖ is a power-iteration estimate (a lower bound).
+STEP_SAFETY = 0.99
+_OPERATOR_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
+_X_SHAPES = "images (B, 1, H, W) or volumes (B, 1, D, H, W)"
+
+
+@dataclass(frozen=True)
+class ReconstructionArguments:
+    """Arguments of one ``pdhg(y, Λ, operator=A)`` call (docs/method.md §10) in the form the solver takes.
+
+    ``y`` is the data (the caller's tensor, attached to its graph); ``x0``
+    the given start or None (x₀ = Aᴴy); ``x_shape``/``x_dtype`` those of x,
+    (B, 1, *S) real or complex; ``lam`` a real (B|1, 1|n, *S|1) tensor in the
+    real dtype of x's precision, still attached; ``tau``/``sigma`` resolved;
+    ``operator_norm`` the estimate of ‖A‖ they were checked against.
+    """
+
+    y: torch.Tensor
+    lam: torch.Tensor
+    x0: torch.Tensor | None
+    operator: LinearOperator
+    x_shape: torch.Size
+    x_dtype: torch.dtype
+    n_iter: int
+    tau: float
+    sigma: float
+    theta: float
+    spatial_dims: int
+    operator_norm: float
+    compile: bool | None = None
+
+
+def _operator_tensor(t, name: str) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+    if t.dtype not in _OPERATOR_DTYPES:
+        raise TypeError(f"{name}: expected float32/float64/complex64/complex128 with an operator, got {t.dtype}")
+    if t.numel() == 0:
+        raise ValueError(f"{name}: expected a non-empty tensor, got shape {tuple(t.shape)}")
+    with torch.no_grad():
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name}: expected finite values, got NaN or inf")
+    return t
+
+
+def _apply(function, value, name: str, what: str) -> torch.Tensor:
+    """``function(value)``; an exception inside the user's operator is reported as an error of ``name``."""
+    try:
+        return function(value)
+    except (TypeError, ValueError) as exc:
+        if str(exc).startswith("operator:"):
+            raise
+        raise ValueError(f"{name}: {what} failed on shape {tuple(value.shape)}: {exc}") from exc
+    except RuntimeError as exc:
+        raise ValueError(f"{name}: {what} failed on shape {tuple(value.shape)}: {exc}") from exc
+
+
+def _is_x_shape(t: torch.Tensor) -> bool:
+    return t.dim() in (4, 5) and t.shape[1] == 1
+
+
+def check_operator_arguments(y, Lambda, n_iter, operator, x0, tau, sigma, theta, backend,
+                             compile=None) -> ReconstructionArguments:
+    """Validate ``pdhg(y, Λ, operator=A, x0=…)`` (docs/method.md §10).
+
+    The operator is applied a few times here (under no_grad): to check that
+    Aᴴ maps back to x's shape and dtype (else ``operator``), that y lies in
+    A's range (``y``) and x0 in its domain (``x0``), and to estimate ‖A‖ for
+    the steps: τ = σ = 0.99/‖K‖ by default, ‖K‖² = ‖A‖² + 8 (2-D) or + 12
+    (3-D), and explicit steps must satisfy τσ‖K‖² ≤ 1.
+    """
+    op = as_operator(operator)
+    y = _operator_tensor(y, "y")
+    if isinstance(n_iter, bool) or not isinstance(n_iter, numbers.Integral):
+        raise TypeError(f"n_iter: expected an int, got {type(n_iter).__name__}")
+    if n_iter < 0:
+        raise ValueError(f"n_iter: expected n_iter >= 0, got {n_iter}")
+    if backend not in _BACKENDS:
+        raise ValueError(f"backend: expected one of {_BACKENDS}, got {backend!r}")
+    if backend == "triton":
+        raise ValueError("backend: the Triton kernels do not take an operator yet; use 'auto' or 'torch'")
+    if compile is not None and not isinstance(compile, bool):
+        raise TypeError(f"compile: expected True, False or None, got {type(compile).__name__}")
+    theta = _check_step("theta", theta)
+    if not 0.0 <= theta <= 1.0:
+        raise ValueError(f"theta: expected 0 <= theta <= 1, got {theta}")
+
+    with torch.no_grad():
+        adjoint_y = _apply(op.adjoint, y.detach(), "y", "the operator's adjoint")
+        if x0 is None:
+            start = adjoint_y
+            if not _is_x_shape(start) or start.dtype not in _OPERATOR_DTYPES:
+                raise ValueError(f"operator: the adjoint returned {start.dtype} of shape {tuple(start.shape)} for y; "
+                                 f"expected {_X_SHAPES}, float32/float64/complex64/complex128")
+        else:
+            start = _operator_tensor(x0, "x0")
+            if not _is_x_shape(start):
+                raise ValueError(f"x0: expected {_X_SHAPES}, got shape {tuple(start.shape)}")
+            start = start.detach()
+        forward_start = _apply(op, start, "x0" if x0 is not None else "operator", "the operator's forward map")
+        back = _apply(op.adjoint, forward_start, "operator", "the operator's adjoint")
+        if back.shape != start.shape or back.dtype != start.dtype:
+            raise ValueError(
+                f"operator: the adjoint returned {back.dtype} of shape {tuple(back.shape)} for A x with x "
+                f"{start.dtype} of shape {tuple(start.shape)}; expected x's shape and dtype"
+            )
+        if x0 is not None and (adjoint_y.shape != start.shape or adjoint_y.dtype != start.dtype):
+            raise ValueError(f"x0: expected the shape and dtype of A^H y, {tuple(adjoint_y.shape)} "
+                             f"{adjoint_y.dtype}, got {tuple(start.shape)} {start.dtype}")
+        if forward_start.shape != y.shape or forward_start.dtype != y.dtype:
+            raise ValueError(
+                f"y: expected data in the operator's range, {forward_start.dtype} of shape "
+                f"{tuple(forward_start.shape)} (A x for x of shape {tuple(start.shape)}), got {y.dtype} of shape "
+                f"{tuple(y.shape)}"
+            )
+        norm = operator_norm(op, start)
+
+    spatial_dims = start.dim() - 2
+    norm2 = norm**2 + 4.0 * spatial_dims
+    step = STEP_SAFETY / math.sqrt(norm2)
+    tau = step if tau is None else _check_step("tau", tau)
+    sigma = step if sigma is None else _check_step("sigma", sigma)
+    if tau <= 0 or sigma <= 0:
+        raise ValueError(f"tau, sigma: expected positive step sizes, got tau={tau}, sigma={sigma}")
+    if tau * sigma * norm2 > 1.0 + 1e-6:
+        raise ValueError(
+            f"tau, sigma: PDHG converges for tau*sigma*||K||^2 <= 1 with ||K||^2 = ||A||^2 + {4 * spatial_dims} "
+            f"= {norm2:.6g} (||A|| = {norm:.6g} by power iteration), got tau*sigma*||K||^2 = {tau * sigma * norm2:.4g}"
+        )
+    real_dtype = torch.float64 if start.dtype in (torch.float64, torch.complex128) else torch.float32
+    lam = (_lambda_4d if spatial_dims == 2 else _lambda_5d)(Lambda, start[:, 0], real_dtype)
+    return ReconstructionArguments(
+        y=y, lam=lam, x0=x0, operator=op, x_shape=start.shape, x_dtype=start.dtype, n_iter=int(n_iter),
+        tau=tau, sigma=sigma, theta=theta, spatial_dims=spatial_dims, operator_norm=norm, compile=compile,
+    )

@@ -113,11 +113,16 @@ def forward_step(x, x_bar, p, q, z, lam, x_bar_out, q_out, states_out, tau: floa
 
     The neighbours' q_{k+1} (one step back along each axis) are recomputed
     from their u, so ∇ᵀq_{k+1} needs no second pass over the image.
+
+    With ``z`` None (reconstruction with a forward operator A, docs/method.md
+    §10) the data term is the caller's: ``p`` then holds Aᴴp_{k+1}, already
+    computed, and is only read, so the step is the TV part
+    x_new = x − τAᴴp_{k+1} − τ∇ᵀq_{k+1} with the same q update.
     """
     n_axes = len(q)
     width = x.shape[-1]
     xb = _interior(x_bar, width)
-    p_new = (p + sigma * (xb - z)) / (1.0 + sigma)
+    p_new = p if z is None else (p + sigma * (xb - z)) / (1.0 + sigma)
     grad_T_q = states = None
     q_new = []
     for axis in range(n_axes):
@@ -148,7 +153,8 @@ def forward_step(x, x_bar, p, q, z, lam, x_bar_out, q_out, states_out, tau: floa
     if states_out is not None:
         states_out.copy_(states)
     x.copy_(x_new)
-    p.copy_(p_new)
+    if z is not None:
+        p.copy_(p_new)
 
 
 def _decode_states(states, n_axes: int, width: int):
@@ -183,12 +189,16 @@ def backward_step(gx, gx_bar, gp, gq, gz, glam, states, gx_out, gx_bar_out, gq_o
     ``gz`` accumulates −σ/(1+σ)·gp''; ``glam`` (B, C, *S), C = 1 or n,
     accumulates ±gq''_a on HIGH/LOW entries (summed over the axes when
     C = 1), or is None.
+
+    With ``gz`` None (a forward operator A, docs/method.md §10) the data
+    term's adjoint is the caller's: ``gp`` then holds σ/(1+σ)·Aᴴgp'' with
+    gp'' = gp' − τAa, already computed, and is only read:
+    gx̄ = σ∇ᵀgu + σ/(1+σ)·Aᴴgp''.
     """
     n_axes = len(gq)
     width = gp.shape[-1]
     a_pad = gx + (1.0 + theta) * gx_bar
     a = _interior(a_pad, width)
-    gp_new = gp - tau * a
     per_axis, last_padded = _decode_states(states, n_axes, width)
     grad_T_gu = glam_sum = None
     gu = []
@@ -216,12 +226,17 @@ def backward_step(gx, gx_bar, gp, gq, gz, glam, states, gx_out, gx_bar_out, gq_o
     if glam_sum is not None:
         glam[:, 0].add_(glam_sum)
     sigma_ratio = sigma / (1.0 + sigma)
-    gx_bar_out.copy_(sigma * grad_T_gu + sigma_ratio * gp_new)
+    if gz is None:
+        gx_bar_out.copy_(sigma * grad_T_gu + gp)
+    else:
+        gp_new = gp - tau * a
+        gx_bar_out.copy_(sigma * grad_T_gu + sigma_ratio * gp_new)
     gx_out.copy_(a - theta * _interior(gx_bar, width))
     for out, value in zip(gq_out, gu):
         out.copy_(value)
-    gz.sub_(sigma_ratio * gp_new)
-    gp.copy_(gp_new / (1.0 + sigma))
+    if gz is not None:
+        gz.sub_(sigma_ratio * gp_new)
+        gp.copy_(gp_new / (1.0 + sigma))
 
 
 def _spatial_axes(t: torch.Tensor, name: str) -> int:
@@ -247,8 +262,14 @@ def _new_state_record(n_iter: int, shape: torch.Size, device: torch.device) -> t
 
 
 def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, need_mask: bool,
-                  compile: bool | None = None):
+                  compile: bool | None = None, data_step=None):
     """Run ``n_iter`` iterations on z (B, H, W) images or (B, D, H, W) volumes. Returns (x_T, clip states or None).
+
+    ``data_step`` None: denoising, x₀ = z and the data term ½‖x − z‖². Else
+    (a forward operator, docs/method.md §10) z is the start x₀ and
+    ``data_step(x̄_k)`` is called before each TV step with x̄_k (B, *S) (a
+    view to read, not keep); it advances its own dual p and returns
+    Aᴴp_{k+1} (B, *S).
 
     ``lam`` is broadcastable to (B, n, *S) with 1 (shared) or n channels: 4-D
     for images, 5-D for volumes. With ``need_mask`` the clip states of every
@@ -264,7 +285,7 @@ def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, n
     lam_parts = _lambda_parts(lam, n_axes, width)
     padded_shape = (*shape[:-1], width + 2)
     x = z.clone()
-    p = torch.zeros_like(z)
+    p = torch.zeros_like(z)  # p_k, or Aᴴp_{k+1} from data_step
     x_bar = (padded(z), z.new_empty(padded_shape))
     q = tuple(tuple(torch.zeros_like(z) for _ in range(n_axes - 1)) + (z.new_zeros(padded_shape),) for _ in range(2))
     x_bar_out = tuple(_interior(t, width) for t in x_bar)
@@ -279,7 +300,10 @@ def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, n
 
     def step_args(iteration):
         src, dst = iteration % 2, (iteration + 1) % 2
-        return (x, x_bar[src], p, q[src], z, lam_parts, x_bar_out[dst], q_out[dst], states, tau, sigma, theta)
+        if data_step is not None:
+            p.copy_(data_step(x_bar_out[src]))
+        return (x, x_bar[src], p, q[src], z if data_step is None else None, lam_parts, x_bar_out[dst], q_out[dst],
+                states, tau, sigma, theta)
 
     def after_step(iteration):
         for dst, src in halos[(iteration + 1) % 2]:
@@ -292,7 +316,7 @@ def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, n
             nibbles.copy_(states)
             pack_nibbles(nibbles, out=record[iteration])
 
-    graph = ("forward", tuple(shape), z.dtype, tuple(lam.shape), need_mask)
+    graph = ("forward", tuple(shape), z.dtype, tuple(lam.shape), need_mask, data_step is None)
     compile_it = compile_policy.should_compile(compile_policy.step_runner.add_work(graph, z.numel() * n_iter), compile)
     with torch.no_grad():
         compile_policy.step_runner.run(forward_step, n_iter, compile_it, step_args, after_step)
@@ -300,11 +324,17 @@ def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, n
 
 
 def solve_backward(grad_x, clip_states, lam_channels: int, need_glam: bool, tau: float, sigma: float, theta: float,
-                   compile: bool | None = None):
+                   compile: bool | None = None, data_step=None):
     """Adjoint pass over the ``clip_states`` recorded by :func:`solve_forward`.
 
     Returns (∂ℓ/∂z (B, *S), ∂ℓ/∂Λ (B, C, *S) or None) for ``grad_x`` = ∂ℓ/∂x_T
     (B, *S), C = ``lam_channels`` (1 or n). ``compile`` as in :func:`solve_forward`.
+
+    With ``data_step`` (a forward operator, docs/method.md §10) the first
+    result is ∂ℓ/∂x₀ = gx₀ + gx̄₀, and ``data_step(a)`` is called before each
+    reverse step with a = gx_{k+1} + (1+θ)gx̄_{k+1} (B, *S) (a temporary); it
+    advances its own gp (and the gradient of the data) and returns
+    σ/(1+σ)·Aᴴgp'' (B, *S).
     """
     n_axes = _spatial_axes(grad_x, "grad_x")
     records = clip_states
@@ -333,14 +363,16 @@ def solve_backward(grad_x, clip_states, lam_channels: int, need_glam: bool, tau:
         for dst, src in states_halo:
             dst.copy_(src)
         src, dst = step % 2, (step + 1) % 2
-        return (gx[src], gx_bar[src], gp, gq[src], gz, glam, states,
+        if data_step is not None:
+            gp.copy_(data_step(gx_out[src] + (1.0 + theta) * gx_bar_out[src]))
+        return (gx[src], gx_bar[src], gp, gq[src], gz if data_step is None else None, glam, states,
                 gx_out[dst], gx_bar_out[dst], gq_out[dst], tau, sigma, theta)
 
     def after_step(step):
         for dst, src in halos[(step + 1) % 2]:
             dst.copy_(src)
 
-    graph = ("backward", tuple(shape), grad_x.dtype, lam_channels, need_glam)
+    graph = ("backward", tuple(shape), grad_x.dtype, lam_channels, need_glam, data_step is None)
     work = compile_policy.step_runner.add_work(graph, grad_x.numel() * n_iter)
     compile_it = compile_policy.should_compile(work, compile)
     with torch.no_grad():

@@ -1,4 +1,4 @@
-"""The periodic finite-difference gradient and its exact adjoint (docs/method.md §2, §9).
+"""The finite-difference gradient and its exact adjoint (docs/method.md §2, §9; Neumann boundary §10).
 
 For an image batch ``x`` of shape (..., H, W)::
 
@@ -18,31 +18,82 @@ For a volume or an (x, y, t) sequence ``x`` of shape (..., D, H, W)
 
 and ‖∇‖² ≤ 12. Both are instances of :func:`forward_differences` /
 :func:`forward_differences_T` over the last ``ndim`` axes.
+
+``boundary="neumann"`` in those two replaces the wrap-around by a zero
+difference at the last index of each axis (and drops that entry from the
+adjoint); :func:`neumann_mask` is the Λ mask that turns the periodic solver
+into the Neumann one (docs/method.md §10).
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["gradient", "grad_T", "gradient3d", "grad_T3d", "forward_differences", "forward_differences_T"]
+__all__ = ["gradient", "grad_T", "gradient3d", "grad_T3d", "forward_differences", "forward_differences_T",
+           "neumann_mask", "BOUNDARIES"]
 
 
-def forward_differences(x: torch.Tensor, ndim: int) -> torch.Tensor:
-    """Periodic forward differences along the last ``ndim`` axes: (..., *S) → (..., ndim, *S).
+def forward_differences(x: torch.Tensor, ndim: int, boundary: str = "periodic") -> torch.Tensor:
+    """Forward differences along the last ``ndim`` axes: (..., *S) → (..., ndim, *S).
 
-    Channel c is the difference along axis c of S (the first of the last ``ndim`` axes is c = 0).
+    Channel c is the difference along axis c of S (the first of the last
+    ``ndim`` axes is c = 0). ``boundary="periodic"`` wraps around;
+    ``"neumann"`` sets the difference that would wrap (last index along
+    axis c) to 0 (docs/method.md §10).
     """
     dims = range(-ndim, 0)
-    return torch.stack([torch.roll(x, shifts=-1, dims=d) - x for d in dims], dim=-ndim - 1)
+    if boundary == "periodic":
+        return torch.stack([torch.roll(x, shifts=-1, dims=d) - x for d in dims], dim=-ndim - 1)
+    _check_boundary(boundary)
+    parts = []
+    for d in dims:
+        n = x.shape[d]
+        inner = x.narrow(d, 1, n - 1) - x.narrow(d, 0, n - 1)
+        parts.append(torch.cat((inner, torch.zeros_like(x.narrow(d, 0, 1))), dim=d))
+    return torch.stack(parts, dim=-ndim - 1)
 
 
-def forward_differences_T(q: torch.Tensor, ndim: int) -> torch.Tensor:
-    """Adjoint of :func:`forward_differences`: (..., ndim, *S) → (..., *S) (a negative divergence)."""
+def forward_differences_T(q: torch.Tensor, ndim: int, boundary: str = "periodic") -> torch.Tensor:
+    """Adjoint of :func:`forward_differences`: (..., ndim, *S) → (..., *S) (a negative divergence).
+
+    Neumann: (∂_cᵀ q_c)[i] = q_c[i−1]·[i ≥ 1] − q_c[i]·[i ≤ n−2]; q_c at the last index is ignored.
+    """
+    if boundary != "periodic":
+        _check_boundary(boundary)
     out = None
     for d, q_c in zip(range(-ndim, 0), q.unbind(dim=-ndim - 1)):
-        term = torch.roll(q_c, shifts=1, dims=d) - q_c
+        if boundary == "periodic":
+            term = torch.roll(q_c, shifts=1, dims=d) - q_c
+        else:
+            n = q_c.shape[d]
+            zero = torch.zeros_like(q_c.narrow(d, 0, 1))
+            kept = q_c.narrow(d, 0, n - 1)
+            term = torch.cat((zero, kept), dim=d) - torch.cat((kept, zero), dim=d)
         out = term if out is None else out + term
     return out
+
+
+def neumann_mask(spatial_shape, dtype: torch.dtype, device) -> torch.Tensor:
+    """m of shape (1, n, *S), n = len(S): 0 on the last index along axis c in channel c, 1 elsewhere.
+
+    Neumann differences are the periodic ones with the wrapping difference
+    removed. In PDHG that is exactly the periodic iteration with Λ replaced
+    by Λ∘m: where Λ = 0 the dual is clipped to [0, 0] and stays 0, so the
+    wrapping difference never enters ∇ᵀq (docs/method.md §10).
+    """
+    n_axes = len(spatial_shape)
+    mask = torch.ones((1, n_axes, *spatial_shape), dtype=dtype, device=device)
+    for axis in range(n_axes):
+        mask[:, axis].select(axis + 1, spatial_shape[axis] - 1).zero_()
+    return mask
+
+
+BOUNDARIES = ("periodic", "neumann")
+
+
+def _check_boundary(boundary) -> None:
+    if boundary not in BOUNDARIES:
+        raise ValueError(f"boundary: expected one of {BOUNDARIES}, got {boundary!r}")
 
 
 def gradient(x: torch.Tensor) -> torch.Tensor:

@@ -1,11 +1,13 @@
-"""``tvfast.pdhg``: TV denoising with a per-pixel regularisation map."""
+"""``tvfast.pdhg``: TV denoising, or reconstruction with a forward operator, with a per-pixel regularisation map."""
 
 from __future__ import annotations
 
 import torch
 
-from tvfast.solver.arguments import check_arguments
+from tvfast.solver.arguments import check_arguments, check_boundary, check_operator_arguments
 from tvfast.solver.autograd import PDHGFunction
+from tvfast.solver.differences import neumann_mask
+from tvfast.solver.reconstruction import ReconstructionProblem, reconstruct
 
 __all__ = ["pdhg"]
 
@@ -21,22 +23,42 @@ def _solver_module(backend: str, spatial_dims: int = 2):
     return cpu
 
 
+def _with_boundary(lam: torch.Tensor, spatial_shape, boundary: str) -> torch.Tensor:
+    """Λ for the periodic solver: Λ itself, or Λ∘m (one channel per axis) for Neumann differences.
+
+    With m zero on the wrapping difference of each axis (docs/method.md §10) the
+    dual there is clipped to [0, 0], so the periodic iteration *is* the
+    Neumann one. The product is an ordinary autograd op: ∂/∂Λ stays exact.
+    """
+    if boundary == "periodic":
+        return lam
+    return lam * neumann_mask(tuple(spatial_shape), lam.dtype, lam.device)
+
+
 def pdhg(
     z: torch.Tensor,
     Lambda: torch.Tensor | float,
     n_iter: int = 256,
     *,
+    operator=None,
+    x0: torch.Tensor | None = None,
     tau: float | None = None,
     sigma: float | None = None,
     theta: float = 1.0,
     backend: str = "auto",
+    boundary: str = "periodic",
     compile: bool | None = None,
 ) -> torch.Tensor:
-    r"""Differentiable weighted-TV denoising by PDHG (Chambolle–Pock).
+    r"""Differentiable weighted-TV denoising or reconstruction by PDHG (Chambolle–Pock).
 
     Approximately solves
 
     .. math:: \hat x = \arg\min_x \tfrac12\|x - z\|_2^2 + \|\Lambda \circ \nabla x\|_1
+
+    or, with a forward operator A (``operator``, docs/method.md §10) and data
+    y passed as ``z``,
+
+    .. math:: \hat x = \arg\min_x \tfrac12\|A x - y\|_2^2 + \|\Lambda \circ \nabla x\|_1
 
     with ``n_iter`` iterations of docs/method.md §3 (x₀ = x̄₀ = z, p₀ = q₀ = 0, periodic
     forward differences, anisotropic TV). Gradients flow to ``z`` and
@@ -47,6 +69,15 @@ def pdhg(
     A 5-D ``z`` (B, 1, D, H, W) is a volume or an (x, y, t) sequence with D as
     depth or time (docs/method.md §9): ∇x = (∂_D x, ∂_H x, ∂_W x), periodic
     forward differences along all three axes. Only a 5-D z is treated as 3-D.
+
+    With an operator, x may be real or complex (B, 1, H, W) or (B, 1, D, H, W)
+    (the shape and dtype of Aᴴy, or of ``x0``); for complex x the TV term
+    clips the real and imaginary parts separately with the same real Λ.
+    x₀ = x̄₀ = ``x0`` or Aᴴy, and the backward applies one A and one Aᴴ per
+    iteration and keeps only the clip states (0.5 byte per pixel per
+    iteration for real images, 1 for complex images and real volumes, 2 for
+    complex volumes). It runs on the PyTorch path, also for CUDA tensors
+    (the Triton kernels do not take an operator yet).
 
     Parameters
     ----------
@@ -62,17 +93,30 @@ def pdhg(
         (B|1, 1|3, D, H, W), where channel c weights the differences along
         axis c of (D, H, W) and 1 channel is shared by all three (a size-1
         D, H or W broadcasts). The gradient has the shape passed in.
+        With ``operator``: the data y, any shape and dtype in A's range.
     n_iter : int
-        Iterations T ≥ 0; ``n_iter=0`` returns a copy of ``z``.
+        Iterations T ≥ 0; ``n_iter=0`` returns a copy of ``z`` (x₀ with an operator).
+    operator : None, :class:`tvfast.physics.LinearOperator`, or an object :func:`tvfast.physics.as_operator` takes
+        The forward operator A, with its adjoint (a DeepInverse-style
+        ``.A``/``.A_adjoint`` pair or an MRpro-style operator work too). A
+        is treated as fixed: no gradient flows to tensors inside it.
+    x0 : Tensor or None
+        With an operator: the start x₀ (default Aᴴy); gradients flow to it.
     tau, sigma : float or None
         Primal and dual step sizes, τσ·L² ≤ 1 with L² = ‖[I; ∇]‖² ≤ 9 for
         images and ≤ 13 for volumes. None (the default) means 1/3 for images
-        and 1/√13 for volumes.
+        and 1/√13 for volumes. With an operator L² = ‖A‖² + 8 (images) or
+        + 12 (volumes), ‖A‖ estimated by power iteration and cached in the
+        :class:`~tvfast.physics.LinearOperator`, and None means 0.99/L.
     theta : float
         Over-relaxation, 0 ≤ θ ≤ 1.
     backend : {"auto", "triton", "torch"}
         "auto": Triton kernels on CUDA, the PyTorch path on CPU. "triton" on
-        CPU tensors needs ``TRITON_INTERPRET=1`` (slow; for tests).
+        CPU tensors needs ``TRITON_INTERPRET=1`` (slow; for tests). With an
+        operator, "auto" is the PyTorch path and "triton" is refused.
+    boundary : {"periodic", "neumann"}
+        Forward differences that wrap around (docs/method.md §2), or that are
+        zero across the edge (Neumann; docs/method.md §10).
     compile : bool or None
         Whether the PyTorch path runs its steps through ``torch.compile``
         (seconds to compile, then several times faster per iteration). None
@@ -94,18 +138,31 @@ def pdhg(
     >>> x = tvfast.pdhg(z, 0.05, n_iter=64)
     >>> v = torch.rand(1, 1, 16, 64, 64)  # (B, 1, D, H, W)
     >>> x = tvfast.pdhg(v, torch.tensor([0.05, 0.02, 0.02]).reshape(1, 3, 1, 1, 1), n_iter=64)
+    >>> A = tvfast.physics.MaskedFFT(torch.rand(64, 64) < 0.3)  # undersampled single-coil MRI
+    >>> y = A(torch.rand(1, 1, 64, 64, dtype=torch.complex64))
+    >>> x = tvfast.pdhg(y, 0.01, operator=A, n_iter=128)  # complex (1, 1, 64, 64)
     """
+    boundary = check_boundary(boundary)
+    if operator is not None:
+        rec = check_operator_arguments(z, Lambda, n_iter, operator, x0, tau, sigma, theta, backend, compile)
+        problem = ReconstructionProblem(rec.operator, rec.x_shape, rec.x_dtype, rec.n_iter, rec.tau, rec.sigma,
+                                        rec.theta, rec.compile)
+        lam = _with_boundary(rec.lam, rec.x_shape[2:], boundary)
+        return reconstruct(rec.y, lam, rec.x0, problem)
+    if x0 is not None:
+        raise ValueError("x0: a start is taken only with an operator; without one the start is z")
     args = check_arguments(z, Lambda, n_iter, tau, sigma, theta, backend, compile)
     if args.n_iter == 0:
         return z.clone()
+    lam = _with_boundary(args.lam, args.z.shape[1:], boundary)
     solver = _solver_module(args.backend, args.spatial_dims)
     options = {"compile": args.compile} if args.backend == "torch" else {}
-    needs_grad = torch.is_grad_enabled() and (args.z.requires_grad or args.lam.requires_grad)
+    needs_grad = torch.is_grad_enabled() and (args.z.requires_grad or lam.requires_grad)
     if needs_grad:
-        x = PDHGFunction.apply(args.z, args.lam, args.n_iter, args.tau, args.sigma, args.theta, solver, options)
+        x = PDHGFunction.apply(args.z, lam, args.n_iter, args.tau, args.sigma, args.theta, solver, options)
     else:
         with torch.no_grad():
             x, _ = solver.solve_forward(
-                args.z, args.lam, args.n_iter, args.tau, args.sigma, args.theta, need_mask=False, **options
+                args.z, lam, args.n_iter, args.tau, args.sigma, args.theta, need_mask=False, **options
             )
     return x.reshape(args.out_shape).to(args.out_dtype)

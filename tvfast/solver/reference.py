@@ -4,27 +4,32 @@ This is the baseline every fused path is tested and benchmarked against. It
 follows docs/method.md §3 line by line and keeps whatever autograd keeps (several float
 images per iteration). Images are (B, 1, H, W) with the 2-D gradient of §2;
 volumes or (x, y, t) sequences are (B, 1, D, H, W) with the 3-D gradient of
-§9 (:func:`tvfast.solver.differences.gradient3d`), and the same loop.
+§9 (:func:`tvfast.solver.differences.forward_differences` over 2 or 3
+axes), and the same loop. With a forward operator A (docs/method.md §10) the
+data term is ½‖Ax − y‖² and x may be complex; ``boundary="neumann"`` uses
+the Neumann differences directly (not the Λ mask of the fast paths).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
 
+from tvfast.physics import as_operator, operator_norm
 from tvfast.solver.arguments import default_step
-from tvfast.solver.differences import grad_T, grad_T3d, gradient, gradient3d
+from tvfast.solver.differences import forward_differences, forward_differences_T
 
 __all__ = ["pdhg_reference", "pdhg_reference_iterates", "IterationState"]
 
 
-def _check_z(z: torch.Tensor) -> int:
-    """The number of spatial dimensions of z: 2 for (B, 1, H, W), 3 for (B, 1, D, H, W)."""
-    if z.dim() not in (4, 5) or z.shape[1] != 1:
-        raise ValueError(f"z: expected shape (B, 1, H, W) or (B, 1, D, H, W), got {tuple(z.shape)}")
-    return z.dim() - 2
+def _spatial_dims(x: torch.Tensor, name: str) -> int:
+    """The number of spatial dimensions of x: 2 for (B, 1, H, W), 3 for (B, 1, D, H, W)."""
+    if x.dim() not in (4, 5) or x.shape[1] != 1:
+        raise ValueError(f"{name}: expected shape (B, 1, H, W) or (B, 1, D, H, W), got {tuple(x.shape)}")
+    return x.dim() - 2
 
 
 def pdhg_reference(
@@ -34,30 +39,44 @@ def pdhg_reference(
     tau: float | None = None,
     sigma: float | None = None,
     theta: float = 1.0,
+    *,
+    operator=None,
+    x0: torch.Tensor | None = None,
+    boundary: str = "periodic",
 ) -> torch.Tensor:
-    r"""Solve ½‖x − z‖² + ‖Λ∘∇x‖₁ with ``n_iter`` Chambolle–Pock iterations.
+    r"""Solve ½‖x − z‖² + ‖Λ∘∇x‖₁, or ½‖Ax − z‖² + ‖Λ∘∇x‖₁, with ``n_iter`` Chambolle–Pock iterations.
 
     Parameters
     ----------
-    z : (B, 1, H, W) or (B, 1, D, H, W) tensor
+    z : (B, 1, H, W) or (B, 1, D, H, W) tensor, or data y in the operator's range
         Noisy images, or volumes / sequences (D = depth or time, docs/method.md §9).
+        With ``operator``: the data y.
     Lambda : float or tensor broadcastable to (B, 2, H, W), or to (B, 3, D, H, W) for volumes
         Non-negative regularisation strength (images: channel 0 vertical, 1
         horizontal; volumes: channel c weights the differences along axis c of (D, H, W)).
     tau, sigma : float or None
-        Step sizes; None means 1/3 for images and 1/√13 for volumes. Not checked.
+        Step sizes; None means 1/3 for images and 1/√13 for volumes, and
+        0.99/√(‖A‖² + 8) or 0.99/√(‖A‖² + 12) with an operator. Not checked.
+    operator : None or anything :func:`tvfast.physics.as_operator` accepts
+        The forward operator A (docs/method.md §10); None is the identity.
+    x0 : tensor or None
+        The start x₀ (with an operator only); None: x₀ = Aᴴz.
+    boundary : {"periodic", "neumann"}
+        The differences of ∇: wrapping, or zero across the edge.
 
-    Iteration (x₀ = x̄₀ = z, p₀ = 0, q₀ = 0)::
+    Iteration (x₀ = x̄₀ = z or Aᴴz, p₀ = 0, q₀ = 0; A = I without operator)::
 
-        p ← (p + σ(x̄ − z)) / (1 + σ)
-        q ← clip(q + σ∇x̄, −Λ, Λ)
-        x_new ← x − τp − τ∇ᵀq
+        p ← (p + σ(A x̄ − z)) / (1 + σ)
+        q ← clip(q + σ∇x̄, −Λ, Λ)          (complex x: real and imaginary parts separately)
+        x_new ← x − τAᴴp − τ∇ᵀq
         x̄ ← x_new + θ(x_new − x)
     """
-    _check_z(z)
-    x = z[:, 0]
-    for state in pdhg_reference_iterates(z, Lambda, n_iter, tau, sigma, theta):
+    x = None
+    for state in pdhg_reference_iterates(z, Lambda, n_iter, tau, sigma, theta,
+                                         operator=operator, x0=x0, boundary=boundary):
         x = state.x
+    if x is None:  # n_iter = 0
+        return _start(z, operator, x0).clone()
     return x.unsqueeze(1)
 
 
@@ -65,6 +84,7 @@ class IterationState(NamedTuple):
     """The variables after one reference iteration.
 
     Images: primal (B, H, W), duals (B, 2, H, W); volumes: primal (B, D, H, W), duals (B, 3, D, H, W).
+    With an operator, ``p`` lives in the operator's range.
     """
 
     u: torch.Tensor  # q_k + σ∇x̄_k, the dual update before the clip
@@ -74,6 +94,14 @@ class IterationState(NamedTuple):
     x_bar: torch.Tensor  # x̄_{k+1}
 
 
+def _start(z, operator, x0) -> torch.Tensor:
+    if operator is None:
+        if x0 is not None:
+            raise ValueError("x0: only with an operator; without one the start is z")
+        return z
+    return as_operator(operator).adjoint(z) if x0 is None else x0
+
+
 def pdhg_reference_iterates(
     z: torch.Tensor,
     Lambda: torch.Tensor | float,
@@ -81,30 +109,53 @@ def pdhg_reference_iterates(
     tau: float | None = None,
     sigma: float | None = None,
     theta: float = 1.0,
+    *,
+    operator=None,
+    x0: torch.Tensor | None = None,
+    boundary: str = "periodic",
 ) -> Iterator[IterationState]:
     """Yield the :class:`IterationState` of every iteration of :func:`pdhg_reference`.
 
     For tests and analysis that need the intermediate variables (clip states
     from ``u``, distances to the clip thresholds, …) without rewriting the loop.
     """
-    spatial_dims = _check_z(z)  # now, not at the first next(): this function is not itself a generator
-    tau = default_step(spatial_dims) if tau is None else tau
-    sigma = default_step(spatial_dims) if sigma is None else sigma
-    ops = (gradient, grad_T) if spatial_dims == 2 else (gradient3d, grad_T3d)
-    return _iterate(z[:, 0], Lambda, n_iter, tau, sigma, theta, *ops)
+    start = _start(z, operator, x0)  # now, not at the first next(): this function is not itself a generator
+    spatial_dims = _spatial_dims(start, "z" if operator is None else "x0")
+    if operator is None:
+        step = default_step(spatial_dims)
+        forward = adjoint = None
+    else:
+        op = as_operator(operator)
+        norm2 = operator_norm(op, start) ** 2 + 4.0 * spatial_dims
+        step = 0.99 / math.sqrt(norm2)
+        forward = lambda v: op(v.unsqueeze(1))  # noqa: E731
+        adjoint = lambda p: op.adjoint(p)[:, 0]  # noqa: E731
+    tau = step if tau is None else tau
+    sigma = step if sigma is None else sigma
+    grad = lambda v: forward_differences(v, spatial_dims, boundary)  # noqa: E731
+    grad_adjoint = lambda q: forward_differences_T(q, spatial_dims, boundary)  # noqa: E731
+    data = z[:, 0] if operator is None else z
+    return _iterate(data, start[:, 0], Lambda, n_iter, tau, sigma, theta, grad, grad_adjoint, forward, adjoint)
 
 
-def _iterate(z, Lambda, n_iter, tau, sigma, theta, grad, grad_adjoint) -> Iterator[IterationState]:
-    # z is (B, H, W) or (B, D, H, W); the dual variable is (B, 2, H, W) or (B, 3, D, H, W), like Λ
-    x = z
-    x_bar = z
-    p = torch.zeros_like(z)
-    q = torch.zeros_like(grad(z))
+def _clip(u, Lambda):
+    if u.is_complex():
+        return torch.complex(_clip(u.real, Lambda), _clip(u.imag, Lambda))
+    return torch.minimum(torch.maximum(u, -Lambda), Lambda) if torch.is_tensor(Lambda) else u.clamp(-Lambda, Lambda)
+
+
+def _iterate(y, x0, Lambda, n_iter, tau, sigma, theta, grad, grad_adjoint, forward, adjoint):
+    # x is (B, H, W) or (B, D, H, W); the dual q is (B, 2, H, W) or (B, 3, D, H, W), like Λ;
+    # forward/adjoint None: A = I (denoising, y = z)
+    x = x0
+    x_bar = x0
+    p = torch.zeros_like(y)
+    q = torch.zeros_like(grad(x0))
     for _ in range(n_iter):
-        p = (p + sigma * (x_bar - z)) / (1.0 + sigma)
+        p = (p + sigma * ((x_bar if forward is None else forward(x_bar)) - y)) / (1.0 + sigma)
         u = q + sigma * grad(x_bar)
-        q = torch.minimum(torch.maximum(u, -Lambda), Lambda) if torch.is_tensor(Lambda) else u.clamp(-Lambda, Lambda)
-        x_new = x - tau * p - tau * grad_adjoint(q)
+        q = _clip(u, Lambda)
+        x_new = x - tau * (p if adjoint is None else adjoint(p)) - tau * grad_adjoint(q)
         x_bar = x_new + theta * (x_new - x)
         x = x_new
         yield IterationState(u=u, q=q, p=p, x=x, x_bar=x_bar)

@@ -1,0 +1,113 @@
+"""Concrete forward operators: single-coil Cartesian MRI and periodic blur (docs/method.md §10).
+
+Both are :class:`tvfast.physics.LinearOperator` subclasses with exact
+adjoints (for the real inner product Re Σ conj(a)·b) and work on any
+leading (batch, channel, frame) axes.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from tvfast.physics.linear import LinearOperator
+
+__all__ = ["MaskedFFT", "Blur"]
+
+
+def _real_map(t, name: str) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+    if t.dtype == torch.bool:
+        t = t.to(torch.float32)
+    if t.is_complex() or not t.is_floating_point():
+        raise TypeError(f"{name}: expected a real (boolean or floating-point) tensor, got {t.dtype}")
+    with torch.no_grad():
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name}: expected finite values, got NaN or inf")
+    return t
+
+
+class MaskedFFT(LinearOperator):
+    r"""Single-coil Cartesian MRI: A x = m ∘ F x, Aᴴ y = F⁻¹(m ∘ y).
+
+    F is the unitary 2-D DFT over the last two axes (``torch.fft.fft2`` with
+    ``norm="ortho"``), m a real sampling mask (0/1, or density weights) that
+    broadcasts against the k-space shape (…, H, W): (H, W) for one pattern,
+    (D, H, W) or (B, 1, D, H, W) for per-frame patterns of (x, y, t)
+    sequences (B, 1, D, H, W). With a 0/1 mask, ‖A‖ = 1 (when m ≠ 0). Images
+    are complex; a real image is transformed as one with zero imaginary part,
+    and the adjoint returns a complex image.
+    """
+
+    def __init__(self, mask: torch.Tensor):
+        mask = _real_map(mask, "mask")
+        if mask.dim() < 2:
+            raise ValueError(f"mask: expected at least the two axes (H, W), got shape {tuple(mask.shape)}")
+        self.mask = mask
+        super().__init__(self._apply, self._apply_adjoint)
+
+    def _mask_for(self, t: torch.Tensor) -> torch.Tensor:
+        real_dtype = torch.float64 if t.dtype in (torch.float64, torch.complex128) else torch.float32
+        return self.mask.to(device=t.device, dtype=real_dtype)
+
+    def _apply(self, x: torch.Tensor) -> torch.Tensor:
+        return self._mask_for(x) * torch.fft.fft2(x, norm="ortho")
+
+    def _apply_adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        return torch.fft.ifft2(self._mask_for(y) * y, norm="ortho")
+
+
+class Blur(LinearOperator):
+    r"""Periodic convolution with a real kernel over the last 2 (2-D kernel) or 3 (3-D kernel) axes.
+
+    (A x)[i] = Σ_m k[m]·x[(i − m + c) mod N], with c = (size − 1) // 2 the
+    kernel's centre along each axis (an odd symmetric kernel does not shift
+    the image); Aᴴ is the correlation with the same kernel, i.e. the
+    convolution with the flipped kernel. Computed with the FFT: A = F⁻¹ K̂ F
+    and Aᴴ = F⁻¹ conj(K̂) F with K̂ the DFT of the kernel placed with its
+    centre at index 0; ‖A‖ = max |K̂|. Real images stay real (``rfftn``),
+    complex ones are blurred part by part. The kernel's DFT is kept per image
+    shape.
+    """
+
+    def __init__(self, kernel: torch.Tensor):
+        kernel = _real_map(kernel, "kernel")
+        if kernel.dim() not in (2, 3):
+            raise ValueError(f"kernel: expected a 2-D (kh, kw) or 3-D (kd, kh, kw) kernel, "
+                             f"got shape {tuple(kernel.shape)}")
+        self.kernel = kernel
+        self._spectra: dict[tuple, torch.Tensor] = {}
+        super().__init__(self._apply, self._apply_adjoint)
+
+    def _spectrum(self, t: torch.Tensor) -> torch.Tensor:
+        ndim = self.kernel.dim()
+        size = tuple(t.shape[-ndim:])
+        if t.dim() < ndim or any(k > n for k, n in zip(self.kernel.shape, size)):
+            raise ValueError(f"kernel: shape {tuple(self.kernel.shape)} does not fit images of shape "
+                             f"{tuple(t.shape)} (the last {ndim} axes must be at least as large)")
+        real_dtype = torch.float64 if t.dtype in (torch.float64, torch.complex128) else torch.float32
+        key = (size, real_dtype, t.device, t.is_complex())
+        if key not in self._spectra:
+            placed = torch.zeros(size, dtype=real_dtype, device=t.device)
+            placed[tuple(slice(0, k) for k in self.kernel.shape)] = self.kernel.detach().to(placed)
+            centre = tuple(-((k - 1) // 2) for k in self.kernel.shape)
+            placed = torch.roll(placed, centre, dims=tuple(range(ndim)))
+            dims = tuple(range(-ndim, 0))
+            self._spectra[key] = torch.fft.fftn(placed, dim=dims) if t.is_complex() else torch.fft.rfftn(placed, dim=dims)
+        return self._spectra[key]
+
+    def _filter(self, x: torch.Tensor, conjugate: bool) -> torch.Tensor:
+        spectrum = self._spectrum(x)
+        if conjugate:
+            spectrum = spectrum.conj()
+        ndim = self.kernel.dim()
+        dims = tuple(range(-ndim, 0))
+        if x.is_complex():
+            return torch.fft.ifftn(torch.fft.fftn(x, dim=dims) * spectrum, dim=dims)
+        return torch.fft.irfftn(torch.fft.rfftn(x, dim=dims) * spectrum, s=x.shape[-ndim:], dim=dims)
+
+    def _apply(self, x: torch.Tensor) -> torch.Tensor:
+        return self._filter(x, conjugate=False)
+
+    def _apply_adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        return self._filter(y, conjugate=True)

@@ -1,0 +1,176 @@
+"""Reconstruction with a forward operator: the autograd Function with the clip-state backward (docs/method.md §10).
+
+Solves min_x ½‖Ax − y‖² + ‖Λ∘∇x‖₁ by T iterations of
+
+    p_{k+1} = (p_k + σ(A x̄_k − y)) / (1 + σ)
+    q_{k+1} = clip(q_k + σ∇x̄_k, −Λ, Λ)
+    x_{k+1} = x_k − τAᴴp_{k+1} − τ∇ᵀq_{k+1},   x̄_{k+1} = x_{k+1} + θ(x_{k+1} − x_k)
+
+from x₀ = x̄₀ (given, or Aᴴy), p₀ = q₀ = 0. A and Aᴴ are the caller's
+callables; the TV part runs through the steps of :mod:`tvfast.solver.cpu`
+(the same code as denoising, with the data term handed in), so it follows
+the same compile policy.
+
+Complex x. The TV term treats the real and imaginary parts as two real
+images with the same real Λ: x (B, 1, *S) complex becomes a (2B, *S) real
+batch, real parts first, for the TV steps, and each part has its own clip
+states. A and Aᴴ see the complex image. Gradients follow PyTorch's
+convention (∂ℓ/∂Re + i ∂ℓ/∂Im), in which the adjoint of a map for the real
+inner product is the operator's Aᴴ, so the recursion below is exact for
+real and complex x alike.
+
+Backward (one A and one Aᴴ per iteration, as in the forward). With
+a = gx' + (1+θ)gx̄':
+
+    gp'' = gp' − τ A a,   gq'' = gq' − τ∇a,   gu = M∘gq'',   gΛ += S∘gq''
+    gx̄ = σ∇ᵀgu + σ/(1+σ) Aᴴgp'',   gy −= σ/(1+σ) gp'',   gp = gp''/(1+σ),   gx = a − θgx̄'
+
+and finally gx₀ = gx + gx̄ goes to x0, or through A to y when x₀ = Aᴴy.
+
+Memory: the clip states (docs/method.md §4.2) of the TV batch — 0.5 byte
+per pixel per iteration for real images, 1 for complex images and for real
+volumes, 2 for complex volumes — plus O(1) images in X and Y. Nothing else
+is saved for the backward: the operator is kept by reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from tvfast.physics import LinearOperator
+from tvfast.solver import cpu
+
+__all__ = ["ReconstructionProblem", "ReconstructionFunction", "reconstruct"]
+
+
+@dataclass(frozen=True)
+class ReconstructionProblem:
+    """Everything of a reconstruction but its tensors: A, x's layout, the steps, T and the compile request."""
+
+    operator: LinearOperator
+    x_shape: torch.Size  # (B, 1, *S)
+    x_dtype: torch.dtype  # float32/64 or complex64/128
+    n_iter: int
+    tau: float
+    sigma: float
+    theta: float
+    compile: bool | None = None
+
+    @property
+    def is_complex(self) -> bool:
+        return self.x_dtype.is_complex
+
+    def to_tv(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, 1, *S) → the real TV batch (B, *S), or (2B, *S) for complex x (real parts first)."""
+        x = x.reshape(self.x_shape[0], *self.x_shape[2:])
+        if self.is_complex:
+            x = x.resolve_conj()
+            return torch.cat((x.real, x.imag), dim=0)
+        return x.contiguous()
+
+    def from_tv(self, t: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`to_tv`: the (B or 2B, *S) real batch → x (B, 1, *S)."""
+        if self.is_complex:
+            batch = self.x_shape[0]
+            t = torch.complex(t[:batch], t[batch:])
+        return t.reshape(self.x_shape)
+
+    def lam_tv(self, lam: torch.Tensor) -> torch.Tensor:
+        """Λ (Bl, C, *) for the TV batch: the same Λ on the real and the imaginary parts."""
+        if self.is_complex and lam.shape[0] > 1:
+            return lam.repeat(2, *([1] * (lam.dim() - 1)))
+        return lam
+
+    def lam_grad(self, glam_tv: torch.Tensor, lam_shape) -> torch.Tensor:
+        """The gradient of the TV batch's Λ summed back to the caller's Λ shape."""
+        if self.is_complex:
+            glam_tv = glam_tv.reshape(2, -1, *glam_tv.shape[1:]).sum(0)
+        return glam_tv.sum_to_size(lam_shape)
+
+
+class _DualStep:
+    """The data term's forward: p_{k+1} = (p_k + σ(A x̄_k − y))/(1+σ); returns Aᴴp_{k+1} in the TV layout."""
+
+    def __init__(self, problem: ReconstructionProblem, y: torch.Tensor):
+        self.problem, self.y = problem, y
+        self.p = torch.zeros_like(y)
+
+    def __call__(self, x_bar_tv: torch.Tensor) -> torch.Tensor:
+        problem = self.problem
+        a_x_bar = problem.operator(problem.from_tv(x_bar_tv))
+        self.p.add_(problem.sigma * (a_x_bar - self.y)).div_(1.0 + problem.sigma)
+        return problem.to_tv(problem.operator.adjoint(self.p))
+
+
+class _DualAdjointStep:
+    """The data term's adjoint: gp'' = gp' − τAa, gy −= σ/(1+σ)gp'', gp = gp''/(1+σ); returns σ/(1+σ)Aᴴgp''."""
+
+    def __init__(self, problem: ReconstructionProblem, y_like: torch.Tensor, need_gy: bool):
+        self.problem = problem
+        self.gp = torch.zeros_like(y_like)
+        self.gy = torch.zeros_like(y_like) if need_gy else None
+
+    def __call__(self, a_tv: torch.Tensor) -> torch.Tensor:
+        problem = self.problem
+        ratio = problem.sigma / (1.0 + problem.sigma)
+        gp_new = self.gp - problem.tau * problem.operator(problem.from_tv(a_tv))
+        if self.gy is not None:
+            self.gy.sub_(ratio * gp_new)
+        self.gp = gp_new / (1.0 + problem.sigma)
+        return problem.to_tv(ratio * problem.operator.adjoint(gp_new))
+
+
+def _solve(y, lam, x0, problem: ReconstructionProblem, need_mask: bool):
+    start = problem.operator.adjoint(y) if x0 is None else x0
+    x_tv, states = cpu.solve_forward(
+        problem.to_tv(start.to(problem.x_dtype)), problem.lam_tv(lam), problem.n_iter, problem.tau, problem.sigma,
+        problem.theta, need_mask=need_mask, compile=problem.compile, data_step=_DualStep(problem, y),
+    )
+    return problem.from_tv(x_tv), states
+
+
+class ReconstructionFunction(torch.autograd.Function):
+    """x_T of docs/method.md §10 for y, Λ (a 4-D or 5-D broadcastable real tensor) and x0 (or None: Aᴴy)."""
+
+    @staticmethod
+    def forward(ctx, y, lam, x0, problem):
+        x, states = _solve(y, lam, x0, problem, need_mask=True)
+        ctx.save_for_backward(states)
+        ctx.config = (problem, tuple(lam.shape), lam.dtype, y.shape, y.dtype, x0 is None)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad_x):
+        (states,) = ctx.saved_tensors
+        problem, lam_shape, lam_dtype, y_shape, y_dtype, start_is_adjoint = ctx.config
+        need_gy, need_glam, need_gx0 = ctx.needs_input_grad[:3]
+        y_like = grad_x.new_zeros((), dtype=y_dtype).expand(y_shape)
+        dual = _DualAdjointStep(problem, y_like, need_gy)
+        g_start_tv, glam = cpu.solve_backward(
+            problem.to_tv(grad_x), states, lam_shape[1], need_glam, problem.tau, problem.sigma, problem.theta,
+            compile=problem.compile, data_step=dual,
+        )
+        g_start = problem.from_tv(g_start_tv)
+        grad_y = dual.gy
+        if need_gy and start_is_adjoint:
+            grad_y = grad_y + problem.operator(g_start)
+        grad_lam = problem.lam_grad(glam, lam_shape).to(lam_dtype) if need_glam else None
+        grad_x0 = g_start if need_gx0 else None
+        return grad_y, grad_lam, grad_x0, None
+
+
+def reconstruct(y: torch.Tensor, lam: torch.Tensor, x0: torch.Tensor | None,
+                problem: ReconstructionProblem) -> torch.Tensor:
+    """x_T for the data y, the real Λ and the start x0 (None: Aᴴy), differentiable in y, Λ and x0.
+
+    Without a gradient to compute no clip state is recorded. ``n_iter = 0``
+    returns x₀.
+    """
+    tensors = (y, lam) if x0 is None else (y, lam, x0)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return ReconstructionFunction.apply(y, lam, x0, problem)
+    with torch.no_grad():
+        x, _ = _solve(y, lam, x0, problem, need_mask=False)
+    return x
