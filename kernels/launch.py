@@ -13,6 +13,15 @@ buffer ``it % 2`` and writes the other; x and p (gp, gz, gΛ) are updated in
 place. The adjoint runs the iterations in reverse and, since x₀ = x̄₀ = z,
 finally adds gx₀ + gx̄₀ to ∂ℓ/∂z.
 
+With ``data_step`` (a forward operator, docs/method.md §10; the contract of
+:func:`tvfast.solver.cpu.solve_forward`) the data term is the caller's: its
+callable runs in PyTorch before each launch and hands the kernels Aᴴp_{k+1}
+(forward) or σ/(1+σ)·Aᴴgp'' (adjoint), which they read in p's (gp's) place
+(``DATA_STEP``, :mod:`tvfast.kernels.pdhg2d`). The TV part stays in the
+kernels; the adjoint kernel also writes the next reverse step's
+a = gx + (1+θ)gx̄, the callable's input, so no extra pass over the images
+runs in PyTorch.
+
 Importing this module imports Triton. For CPU tensors (tests), set
 ``TRITON_INTERPRET=1`` before Triton is first imported.
 """
@@ -98,13 +107,30 @@ def _step_sizes(tau: float, sigma: float, theta: float, like: torch.Tensor) -> t
     return torch.tensor([tau, sigma, theta, sigma / (1.0 + sigma)], dtype=like.dtype, device=like.device)
 
 
-def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, need_mask: bool):
+def _handed_in(value, buffer: torch.Tensor) -> torch.Tensor:
+    """The result of a ``data_step`` as a kernel operand: itself when it has ``buffer``'s shape, dtype,
+    device and contiguous layout (no copy), else copied into ``buffer``."""
+    if not isinstance(value, torch.Tensor) or value.shape != buffer.shape:
+        got = f"shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
+        raise ValueError(f"data_step: expected a tensor of shape {tuple(buffer.shape)}, got {got}")
+    if value.dtype == buffer.dtype and value.device == buffer.device and value.is_contiguous():
+        return value
+    return buffer.copy_(value)
+
+
+def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, need_mask: bool, data_step=None):
     """Run ``n_iter`` fused iterations on contiguous z: (B, H, W) images or (B, D, H, W) volumes.
 
     ``lam`` is broadcastable to the duals' shape (B, C, *spatial) — C = 2 for
     images, 3 for volumes — with 1 or C channels. Returns x_T and, with
     ``need_mask``, the clip states of every iteration: (T, B, H, ⌈W/2⌉)
     packed nibbles for images, (T, B, D, H, W) bytes for volumes (else None).
+
+    ``data_step`` None: denoising, x₀ = z and the data term ½‖x − z‖². Else
+    (a forward operator, docs/method.md §10) z is the start x₀ and
+    ``data_step(x̄_k)`` is called before each launch with x̄_k (the shape of
+    z; a buffer to read, not keep); it advances its own dual p and returns
+    Aᴴp_{k+1} with z's shape, which the kernel reads in p's place.
     """
     plan = _plan(tuple(z.shape), z.device, "z")
     if not z.is_contiguous():
@@ -119,22 +145,34 @@ def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, n
     q = [z.new_zeros(plan.dual_shape), z.new_empty(plan.dual_shape)]
     states = torch.empty(n_iter if need_mask else 1, *plan.states_shape, dtype=torch.uint8, device=z.device)
     params = _step_sizes(tau, sigma, theta, z)
-    for it in range(n_iter):
-        src, dst = it % 2, (it + 1) % 2
-        plan.forward[plan.grid](
-            x, x_bar[src], x_bar[dst], p, q[src], q[dst], z, lam_full, states[it if need_mask else 0],
-            *plan.sizes, *lam_full.stride(), params,
-            WRITE_STATES=need_mask, BLOCK_H=plan.block_h, BLOCK_W=plan.block_w, num_warps=plan.num_warps,
-        )  # fmt: skip
+    p_in = p  # p_k, or Aᴴp_{k+1} from data_step
+    with torch.no_grad():  # data_step runs the caller's operator; nothing here is differentiated by autograd
+        for it in range(n_iter):
+            src, dst = it % 2, (it + 1) % 2
+            if data_step is not None:
+                p_in = _handed_in(data_step(x_bar[src]), p)
+            plan.forward[plan.grid](
+                x, x_bar[src], x_bar[dst], p_in, q[src], q[dst], z, lam_full, states[it if need_mask else 0],
+                *plan.sizes, *lam_full.stride(), params,
+                WRITE_STATES=need_mask, DATA_STEP=data_step is not None, BLOCK_H=plan.block_h,
+                BLOCK_W=plan.block_w, num_warps=plan.num_warps,
+            )  # fmt: skip
     return x, (states if need_mask else None)
 
 
-def solve_backward(grad_x, clip_states, lam_channels: int, need_glam: bool, tau: float, sigma: float, theta: float):
+def solve_backward(grad_x, clip_states, lam_channels: int, need_glam: bool, tau: float, sigma: float, theta: float,
+                   data_step=None):
     """Adjoint pass over the ``clip_states`` recorded by :func:`solve_forward`.
 
     ``grad_x`` is ∂ℓ/∂x_T with the shape of z. Returns ∂ℓ/∂z (shape of z) and,
     with ``need_glam``, ∂ℓ/∂Λ as (B, lam_channels, *spatial) (else None),
     ``lam_channels`` being 1 (one Λ shared by all directions) or C.
+
+    With ``data_step`` (a forward operator, docs/method.md §10) the first
+    result is ∂ℓ/∂x₀ = gx₀ + gx̄₀, and ``data_step(a)`` is called before each
+    reverse launch with a = gx_{k+1} + (1+θ)gx̄_{k+1} (a buffer the next
+    launch overwrites); it advances its own gp (and the gradient of the data)
+    and returns σ/(1+σ)·Aᴴgp'' with grad_x's shape.
     """
     plan = _plan(tuple(grad_x.shape), grad_x.device, "grad_x")
     n_iter = clip_states.shape[0]
@@ -151,15 +189,21 @@ def solve_backward(grad_x, clip_states, lam_channels: int, need_glam: bool, tau:
     glam_shape = (plan.dual_shape[0], lam_channels, *plan.dual_shape[2:])
     glam = gp.new_zeros(glam_shape) if need_glam else gz  # gz stands in for the pointer when unused
     params = _step_sizes(tau, sigma, theta, gp)
-    for step in range(n_iter):
-        it = n_iter - 1 - step  # the forward iteration being differentiated
-        src, dst = step % 2, (step + 1) % 2
-        plan.adjoint[plan.grid](
-            gx[src], gx[dst], gx_bar[src], gx_bar[dst], gp, gq[src], gq[dst], gz, glam, clip_states[it],
-            *plan.sizes, params,
-            LAM_CHANNELS=lam_channels if need_glam else 0, BLOCK_H=plan.block_h, BLOCK_W=plan.block_w,
-            num_warps=plan.num_warps,
-        )  # fmt: skip
+    # With data_step the kernel reads the caller's σ/(1+σ)·Aᴴgp'' in gp's place and writes the next a in gz's.
+    gp_in, gz_slot = gp, gz
+    a = gx[0].clone() if data_step is not None else None  # a_T = gx_T + (1+θ)·0
+    with torch.no_grad():  # data_step runs the caller's operator; nothing here is differentiated by autograd
+        for step in range(n_iter):
+            it = n_iter - 1 - step  # the forward iteration being differentiated
+            src, dst = step % 2, (step + 1) % 2
+            if data_step is not None:
+                gp_in, gz_slot = _handed_in(data_step(a), gp), a
+            plan.adjoint[plan.grid](
+                gx[src], gx[dst], gx_bar[src], gx_bar[dst], gp_in, gq[src], gq[dst], gz_slot, glam, clip_states[it],
+                *plan.sizes, params,
+                LAM_CHANNELS=lam_channels if need_glam else 0, DATA_STEP=data_step is not None,
+                BLOCK_H=plan.block_h, BLOCK_W=plan.block_w, num_warps=plan.num_warps,
+            )  # fmt: skip
     gz += gx[n_iter % 2]
     gz += gx_bar[n_iter % 2]
     return gz, (glam if need_glam else None)

@@ -59,6 +59,26 @@ forward, everything is local except ∇a (a at (i+1, j), (i, j+1)) and ∇ᵀgu
 (gu at (i−1, j), (i, j−1)); the program recomputes gq'' at those two
 neighbours from a at the four neighbours and reads their clip states.
 
+Data step handed in (``DATA_STEP``)
+-----------------------------------
+With a forward operator A (docs/method.md §10) the data term is ½‖Ax − y‖²
+and its dual p lives in A's range, which the kernels know nothing about.
+With the constexpr ``DATA_STEP`` the caller runs the data term in PyTorch
+between launches and the kernels do the TV part, with x₀ = x̄₀ the start
+(in ``z``'s place for the launcher):
+
+* forward: ``p`` holds Aᴴp_{k+1} (the caller computed p_{k+1} from x̄_k) and
+  is only read, x' = x − τAᴴp_{k+1} − τ∇ᵀq'; z is not read;
+* adjoint: ``gp`` holds σ/(1+σ)·Aᴴgp'' (the caller computed
+  gp'' = gp' − τAa from a) and is only read,
+  gx̄_k = σ∇ᵀgu + σ/(1+σ)·Aᴴgp''; gp and gz are the caller's, and the ``gz``
+  buffer receives a_k = gx_k + (1+θ)gx̄_k instead, the input of the caller's
+  next reverse data step.
+
+The q update, the clip states, ∇ᵀq, gu and gΛ are those of denoising. The
+switch is a ``tl.constexpr``, so the denoising specialisation
+(``DATA_STEP=False``) compiles with none of these branches.
+
 Masks
 -----
 Two different things are called masks here, and they are named apart.
@@ -86,7 +106,8 @@ Traffic
 -------
 The forward reads x, x̄, p, q₀, q₁, z, Λ and writes x, x̄, p, q₀, q₁: 12
 float32 = 48 B per pixel per iteration (+0.5 B of clip states), the roofline
-reported in ``benchmarks/``. Halo reads hit the cache.
+reported in ``benchmarks/``. Halo reads hit the cache. With ``DATA_STEP``
+it reads x, x̄, Aᴴp, q₀, q₁, Λ and writes x, x̄, q₀, q₁: 10 float32.
 """
 
 from __future__ import annotations
@@ -119,10 +140,10 @@ def pdhg2d_forward_step(
     x_ptr,  # (B, H, W) x_k in, x_{k+1} out (in place)
     x_bar_ptr,  # (B, H, W) x̄_k in
     x_bar_out_ptr,  # (B, H, W) x̄_{k+1} out
-    p_ptr,  # (B, H, W) p_k in, p_{k+1} out (in place)
+    p_ptr,  # (B, H, W) p_k in, p_{k+1} out (in place); with DATA_STEP Aᴴp_{k+1} in (read only)
     q_ptr,  # (B, 2, H, W) q_k in
     q_out_ptr,  # (B, 2, H, W) q_{k+1} out
-    z_ptr,  # (B, H, W) data
+    z_ptr,  # (B, H, W) data (not read with DATA_STEP)
     lam_ptr,  # Λ as a strided (B, 2, H, W) view: strides lam_sb, lam_sc, lam_sh, lam_sw (0 where broadcast)
     states_ptr,  # (B, H, Wp) uint8 packed clip states of this iteration (written iff WRITE_STATES)
     H,
@@ -134,6 +155,7 @@ def pdhg2d_forward_step(
     lam_sw,
     params_ptr,  # (4,) in z's dtype: τ, σ, θ, σ/(1+σ)
     WRITE_STATES: tl.constexpr,
+    DATA_STEP: tl.constexpr,  # the data term's step is the caller's (a forward operator)
     BLOCK_H: tl.constexpr,
     BLOCK_W: tl.constexpr,
 ):
@@ -167,13 +189,15 @@ def pdhg2d_forward_step(
     grad_T_q = (clip(u0_i_prev, lam0_i_prev) - q0) + (clip(u1_j_prev, lam1_j_prev) - q1)
 
     x = tl.load(x_ptr + img + here, mask=in_bounds, other=0.0)
-    p = tl.load(p_ptr + img + here, mask=in_bounds, other=0.0)
-    z = tl.load(z_ptr + img + here, mask=in_bounds, other=0.0)
-    p = (p + sigma * (x_bar - z)) / (1.0 + sigma)
+    p = tl.load(p_ptr + img + here, mask=in_bounds, other=0.0)  # with DATA_STEP: Aᴴp_{k+1}
+    if not DATA_STEP:
+        z = tl.load(z_ptr + img + here, mask=in_bounds, other=0.0)
+        p = (p + sigma * (x_bar - z)) / (1.0 + sigma)
     x_new = x - tau * p - tau * grad_T_q
     tl.store(x_ptr + img + here, x_new, mask=in_bounds)
     tl.store(x_bar_out_ptr + img + here, x_new + theta * (x_new - x), mask=in_bounds)
-    tl.store(p_ptr + img + here, p, mask=in_bounds)
+    if not DATA_STEP:
+        tl.store(p_ptr + img + here, p, mask=in_bounds)
     tl.store(q_out_ptr + 2 * img + here, q0, mask=in_bounds)
     tl.store(q_out_ptr + 2 * img + H * W + here, q1, mask=in_bounds)
 
@@ -199,10 +223,10 @@ def pdhg2d_adjoint_step(
     gx_out_ptr,  # (B, H, W) adjoint of x_k out (double buffer: neighbours read gx)
     gx_bar_ptr,  # (B, H, W) adjoint of x̄_{k+1} in
     gx_bar_out_ptr,  # (B, H, W) adjoint of x̄_k out
-    gp_ptr,  # (B, H, W) adjoint of p_{k+1} in, of p_k out (in place)
+    gp_ptr,  # (B, H, W) adjoint of p_{k+1} in, of p_k out (in place); with DATA_STEP σ/(1+σ)·Aᴴgp'' in
     gq_ptr,  # (B, 2, H, W) adjoint of q_{k+1} in
     gq_out_ptr,  # (B, 2, H, W) adjoint of q_k out
-    gz_ptr,  # (B, H, W) accumulates ∂ℓ/∂z
+    gz_ptr,  # (B, H, W) accumulates ∂ℓ/∂z; with DATA_STEP receives a_k = gx_k + (1+θ)gx̄_k instead
     glam_ptr,  # (B, LAM_CHANNELS, H, W) accumulates ∂ℓ/∂Λ (unused if LAM_CHANNELS == 0)
     states_ptr,  # (B, H, Wp) uint8 packed clip states of iteration k
     H,
@@ -210,6 +234,7 @@ def pdhg2d_adjoint_step(
     Wp,  # bytes per row of states, ⌈W/2⌉
     params_ptr,  # (4,) in the data's dtype: τ, σ, θ, σ/(1+σ)
     LAM_CHANNELS: tl.constexpr,
+    DATA_STEP: tl.constexpr,  # the data term's adjoint is the caller's (a forward operator)
     BLOCK_H: tl.constexpr,
     BLOCK_W: tl.constexpr,
 ):
@@ -261,11 +286,20 @@ def pdhg2d_adjoint_step(
             tl.store(glam_img + H * W + here, g1 + d1, mask=in_bounds)
 
     gx_bar_in = tl.load(gx_bar_ptr + img + here, mask=in_bounds, other=0.0)
-    gp = tl.load(gp_ptr + img + here, mask=in_bounds, other=0.0) - tau * a  # gp''
-    tl.store(gx_bar_out_ptr + img + here, sigma * grad_T_gu + sigma_ratio * gp, mask=in_bounds)
+    if DATA_STEP:  # gp_ptr holds σ/(1+σ)·Aᴴgp'', the caller's
+        gx_bar_new = sigma * grad_T_gu + tl.load(gp_ptr + img + here, mask=in_bounds, other=0.0)
+        tl.store(gx_bar_out_ptr + img + here, gx_bar_new, mask=in_bounds)
+    else:
+        gp = tl.load(gp_ptr + img + here, mask=in_bounds, other=0.0) - tau * a  # gp''
+        tl.store(gx_bar_out_ptr + img + here, sigma * grad_T_gu + sigma_ratio * gp, mask=in_bounds)
     tl.store(gq_out_ptr + 2 * img + here, gu0, mask=in_bounds)
     tl.store(gq_out_ptr + 2 * img + H * W + here, gu1, mask=in_bounds)
-    tl.store(gx_out_ptr + img + here, a - theta * gx_bar_in, mask=in_bounds)
-    tl.store(gp_ptr + img + here, gp / (1.0 + sigma), mask=in_bounds)
-    gz = tl.load(gz_ptr + img + here, mask=in_bounds, other=0.0)
-    tl.store(gz_ptr + img + here, gz - sigma_ratio * gp, mask=in_bounds)
+    if DATA_STEP:  # gx_k, and a_k = gx_k + (1+θ)gx̄_k: the input of the caller's next data step
+        gx_new = a - theta * gx_bar_in
+        tl.store(gx_out_ptr + img + here, gx_new, mask=in_bounds)
+        tl.store(gz_ptr + img + here, gx_new + one_plus_theta * gx_bar_new, mask=in_bounds)
+    else:
+        tl.store(gx_out_ptr + img + here, a - theta * gx_bar_in, mask=in_bounds)
+        tl.store(gp_ptr + img + here, gp / (1.0 + sigma), mask=in_bounds)
+        gz = tl.load(gz_ptr + img + here, mask=in_bounds, other=0.0)
+        tl.store(gz_ptr + img + here, gz - sigma_ratio * gp, mask=in_bounds)

@@ -45,6 +45,16 @@ neighbours and ∇ᵀgu needs gu at the (d−1), (i−1), (j−1) neighbours, so
 program recomputes gq'' there (from a at all six neighbours) and reads
 those voxels' clip states.
 
+Data step handed in (``DATA_STEP``)
+-----------------------------------
+As in :mod:`tvfast.kernels.pdhg2d`: with a forward operator (docs/method.md
+§10) the caller runs the data term between launches. The forward then reads
+Aᴴp_{k+1} from ``p`` (x' = x − τAᴴp_{k+1} − τ∇ᵀq', z not read, p not
+written); the adjoint reads σ/(1+σ)·Aᴴgp'' from ``gp``
+(gx̄_k = σ∇ᵀgu + σ/(1+σ)·Aᴴgp'', gp not written) and writes
+a_k = gx_k + (1+θ)gx̄_k into the ``gz`` buffer in place of updating ∂ℓ/∂z.
+A constexpr: the denoising specialisation compiles without these branches.
+
 Masks
 -----
 ``in_bounds`` is Triton's load/store mask: the lanes of a tile that overhang
@@ -67,7 +77,8 @@ or more. No block pointers; only features available in Triton 3.6.
 Traffic
 -------
 The forward reads x, x̄, p, q₀, q₁, q₂, z, Λ and writes x, x̄, p, q₀, q₁, q₂:
-14 float32 = 56 B per voxel per iteration (+1 B of clip states).
+14 float32 = 56 B per voxel per iteration (+1 B of clip states); with
+``DATA_STEP`` (Aᴴp read, z not read, p not written) 12 float32.
 """
 
 from __future__ import annotations
@@ -107,10 +118,10 @@ def pdhg3d_forward_step(
     x_ptr,  # (B, D, H, W) x_k in, x_{k+1} out (in place)
     x_bar_ptr,  # (B, D, H, W) x̄_k in
     x_bar_out_ptr,  # (B, D, H, W) x̄_{k+1} out
-    p_ptr,  # (B, D, H, W) p_k in, p_{k+1} out (in place)
+    p_ptr,  # (B, D, H, W) p_k in, p_{k+1} out (in place); with DATA_STEP Aᴴp_{k+1} in (read only)
     q_ptr,  # (B, 3, D, H, W) q_k in
     q_out_ptr,  # (B, 3, D, H, W) q_{k+1} out
-    z_ptr,  # (B, D, H, W) data
+    z_ptr,  # (B, D, H, W) data (not read with DATA_STEP)
     lam_ptr,  # Λ as a strided (B, 3, D, H, W) view: strides lam_sb, lam_sc, lam_sd, lam_sh, lam_sw (0 where broadcast)
     states_ptr,  # (B, D, H, W) uint8 clip states s₀ | s₁<<2 | s₂<<4 of this iteration (written iff WRITE_STATES)
     D,
@@ -123,6 +134,7 @@ def pdhg3d_forward_step(
     lam_sw,
     params_ptr,  # (4,) in z's dtype: τ, σ, θ, σ/(1+σ)
     WRITE_STATES: tl.constexpr,
+    DATA_STEP: tl.constexpr,  # the data term's step is the caller's (a forward operator)
     BLOCK_H: tl.constexpr,
     BLOCK_W: tl.constexpr,
 ):
@@ -176,13 +188,15 @@ def pdhg3d_forward_step(
                 + (clip(u2_j_prev, lam2_j_prev) - q2))
 
     x = tl.load(x_ptr + sl + here, mask=in_bounds, other=0.0)
-    p = tl.load(p_ptr + sl + here, mask=in_bounds, other=0.0)
-    z = tl.load(z_ptr + sl + here, mask=in_bounds, other=0.0)
-    p = (p + sigma * (x_bar - z)) / (1.0 + sigma)
+    p = tl.load(p_ptr + sl + here, mask=in_bounds, other=0.0)  # with DATA_STEP: Aᴴp_{k+1}
+    if not DATA_STEP:
+        z = tl.load(z_ptr + sl + here, mask=in_bounds, other=0.0)
+        p = (p + sigma * (x_bar - z)) / (1.0 + sigma)
     x_new = x - tau * p - tau * grad_T_q
     tl.store(x_ptr + sl + here, x_new, mask=in_bounds)
     tl.store(x_bar_out_ptr + sl + here, x_new + theta * (x_new - x), mask=in_bounds)
-    tl.store(p_ptr + sl + here, p, mask=in_bounds)
+    if not DATA_STEP:
+        tl.store(p_ptr + sl + here, p, mask=in_bounds)
     tl.store(q_out_ptr + sl + here, q0, mask=in_bounds)
     tl.store(q_out_ptr + channel + sl + here, q1, mask=in_bounds)
     tl.store(q_out_ptr + channel + channel + sl + here, q2, mask=in_bounds)
@@ -205,10 +219,10 @@ def pdhg3d_adjoint_step(
     gx_out_ptr,  # (B, D, H, W) adjoint of x_k out (double buffer: neighbours read gx)
     gx_bar_ptr,  # (B, D, H, W) adjoint of x̄_{k+1} in
     gx_bar_out_ptr,  # (B, D, H, W) adjoint of x̄_k out
-    gp_ptr,  # (B, D, H, W) adjoint of p_{k+1} in, of p_k out (in place)
+    gp_ptr,  # (B, D, H, W) adjoint of p_{k+1} in, of p_k out (in place); with DATA_STEP σ/(1+σ)·Aᴴgp'' in
     gq_ptr,  # (B, 3, D, H, W) adjoint of q_{k+1} in
     gq_out_ptr,  # (B, 3, D, H, W) adjoint of q_k out
-    gz_ptr,  # (B, D, H, W) accumulates ∂ℓ/∂z
+    gz_ptr,  # (B, D, H, W) accumulates ∂ℓ/∂z; with DATA_STEP receives a_k = gx_k + (1+θ)gx̄_k instead
     glam_ptr,  # (B, LAM_CHANNELS, D, H, W) accumulates ∂ℓ/∂Λ (unused if LAM_CHANNELS == 0)
     states_ptr,  # (B, D, H, W) uint8 clip states of iteration k
     D,
@@ -216,6 +230,7 @@ def pdhg3d_adjoint_step(
     W,
     params_ptr,  # (4,) in the data's dtype: τ, σ, θ, σ/(1+σ)
     LAM_CHANNELS: tl.constexpr,
+    DATA_STEP: tl.constexpr,  # the data term's adjoint is the caller's (a forward operator)
     BLOCK_H: tl.constexpr,
     BLOCK_W: tl.constexpr,
 ):
@@ -289,12 +304,21 @@ def pdhg3d_adjoint_step(
             tl.store(glam_base + channel + channel + here, g2 + d2, mask=in_bounds)
 
     gx_bar_in = tl.load(gx_bar_ptr + sl + here, mask=in_bounds, other=0.0)
-    gp = tl.load(gp_ptr + sl + here, mask=in_bounds, other=0.0) - tau * a  # gp''
-    tl.store(gx_bar_out_ptr + sl + here, sigma * grad_T_gu + sigma_ratio * gp, mask=in_bounds)
+    if DATA_STEP:  # gp_ptr holds σ/(1+σ)·Aᴴgp'', the caller's
+        gx_bar_new = sigma * grad_T_gu + tl.load(gp_ptr + sl + here, mask=in_bounds, other=0.0)
+        tl.store(gx_bar_out_ptr + sl + here, gx_bar_new, mask=in_bounds)
+    else:
+        gp = tl.load(gp_ptr + sl + here, mask=in_bounds, other=0.0) - tau * a  # gp''
+        tl.store(gx_bar_out_ptr + sl + here, sigma * grad_T_gu + sigma_ratio * gp, mask=in_bounds)
     tl.store(gq_out_ptr + sl + here, gu0, mask=in_bounds)
     tl.store(gq_out_ptr + channel + sl + here, gu1, mask=in_bounds)
     tl.store(gq_out_ptr + channel + channel + sl + here, gu2, mask=in_bounds)
-    tl.store(gx_out_ptr + sl + here, a - theta * gx_bar_in, mask=in_bounds)
-    tl.store(gp_ptr + sl + here, gp / (1.0 + sigma), mask=in_bounds)
-    gz = tl.load(gz_ptr + sl + here, mask=in_bounds, other=0.0)
-    tl.store(gz_ptr + sl + here, gz - sigma_ratio * gp, mask=in_bounds)
+    if DATA_STEP:  # gx_k, and a_k = gx_k + (1+θ)gx̄_k: the input of the caller's next data step
+        gx_new = a - theta * gx_bar_in
+        tl.store(gx_out_ptr + sl + here, gx_new, mask=in_bounds)
+        tl.store(gz_ptr + sl + here, gx_new + one_plus_theta * gx_bar_new, mask=in_bounds)
+    else:
+        tl.store(gx_out_ptr + sl + here, a - theta * gx_bar_in, mask=in_bounds)
+        tl.store(gp_ptr + sl + here, gp / (1.0 + sigma), mask=in_bounds)
+        gz = tl.load(gz_ptr + sl + here, mask=in_bounds, other=0.0)
+        tl.store(gz_ptr + sl + here, gz - sigma_ratio * gp, mask=in_bounds)

@@ -122,3 +122,78 @@ def test_launcher_argument_errors(gen):
         launch.solve_backward(z[:, :4].contiguous(), states, 1, True, 0.3, 0.3, 1.0)
     with pytest.raises(ValueError, match=r"^lam_channels: expected 1 or 2, got 3"):
         launch.solve_backward(z, states, 3, True, 0.3, 0.3, 1.0)
+
+
+class _IdentityData:
+    """The denoising data term ½‖x − z‖² run by the caller (A = I): forward p ← (p + σ(x̄ − z))/(1+σ), returning
+    Aᴴp; adjoint gp'' = gp − τa, gz −= σ/(1+σ)gp'', gp ← gp''/(1+σ), returning σ/(1+σ)gp''. ``strided``: hand the
+    results back as non-contiguous views (the launcher then copies them)."""
+
+    def __init__(self, z, sigma, tau=0.0, strided=False):
+        self.z, self.sigma, self.tau, self.strided = z, sigma, tau, strided
+        self.p = torch.zeros_like(z)
+        self.gz = torch.zeros_like(z)
+        self.inputs = []
+
+    def _out(self, t):
+        return t.mT.contiguous().mT if self.strided else t.clone()
+
+    def forward(self, x_bar):
+        self.inputs.append(x_bar.clone())
+        self.p = (self.p + self.sigma * (x_bar - self.z)) / (1.0 + self.sigma)
+        return self._out(self.p)
+
+    def adjoint(self, a):
+        self.inputs.append(a.clone())
+        ratio = self.sigma / (1.0 + self.sigma)
+        gp = self.p - self.tau * a  # self.p holds gp in the adjoint pass
+        self.gz -= ratio * gp
+        self.p = gp / (1.0 + self.sigma)
+        return self._out(ratio * gp)
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 7), (1, 3, 67), (2, 3, 4, 5)], ids=["2d", "2d-two-tiles", "3d"])
+@pytest.mark.parametrize("device", DEVICES)
+def test_handed_in_data_step_reproduces_denoising(shape, device, gen):
+    """``data_step`` with A = I: the DATA_STEP kernels, with the data term run in PyTorch, give the denoising
+    kernels' x_T and clip states, and ∂ℓ/∂x₀ plus the data step's ∂ℓ/∂z is the denoising ∂ℓ/∂z; the PyTorch
+    path with the same data step calls it with the same arguments."""
+    n_axes = len(shape) - 1
+    z = torch.rand(shape, generator=gen, dtype=torch.float64).to(device)
+    lam = (0.02 + 0.2 * torch.rand(shape[0], n_axes, *shape[1:], generator=gen, dtype=torch.float64)).to(device)
+    grad = torch.randn(shape, generator=gen, dtype=torch.float64).to(device)
+    n_iter, tau, sigma, theta = 4, 0.25, 0.3, 0.8
+    x_ref, states_ref = launch.solve_forward(z, lam, n_iter, tau, sigma, theta, need_mask=True)
+    gz_ref, glam_ref = launch.solve_backward(grad, states_ref, n_axes, True, tau, sigma, theta)
+
+    data = _IdentityData(z, sigma, strided=True)
+    x, states = launch.solve_forward(z, lam, n_iter, tau, sigma, theta, need_mask=True, data_step=data.forward)
+    assert torch.equal(states, states_ref)
+    _assert_same(x, x_ref)
+    data_bwd = _IdentityData(z, sigma, tau)
+    g_start, glam = launch.solve_backward(grad, states, n_axes, True, tau, sigma, theta, data_step=data_bwd.adjoint)
+    torch.testing.assert_close(g_start + data_bwd.gz, gz_ref, rtol=0, atol=1e-13)
+    torch.testing.assert_close(glam, glam_ref, rtol=0, atol=1e-13)
+    assert (g_start - gz_ref).abs().max() > 1e-3  # the data's share is the data step's, not the kernels'
+
+    cpu_data, cpu_data_bwd = _IdentityData(z.cpu(), sigma), _IdentityData(z.cpu(), sigma, tau)
+    x_cpu, states_cpu = cpu.solve_forward(z.cpu(), lam.cpu(), n_iter, tau, sigma, theta, need_mask=True,
+                                          compile=False, data_step=cpu_data.forward)
+    g_cpu, _ = cpu.solve_backward(grad.cpu(), states_cpu, n_axes, True, tau, sigma, theta, compile=False,
+                                  data_step=cpu_data_bwd.adjoint)
+    assert torch.equal(states.cpu(), states_cpu)
+    assert len(data.inputs) == len(data_bwd.inputs) == n_iter
+    for seen, seen_cpu in zip(data.inputs + data_bwd.inputs, cpu_data.inputs + cpu_data_bwd.inputs):
+        torch.testing.assert_close(seen.cpu(), seen_cpu, rtol=0, atol=1e-13)
+    torch.testing.assert_close(g_start.cpu(), g_cpu, rtol=0, atol=1e-13)
+
+
+@pytest.mark.skipif(not INTERPRETED, reason="CPU tensors need TRITON_INTERPRET=1")
+def test_data_step_result_of_the_wrong_shape_is_refused(gen):
+    z = torch.rand(2, 5, 6, generator=gen)
+    lam = torch.full((1, 1, 1, 1), 0.1)
+    with pytest.raises(ValueError, match=r"^data_step: expected a tensor of shape \(2, 5, 6\), got shape \(2, 5, 5\)"):
+        launch.solve_forward(z, lam, 2, 0.3, 0.3, 1.0, need_mask=False, data_step=lambda x_bar: x_bar[..., :5])
+    _, states = launch.solve_forward(z, lam, 2, 0.3, 0.3, 1.0, need_mask=True)
+    with pytest.raises(ValueError, match=r"^data_step: expected a tensor of shape \(2, 5, 6\), got float"):
+        launch.solve_backward(z, states, 1, True, 0.3, 0.3, 1.0, data_step=lambda a: 0.0)

@@ -1,13 +1,17 @@
 """Reconstruction with a forward operator, ``tvfast.pdhg(y, Λ, operator=A)`` (docs/method.md §10),
-the operators of ``tvfast.physics`` and the Neumann boundary, against the plain reference loop."""
+the operators of ``tvfast.physics`` and the Neumann boundary, against the plain reference loop; the
+Triton backend (TV part in the kernels, A and Aᴴ in PyTorch) against the PyTorch path, under the
+interpreter on CPU tensors and, ids ``cuda``, compiled on a GPU with ``TRITON_INTERPRET=0``."""
 
 import math
+import os
 
 import pytest
 import torch
 
 import tvfast
 from tvfast.physics import Blur, LinearOperator, MaskedFFT, as_operator, check_adjoint, operator_norm
+from tvfast.solver.arguments import check_operator_arguments
 from tvfast.solver.differences import forward_differences, forward_differences_T, neumann_mask
 from tvfast.solver.reconstruction import ReconstructionFunction
 from tvfast.solver.reference import pdhg_reference
@@ -280,7 +284,7 @@ def test_bad_inputs_name_the_argument():
         (dict(operator=op, x0=torch.zeros(2, 1, 6, 8, dtype=C128)), ValueError, "x0"),
         (dict(operator=op, boundary="reflect"), ValueError, "boundary"),
         (dict(boundary="dirichlet"), ValueError, "boundary"),
-        (dict(operator=op, backend="triton"), ValueError, "backend"),
+        (dict(operator=op, backend="cuda"), ValueError, "backend"),
         (dict(operator=object()), TypeError, "operator"),
         (dict(x0=torch.zeros(1, 1, 6, 8)), ValueError, "x0"),  # a start without an operator
     ]
@@ -289,3 +293,106 @@ def test_bad_inputs_name_the_argument():
         kwargs.update(overrides)
         with pytest.raises(error, match=f"^{name}:"):
             tvfast.pdhg(kwargs.pop("z"), kwargs.pop("Lambda"), kwargs.pop("n_iter"), **kwargs)
+
+
+# ---------------------------------------------------------------- the Triton backend
+
+INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+DEVICES = [
+    pytest.param("cpu", marks=pytest.mark.skipif(not INTERPRETED, reason="CPU tensors need TRITON_INTERPRET=1")),
+    pytest.param("cuda", marks=pytest.mark.skipif(INTERPRETED or not torch.cuda.is_available(),
+                                                  reason="needs CUDA and compiled kernels")),
+]
+
+TRITON_CASES = {
+    # name: (x dtype, x shape, Λ shape, operator factory, boundary, x0 given); odd widths pad the packed states
+    "complex2d-mri-2ch": (C128, (2, 1, 7, 9), (2, 2, 7, 9), lambda s: MaskedFFT(_mask(*s[-2:])), "periodic", False),
+    "real2d-blur-1ch-x0": (F64, (2, 1, 8, 6), (1, 1, 8, 6), lambda s: Blur(torch.rand(3, 3, dtype=F64)),
+                           "periodic", True),
+    "real2d-mri-neumann": (F64, (1, 1, 6, 5), (1, 2, 6, 5), lambda s: MaskedFFT(_mask(*s[-2:])), "neumann", False),
+    "complex3d-mri-frames-x0": (C128, (1, 1, 3, 5, 7), (1, 1, 3, 5, 7), lambda s: MaskedFFT(_mask(*s[-3:])),
+                                "periodic", True),
+    "real3d-blur-3ch": (F64, (2, 1, 3, 4, 6), (2, 3, 3, 4, 6), lambda s: Blur(torch.rand(2, 3, 3, dtype=F64)),
+                        "periodic", False),
+}
+
+
+def _run_with_states(y, lam, x0, op, boundary, backend, weight):
+    """x, the gradients to (y, Λ[, x0]) and the clip states the op saved for its backward."""
+    inputs = [t.detach().clone().requires_grad_() for t in (y, lam, x0) if t is not None]
+    saved = []
+
+    def pack(t):
+        if t.dtype == torch.uint8:
+            saved.append(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        x = tvfast.pdhg(inputs[0], inputs[1], 8, operator=op, x0=inputs[2] if x0 is not None else None,
+                        boundary=boundary, backend=backend)
+    grads = torch.autograd.grad((x.conj() * weight).real.sum(), inputs)
+    (states,) = saved
+    return x.detach(), grads, states
+
+
+@pytest.fixture
+def kernel_calls(monkeypatch):
+    """Counts the calls of the Triton launcher's solve_forward / solve_backward."""
+    launch = pytest.importorskip("tvfast.kernels.launch")
+    calls = []
+    for name in ("solve_forward", "solve_backward"):
+        def spy(*args, _real=getattr(launch, name), _name=name, **kwargs):
+            calls.append(_name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(launch, name, spy)
+    return calls
+
+
+@pytest.mark.usefixtures("nan_empty")
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", TRITON_CASES)
+def test_triton_backend_matches_torch(case, device, kernel_calls):
+    """The TV part in the kernels, A and Aᴴ in PyTorch: the same x, gradients and clip states as the PyTorch path."""
+    dtype, shape, lam_shape, make_op, boundary, with_x0 = TRITON_CASES[case]
+    op = make_op(shape)
+    truth = torch.randn(shape, dtype=dtype, device=device)
+    y = op(truth)
+    y = y + 0.05 * torch.randn_like(y)
+    lam = (0.1 * torch.rand(lam_shape, dtype=F64) + 0.01).to(device)
+    x0 = torch.randn(shape, dtype=dtype, device=device) if with_x0 else None
+    weight = torch.randn(shape, dtype=dtype, device=device)
+    x_t, grads_t, states_t = _run_with_states(y, lam, x0, op, boundary, "torch", weight)
+    assert kernel_calls == []
+    x_k, grads_k, states_k = _run_with_states(y, lam, x0, op, boundary, "triton", weight)
+    assert kernel_calls == ["solve_forward", "solve_backward"]
+    assert states_k.shape == states_t.shape and states_k.shape[0] == 8
+    assert torch.equal(states_k, states_t)
+    assert len(states_k.unique()) > 1  # the clip saturates somewhere: the states carry information
+    torch.testing.assert_close(x_k, x_t, rtol=1e-12, atol=1e-12)
+    for g_k, g_t in zip(grads_k, grads_t):
+        assert g_k.abs().max() > 0
+        torch.testing.assert_close(g_k, g_t, rtol=1e-10, atol=1e-12)
+
+
+def test_auto_backend_with_an_operator_follows_the_device():
+    op = MaskedFFT(_mask(6, 8))
+    y = op(torch.randn(1, 1, 6, 8, dtype=C128))
+    rec = check_operator_arguments(y, 0.1, 3, op, None, None, None, 1.0, "auto")
+    assert rec.backend == "torch"
+    assert check_operator_arguments(y, 0.1, 3, op, None, None, None, 1.0, "torch").backend == "torch"
+    if INTERPRETED:
+        assert check_operator_arguments(y, 0.1, 3, op, None, None, None, 1.0, "triton").backend == "triton"
+    if torch.cuda.is_available():
+        pytest.importorskip("triton")
+        rec = check_operator_arguments(y.cuda(), 0.1, 3, op, None, None, None, 1.0, "auto")
+        assert rec.backend == "triton"
+
+
+def test_triton_backend_on_cpu_tensors_needs_the_interpreter(monkeypatch):
+    pytest.importorskip("triton")
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    op = MaskedFFT(_mask(6, 8))
+    y = op(torch.randn(1, 1, 6, 8, dtype=C128))
+    with pytest.raises(ValueError, match="^backend: 'triton' on CPU tensors runs in Triton's interpreter"):
+        tvfast.pdhg(y, 0.1, 3, operator=op, backend="triton")

@@ -268,7 +268,9 @@ class ReconstructionArguments:
     the given start or None (x₀ = Aᴴy); ``x_shape``/``x_dtype`` those of x,
     (B, 1, *S) real or complex; ``lam`` a real (B|1, 1|n, *S|1) tensor in the
     real dtype of x's precision, still attached; ``tau``/``sigma`` resolved;
-    ``operator_norm`` the estimate of ‖A‖ they were checked against.
+    ``operator_norm`` the estimate of ‖A‖ they were checked against;
+    ``backend`` "torch" or "triton", the solver of the TV part ("auto"
+    resolved: Triton for CUDA tensors).
     """
 
     y: torch.Tensor
@@ -284,6 +286,7 @@ class ReconstructionArguments:
     spatial_dims: int
     operator_norm: float
     compile: bool | None = None
+    backend: str = "torch"
 
 
 def _operator_tensor(t, name: str) -> torch.Tensor:
@@ -333,8 +336,6 @@ def check_operator_arguments(y, Lambda, n_iter, operator, x0, tau, sigma, theta,
         raise ValueError(f"n_iter: expected n_iter >= 0, got {n_iter}")
     if backend not in _BACKENDS:
         raise ValueError(f"backend: expected one of {_BACKENDS}, got {backend!r}")
-    if backend == "triton":
-        raise ValueError("backend: the Triton kernels do not take an operator yet; use 'auto' or 'torch'")
     if compile is not None and not isinstance(compile, bool):
         raise TypeError(f"compile: expected True, False or None, got {type(compile).__name__}")
     theta = _check_step("theta", theta)
@@ -385,7 +386,12 @@ def check_operator_arguments(y, Lambda, n_iter, operator, x0, tau, sigma, theta,
         )
     real_dtype = torch.float64 if start.dtype in (torch.float64, torch.complex128) else torch.float32
     lam = (_lambda_4d if spatial_dims == 2 else _lambda_5d)(Lambda, start[:, 0], real_dtype)
+    if backend == "auto":  # the TV part runs where x lives; A and Aᴴ are the caller's either way
+        backend = "triton" if start.is_cuda and _triton_available() else "torch"
+    elif backend == "triton":
+        _check_triton_usable(start.device)
     return ReconstructionArguments(
         y=y, lam=lam, x0=x0, operator=op, x_shape=start.shape, x_dtype=start.dtype, n_iter=int(n_iter),
         tau=tau, sigma=sigma, theta=theta, spatial_dims=spatial_dims, operator_norm=norm, compile=compile,
+        backend=backend,
     )

@@ -76,8 +76,9 @@ def pdhg(
     x₀ = x̄₀ = ``x0`` or Aᴴy, and the backward applies one A and one Aᴴ per
     iteration and keeps only the clip states (0.5 byte per pixel per
     iteration for real images, 1 for complex images and real volumes, 2 for
-    complex volumes). It runs on the PyTorch path, also for CUDA tensors
-    (the Triton kernels do not take an operator yet).
+    complex volumes). A and Aᴴ run in PyTorch; the TV part (q update, ∇ᵀq,
+    the x update given Aᴴp, the clip states) runs in the Triton kernels for
+    CUDA tensors.
 
     Parameters
     ----------
@@ -113,7 +114,7 @@ def pdhg(
     backend : {"auto", "triton", "torch"}
         "auto": Triton kernels on CUDA, the PyTorch path on CPU. "triton" on
         CPU tensors needs ``TRITON_INTERPRET=1`` (slow; for tests). With an
-        operator, "auto" is the PyTorch path and "triton" is refused.
+        operator the backend runs the TV part, A and Aᴴ run in PyTorch.
     boundary : {"periodic", "neumann"}
         Forward differences that wrap around (docs/method.md §2), or that are
         zero across the edge (Neumann; docs/method.md §10).
@@ -146,7 +147,7 @@ def pdhg(
     if operator is not None:
         rec = check_operator_arguments(z, Lambda, n_iter, operator, x0, tau, sigma, theta, backend, compile)
         problem = ReconstructionProblem(rec.operator, rec.x_shape, rec.x_dtype, rec.n_iter, rec.tau, rec.sigma,
-                                        rec.theta, rec.compile)
+                                        rec.theta, rec.compile, rec.backend)
         lam = _with_boundary(rec.lam, rec.x_shape[2:], boundary)
         return reconstruct(rec.y, lam, rec.x0, problem)
     if x0 is not None:

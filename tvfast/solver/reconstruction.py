@@ -7,9 +7,12 @@ Solves min_x ½‖Ax − y‖² + ‖Λ∘∇x‖₁ by T iterations of
     x_{k+1} = x_k − τAᴴp_{k+1} − τ∇ᵀq_{k+1},   x̄_{k+1} = x_{k+1} + θ(x_{k+1} − x_k)
 
 from x₀ = x̄₀ (given, or Aᴴy), p₀ = q₀ = 0. A and Aᴴ are the caller's
-callables; the TV part runs through the steps of :mod:`tvfast.solver.cpu`
-(the same code as denoising, with the data term handed in), so it follows
-the same compile policy.
+callables, applied in PyTorch; the TV part runs through the same solver as
+denoising with the data term handed in (``data_step``): the PyTorch steps
+of :mod:`tvfast.solver.cpu` (backend "torch", under its compile policy) or
+the Triton kernels of :mod:`tvfast.kernels.launch` (backend "triton"), which
+keep the q update, ∇ᵀq, the x update given Aᴴp_{k+1} and the clip states on
+the GPU.
 
 Complex x. The TV term treats the real and imaginary parts as two real
 images with the same real Λ: x (B, 1, *S) complex becomes a (2B, *S) real
@@ -47,7 +50,8 @@ __all__ = ["ReconstructionProblem", "ReconstructionFunction", "reconstruct"]
 
 @dataclass(frozen=True)
 class ReconstructionProblem:
-    """Everything of a reconstruction but its tensors: A, x's layout, the steps, T and the compile request."""
+    """Everything of a reconstruction but its tensors: A, x's layout, the steps, T, the TV backend
+    ("torch" or "triton") and the compile request (of the "torch" backend)."""
 
     operator: LinearOperator
     x_shape: torch.Size  # (B, 1, *S)
@@ -57,6 +61,7 @@ class ReconstructionProblem:
     sigma: float
     theta: float
     compile: bool | None = None
+    backend: str = "torch"
 
     @property
     def is_complex(self) -> bool:
@@ -122,11 +127,21 @@ class _DualAdjointStep:
         return problem.to_tv(ratio * problem.operator.adjoint(gp_new))
 
 
+def _tv_solver(problem: ReconstructionProblem):
+    """The module whose ``solve_forward``/``solve_backward`` run the TV part, and the options it takes."""
+    if problem.backend == "triton":
+        from tvfast.kernels import launch  # imports Triton: only when asked for
+
+        return launch, {}
+    return cpu, {"compile": problem.compile}
+
+
 def _solve(y, lam, x0, problem: ReconstructionProblem, need_mask: bool):
     start = problem.operator.adjoint(y) if x0 is None else x0
-    x_tv, states = cpu.solve_forward(
+    solver, options = _tv_solver(problem)
+    x_tv, states = solver.solve_forward(
         problem.to_tv(start.to(problem.x_dtype)), problem.lam_tv(lam), problem.n_iter, problem.tau, problem.sigma,
-        problem.theta, need_mask=need_mask, compile=problem.compile, data_step=_DualStep(problem, y),
+        problem.theta, need_mask=need_mask, data_step=_DualStep(problem, y), **options,
     )
     return problem.from_tv(x_tv), states
 
@@ -148,9 +163,10 @@ class ReconstructionFunction(torch.autograd.Function):
         need_gy, need_glam, need_gx0 = ctx.needs_input_grad[:3]
         y_like = grad_x.new_zeros((), dtype=y_dtype).expand(y_shape)
         dual = _DualAdjointStep(problem, y_like, need_gy)
-        g_start_tv, glam = cpu.solve_backward(
+        solver, options = _tv_solver(problem)
+        g_start_tv, glam = solver.solve_backward(
             problem.to_tv(grad_x), states, lam_shape[1], need_glam, problem.tau, problem.sigma, problem.theta,
-            compile=problem.compile, data_step=dual,
+            data_step=dual, **options,
         )
         g_start = problem.from_tv(g_start_tv)
         grad_y = dual.gy
