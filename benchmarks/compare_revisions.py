@@ -17,7 +17,8 @@ Rows (CPU):
   (``TVFAST_COMPILE=1``) and eager (``TVFAST_COMPILE=0``), median of 5 calls
   after 2 warm-up calls;
 * the op, 3-D 16×64×64, T = 64, forward+backward, compiled;
-* the peak growth of the resident set during one 256² forward+backward;
+* the peak of the resident set during one 256² forward+backward, above the
+  resident set just before it;
 * one training step (U-Net → Λ → op → MSE → Adam) at 256², T = 256, compiled;
 * the first ``tvfast denoise`` of one 256² PNG in a fresh process with an
   empty compile cache, against ``python -c "import torch"``.
@@ -96,7 +97,8 @@ print(json.dumps(median_ms(lambda: fwd_bwd(z, lam, 64))))""", "ms"),
 z = torch.rand(1, 1, 256, 256); lam = 0.1 * torch.rand_like(z)
 fwd_bwd(z[..., :64, :64].contiguous(), lam[..., :64, :64].contiguous(), 2)
 fwd_bwd(z, lam, 2)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+page_kib = os.sysconf("SC_PAGE_SIZE") / 1024
+before = int(open("/proc/self/statm").read().split()[1]) * page_kib  # resident now, KiB
 fwd_bwd(z, lam, 256)
 print(json.dumps((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024))""", "MiB"),
     "training step 256², T=256, compiled": ({"TVFAST_COMPILE": "1"}, r"""
@@ -219,7 +221,7 @@ def _measure(args, trees: dict, tmp: Path) -> list[dict]:
 
 def _row(case: str, unit: str, values: dict) -> dict:
     base, this = (statistics.median(v) for v in values.values())
-    return {"case": case, "unit": unit, "base": base, "this tree": this, "ratio": this / base,
+    return {"case": case, "unit": unit, "base": base, "this tree": this, "ratio": this / base if base else float("nan"),
             "runs": {k: v for k, v in values.items()}}
 
 
