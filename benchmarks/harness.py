@@ -9,7 +9,11 @@ so its rows and the suite's agree. Added here:
   process (``python benchmarks/harness.py --impl …``), after a 2-iteration
   warm-up so that compilation is not counted;
 * :func:`make_train_step` — U-Net → Λ → solver → MSE → backward → Adam;
-* :func:`make_volume` — the 3-D problems.
+* :func:`make_volume` — the 3-D problems;
+* :func:`row_mask`, :func:`make_mri`, :func:`mri_solvers`, :func:`mri_forward`,
+  :func:`mri_forward_backward` — single-coil Cartesian MRI with
+  ``tvfast.physics.MaskedFFT`` (docs/method.md §10), images or per-frame
+  (x, y, t) sequences, tvfast against the reference loop with the same operator.
 
 ``benchmarks/conftest.py`` puts this folder on ``sys.path``: the suite's
 files import ``from harness import …``.
@@ -31,7 +35,8 @@ import torch
 from tvfast.cli.bench import forward, forward_backward, make_problem, median_time, paired_medians, solvers
 
 __all__ = ["solvers", "make_problem", "make_volume", "forward", "forward_backward", "median_time", "paired_medians",
-           "PeakRSS", "probe_memory", "make_train_step", "ratio"]
+           "PeakRSS", "probe_memory", "make_train_step", "ratio", "row_mask", "make_mri", "mri_solvers", "mri_forward",
+           "mri_forward_backward"]
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -47,6 +52,82 @@ def make_volume(depth: int, size: int, batch: int = 1, seed: int = 0) -> tuple[t
     z = torch.rand(batch, 1, depth, size, size, generator=gen)
     lam = 0.1 * torch.rand(batch, 1, depth, size, size, generator=gen)
     return z, lam
+
+
+def row_mask(size: int, acceleration: int = 4, centre: float = 0.08, generator: torch.Generator | None = None,
+             frames: int | None = None) -> torch.Tensor:
+    """A Cartesian sampling mask of whole k-space rows (phase-encoding lines), (N, N) or (D, N, N) per frame.
+
+    ``size``/``acceleration`` rows of ``size`` are sampled: the ⌈centre·N⌉
+    lowest frequencies (rows −c/2 … c/2 − 1 around k = 0, which
+    ``torch.fft.fft2`` puts at index 0) in every frame, and the rest drawn
+    uniformly without replacement from the other rows, independently per
+    frame. Boolean; ``MaskedFFT`` takes it as is.
+    """
+    n_rows = size // acceleration
+    n_centre = max(1, min(n_rows, round(centre * size)))
+    centre_rows = torch.arange(-(n_centre // 2), n_centre - n_centre // 2) % size
+    outer = torch.ones(size, dtype=torch.bool)
+    outer[centre_rows] = False
+    candidates = torch.nonzero(outer).flatten()
+    masks = []
+    for _ in range(1 if frames is None else frames):
+        rows = torch.zeros(size, dtype=torch.bool)
+        rows[centre_rows] = True
+        rows[candidates[torch.randperm(len(candidates), generator=generator)[: n_rows - n_centre]]] = True
+        masks.append(rows[:, None].expand(size, size))
+    return masks[0].clone() if frames is None else torch.stack(masks)
+
+
+def make_mri(size: int, frames: int | None = None, acceleration: int = 4, noise: float = 0.02, seed: int = 0):
+    """A seeded undersampled MRI problem: (y, Λ, A).
+
+    The complex image (B = 1) is a random magnitude in [0, 1] times a smooth
+    phase, (1, 1, N, N), or (1, 1, D, N, N) for a sequence of D frames; A is
+    ``MaskedFFT`` with :func:`row_mask` (per-frame masks for sequences); y =
+    A x + complex Gaussian noise of standard deviation ``noise`` on the
+    sampled entries; Λ a per-pixel (per-voxel) map in [0, 0.02], float32.
+    """
+    from tvfast.physics import MaskedFFT
+
+    gen = torch.Generator().manual_seed(seed)
+    spatial = (size, size) if frames is None else (frames, size, size)
+    magnitude = torch.rand(1, 1, *spatial, generator=gen)
+    axis = torch.linspace(0.0, torch.pi, size)
+    image = magnitude * torch.polar(torch.ones(size, size), axis[:, None] + 0.5 * axis[None, :])
+    operator = MaskedFFT(row_mask(size, acceleration, generator=gen, frames=frames))
+    clean = operator(image)
+    y = clean + noise * operator.mask * torch.randn(clean.shape, dtype=clean.dtype, generator=gen)
+    lam = 0.02 * torch.rand(1, 1, *spatial, generator=gen)
+    return y, lam, operator
+
+
+def mri_solvers(operator) -> dict:
+    """``{"tvfast": tvfast.pdhg compiled, "reference": pdhg_reference}`` with ``operator``, called as ``solve(y, Λ, T)``."""
+    import tvfast
+    from tvfast.solver.reference import pdhg_reference
+
+    def tvfast_solve(y, lam, n_iter):
+        return tvfast.pdhg(y, lam, n_iter, operator=operator, compile=True)
+
+    def reference_solve(y, lam, n_iter):
+        return pdhg_reference(y, lam, n_iter, operator=operator)
+
+    return {"tvfast": tvfast_solve, "reference": reference_solve}
+
+
+def mri_forward(solve, y, lam, n_iter):
+    """The complex reconstruction x, without autograd."""
+    with torch.no_grad():
+        return solve(y, lam, n_iter)
+
+
+def mri_forward_backward(solve, y, lam, n_iter):
+    """Gradients (∂L/∂y, ∂L/∂Λ) of the real loss L = Σ |x|² through ``solve``."""
+    y = y.clone().requires_grad_()
+    lam = lam.clone().requires_grad_()
+    solve(y, lam, n_iter).abs().square().sum().backward()
+    return y.grad, lam.grad
 
 
 def rss_bytes() -> int:
@@ -93,7 +174,9 @@ def probe_memory(impl: str, size: int, batch: int, n_iter: int, case: str = "sol
     of the default U-Net (1.8 M parameters) → Λ → solver → MSE, on random
     images or on the grayscale file ``image`` at full resolution. With
     ``depth`` (solver only), the problem is a volume (B, 1, depth, size, size)
-    with a per-voxel Λ map (docs/method.md §9).
+    with a per-voxel Λ map (docs/method.md §9). ``case="mri"``: the op with
+    the MRI operator of :func:`make_mri` (B = 1; ``depth`` frames with
+    per-frame masks for a sequence), loss Σ |x|².
     """
     cmd = [sys.executable, str(Path(__file__).resolve()), "--impl", impl, "--size", str(size),
            "--batch", str(batch), "--iters", str(n_iter), "--case", case]
@@ -147,19 +230,27 @@ def _probe_main(argv=None) -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--iters", type=int, default=256)
-    parser.add_argument("--case", choices=["solver", "train_step"], default="solver")
+    parser.add_argument("--case", choices=["solver", "train_step", "mri"], default="solver")
     parser.add_argument("--image", default=None, help="train_step on this grayscale image at full resolution")
     parser.add_argument("--depth", type=int, default=None,
-                        help="solver on volumes (B, 1, DEPTH, SIZE, SIZE) instead of images")
+                        help="solver: volumes (B, 1, DEPTH, SIZE, SIZE) instead of images; mri: DEPTH frames")
     args = parser.parse_args(argv)
-    if args.depth is not None and (args.case != "solver" or args.depth < 1):
-        parser.error("--depth needs --case solver and a depth >= 1")
+    if args.depth is not None and (args.case == "train_step" or args.depth < 1):
+        parser.error("--depth needs --case solver or mri and a depth >= 1")
+    if args.case == "mri" and args.batch != 1:
+        parser.error("--case mri runs one image or sequence: --batch must be 1")
     solve = solvers()[args.impl]
     # The warm-up runs 2 iterations, enough to compile the CPU path's steps
     # (tvfast's solver asks for compilation) but small enough that memory it
     # frees cannot hide the measured run's growth inside malloc's pools.
     if args.case == "train_step":
         run = make_train_step(solve, args.size, args.batch, args.iters, image=args.image)
+    elif args.case == "mri":
+        y, lam, operator = make_mri(args.size, frames=args.depth)
+        solve = mri_solvers(operator)[args.impl]
+
+        def run(iters: int = args.iters):
+            mri_forward_backward(solve, y, lam, iters)
     else:
         if args.depth is None:
             z, lam = make_problem(args.size, args.batch)
