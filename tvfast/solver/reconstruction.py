@@ -95,8 +95,19 @@ class ReconstructionProblem:
         return glam_tv.sum_to_size(lam_shape)
 
 
+def _own(out: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """``out`` to be updated in place: a copy when the operator returned (a view of) its input."""
+    if out.untyped_storage().data_ptr() == source.untyped_storage().data_ptr():
+        return out.clone()
+    return out
+
+
 class _DualStep:
-    """The data term's forward: p_{k+1} = (p_k + σ(A x̄_k − y))/(1+σ); returns Aᴴp_{k+1} in the TV layout."""
+    """The data term's forward: p_{k+1} = (p_k + σ(A x̄_k − y))/(1+σ); returns Aᴴp_{k+1} in the TV layout.
+
+    The operator's outputs are fresh tensors, so the arithmetic runs in place on them (no allocation
+    beyond the operator's own per iteration).
+    """
 
     def __init__(self, problem: ReconstructionProblem, y: torch.Tensor):
         self.problem, self.y = problem, y
@@ -104,8 +115,9 @@ class _DualStep:
 
     def __call__(self, x_bar_tv: torch.Tensor) -> torch.Tensor:
         problem = self.problem
-        a_x_bar = problem.operator(problem.from_tv(x_bar_tv))
-        self.p.add_(problem.sigma * (a_x_bar - self.y)).div_(1.0 + problem.sigma)
+        residual = _own(problem.operator(problem.from_tv(x_bar_tv)), x_bar_tv)
+        residual.sub_(self.y).mul_(problem.sigma)  # σ(A x̄_k − y)
+        self.p.add_(residual).mul_(1.0 / (1.0 + problem.sigma))
         return problem.to_tv(problem.operator.adjoint(self.p))
 
 
@@ -120,11 +132,12 @@ class _DualAdjointStep:
     def __call__(self, a_tv: torch.Tensor) -> torch.Tensor:
         problem = self.problem
         ratio = problem.sigma / (1.0 + problem.sigma)
-        gp_new = self.gp - problem.tau * problem.operator(problem.from_tv(a_tv))
+        gp_new = torch.add(self.gp, problem.operator(problem.from_tv(a_tv)), alpha=-problem.tau)
         if self.gy is not None:
-            self.gy.sub_(ratio * gp_new)
-        self.gp = gp_new / (1.0 + problem.sigma)
-        return problem.to_tv(ratio * problem.operator.adjoint(gp_new))
+            self.gy.sub_(gp_new, alpha=ratio)
+        back = _own(problem.operator.adjoint(gp_new), gp_new)
+        self.gp = gp_new.mul_(1.0 / (1.0 + problem.sigma))
+        return problem.to_tv(back.mul_(ratio))
 
 
 def _tv_solver(problem: ReconstructionProblem):
