@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU checks in one call, meant to finish well under 10 minutes:
-#   1. the CUDA equivalence tests with *compiled* Triton kernels
+#   1. the CUDA equivalence tests with *compiled* Triton kernels (denoising and the operator op)
 #      (TRITON_INTERPRET=0; odd sizes, every Λ layout, float32/float64, gradients);
 #   2. the GPU benchmark (benchmarks/test_gpu.py): forward / forward+backward vs
 #      the reference loop, peak GPU memory, the B = 64 bandwidth roofline and the
@@ -24,7 +24,7 @@ if ! python -c "import tvfast.kernels, tvfast.training" 2>/dev/null; then
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/device.txt"
 python -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$out/device.txt"
-python -m pytest -q -p no:cacheprovider tests/test_pdhg_forward.py tests/test_pdhg_arguments.py tests/test_pdhg_3d.py tests/test_kernels.py -k cuda 2>&1 | tee "$out/tests.log"
+python -m pytest -q -p no:cacheprovider tests/test_pdhg_forward.py tests/test_pdhg_arguments.py tests/test_pdhg_3d.py tests/test_kernels.py tests/test_operator_op.py -k cuda 2>&1 | tee "$out/tests.log"
 tests_rc=$?
 python -m pytest -q -p no:cacheprovider benchmarks/test_gpu.py --benchmark-json="$out/gpu.json" 2>&1 | tee "$out/bench.log"
 bench_rc=$?
