@@ -30,54 +30,49 @@ from harness import (forward, forward_backward, make_mri, make_problem, mri_forw
 SIZE, ITERS = 256, 256
 
 
+def _assert_speed(benchmark, label: str, run, impls: dict, rounds: int, target: float) -> None:
+    """Time ``run(solve)`` for both implementations in alternating rounds; assert reference/tvfast ≥ target."""
+    medians = benchmark.pedantic(paired_medians, args=(run, impls, rounds), rounds=1, iterations=1)
+    speedup = ratio(medians["reference"], medians["tvfast"])
+    benchmark.group = f"target {label} {SIZE}x{SIZE} T={ITERS}"
+    benchmark.extra_info.update(reference_s=medians["reference"], tvfast_s=medians["tvfast"], ratio=speedup)
+    assert speedup >= target, (f"{label}: tvfast {medians['tvfast'] * 1e3:.1f} ms, reference "
+                               f"{medians['reference'] * 1e3:.1f} ms: {speedup:.2f}× < {target}×")
+
+
+def _assert_memory(benchmark, label: str, case: str, target: float = 10.0) -> None:
+    """Peak extra RSS of one forward+backward of each implementation (fresh processes); assert the ratio ≥ target."""
+    def both():
+        return {impl: probe_memory(impl, SIZE, 1, ITERS, case=case)["extra_bytes"] for impl in ("reference", "tvfast")}
+
+    extra = benchmark.pedantic(both, rounds=1, iterations=1)
+    less = ratio(extra["reference"], extra["tvfast"])
+    benchmark.group = f"target {label} {SIZE}x{SIZE} T={ITERS}"
+    benchmark.extra_info.update(reference_bytes=extra["reference"], tvfast_bytes=extra["tvfast"], ratio=less)
+    assert less >= target, (f"{label}: tvfast {extra['tvfast'] / 2**20:.1f} MiB, reference "
+                            f"{extra['reference'] / 2**20:.1f} MiB: {less:.1f}× < {target}×")
+
+
 @pytest.mark.quick
 @pytest.mark.parametrize(("kind", "target"), [("forward", 3.0), ("forward+backward", 5.0)])
 def test_speed_target(benchmark, kind, target):
     z, lam = make_problem(SIZE)
     fn = {"forward": forward, "forward+backward": forward_backward}[kind]
-    medians = benchmark.pedantic(paired_medians, args=(lambda solve: fn(solve, z, lam, ITERS), solvers(), 5),
-                                 rounds=1, iterations=1)
-    speedup = ratio(medians["reference"], medians["tvfast"])
-    benchmark.group = f"target {kind} {SIZE}x{SIZE} T={ITERS}"
-    benchmark.extra_info.update(reference_s=medians["reference"], tvfast_s=medians["tvfast"], ratio=speedup)
-    assert speedup >= target, (f"{kind}: tvfast {medians['tvfast'] * 1e3:.1f} ms, reference "
-                               f"{medians['reference'] * 1e3:.1f} ms: {speedup:.2f}× < {target}×")
+    _assert_speed(benchmark, kind, lambda solve: fn(solve, z, lam, ITERS), solvers(), 5, target)
 
 
 @pytest.mark.quick
 def test_memory_target(benchmark):
-    def both():
-        return {impl: probe_memory(impl, SIZE, 1, ITERS)["extra_bytes"] for impl in ("reference", "tvfast")}
-
-    extra = benchmark.pedantic(both, rounds=1, iterations=1)
-    less = ratio(extra["reference"], extra["tvfast"])
-    benchmark.group = f"target memory forward+backward {SIZE}x{SIZE} T={ITERS}"
-    benchmark.extra_info.update(reference_bytes=extra["reference"], tvfast_bytes=extra["tvfast"], ratio=less)
-    assert less >= 10.0, (f"peak extra RSS: tvfast {extra['tvfast'] / 2**20:.1f} MiB, reference "
-                          f"{extra['reference'] / 2**20:.1f} MiB: {less:.1f}× < 10×")
+    _assert_memory(benchmark, "memory forward+backward", "solver")
 
 
 @pytest.mark.quick
 def test_operator_speed_target(benchmark):
     y, lam, operator = make_mri(SIZE)
-    medians = benchmark.pedantic(
-        paired_medians, args=(lambda solve: mri_forward_backward(solve, y, lam, ITERS), mri_solvers(operator), 3),
-        rounds=1, iterations=1)
-    speedup = ratio(medians["reference"], medians["tvfast"])
-    benchmark.group = f"target mri forward+backward {SIZE}x{SIZE} T={ITERS}"
-    benchmark.extra_info.update(reference_s=medians["reference"], tvfast_s=medians["tvfast"], ratio=speedup)
-    assert speedup >= 5.0, (f"mri forward+backward: tvfast {medians['tvfast'] * 1e3:.1f} ms, reference "
-                            f"{medians['reference'] * 1e3:.1f} ms: {speedup:.2f}× < 5×")
+    _assert_speed(benchmark, "mri forward+backward", lambda solve: mri_forward_backward(solve, y, lam, ITERS),
+                  mri_solvers(operator), 3, 5.0)
 
 
 @pytest.mark.quick
 def test_operator_memory_target(benchmark):
-    def both():
-        return {impl: probe_memory(impl, SIZE, 1, ITERS, case="mri")["extra_bytes"] for impl in ("reference", "tvfast")}
-
-    extra = benchmark.pedantic(both, rounds=1, iterations=1)
-    less = ratio(extra["reference"], extra["tvfast"])
-    benchmark.group = f"target mri memory forward+backward {SIZE}x{SIZE} T={ITERS}"
-    benchmark.extra_info.update(reference_bytes=extra["reference"], tvfast_bytes=extra["tvfast"], ratio=less)
-    assert less >= 10.0, (f"mri peak extra RSS: tvfast {extra['tvfast'] / 2**20:.1f} MiB, reference "
-                          f"{extra['reference'] / 2**20:.1f} MiB: {less:.1f}× < 10×")
+    _assert_memory(benchmark, "mri memory forward+backward", "mri")

@@ -6,21 +6,11 @@ import torch
 
 from tvfast.solver.arguments import check_arguments, check_boundary, check_operator_arguments
 from tvfast.solver.autograd import PDHGFunction
+from tvfast.solver.backends import solver_for
 from tvfast.solver.differences import neumann_mask
 from tvfast.solver.reconstruction import ReconstructionProblem, reconstruct
 
 __all__ = ["pdhg"]
-
-
-def _solver_module(backend: str, spatial_dims: int = 2):
-    """The module with ``solve_forward``/``solve_backward`` for a backend and 2 or 3 spatial dimensions."""
-    if backend == "triton":
-        from tvfast.kernels import launch  # one launcher for images and volumes
-
-        return launch
-    from tvfast.solver import cpu  # one module for images and volumes
-
-    return cpu
 
 
 def _with_boundary(lam: torch.Tensor, spatial_shape, boundary: str) -> torch.Tensor:
@@ -121,9 +111,10 @@ def pdhg(
     compile : bool or None
         Whether the PyTorch path runs its steps through ``torch.compile``
         (seconds to compile, then several times faster per iteration). None
-        (the default): only when the call's work B·pixels·T is large enough
-        to pay for the compilation (:mod:`tvfast.solver.compile_policy`), so
-        one image runs eagerly. Callers that run many solves of one shape —
+        (the default): once the work B·pixels·T of this call and the earlier
+        calls of the same shape in this process pays for the compilation
+        (:mod:`tvfast.solver.compile_policy`), so one image runs eagerly and
+        a loop over many compiles after its first calls. Callers that run many solves of one shape —
         a folder of images, a grid search, training — pass True. The
         environment variable ``TVFAST_COMPILE=0``/``1`` overrides this for
         every call. Ignored by the Triton backend.
@@ -156,8 +147,7 @@ def pdhg(
     if args.n_iter == 0:
         return z.clone()
     lam = _with_boundary(args.lam, args.z.shape[1:], boundary)
-    solver = _solver_module(args.backend, args.spatial_dims)
-    options = {"compile": args.compile} if args.backend == "torch" else {}
+    solver, options = solver_for(args.backend, args.compile)
     needs_grad = torch.is_grad_enabled() and (args.z.requires_grad or lam.requires_grad)
     if needs_grad:
         x = PDHGFunction.apply(args.z, lam, args.n_iter, args.tau, args.sigma, args.theta, solver, options)

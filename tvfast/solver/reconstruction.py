@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import torch
 
 from tvfast.physics import LinearOperator
-from tvfast.solver import cpu
+from tvfast.solver.backends import solver_for
 
 __all__ = ["ReconstructionProblem", "ReconstructionFunction", "reconstruct"]
 
@@ -140,18 +140,9 @@ class _DualAdjointStep:
         return problem.to_tv(back.mul_(ratio))
 
 
-def _tv_solver(problem: ReconstructionProblem):
-    """The module whose ``solve_forward``/``solve_backward`` run the TV part, and the options it takes."""
-    if problem.backend == "triton":
-        from tvfast.kernels import launch  # imports Triton: only when asked for
-
-        return launch, {}
-    return cpu, {"compile": problem.compile}
-
-
 def _solve(y, lam, x0, problem: ReconstructionProblem, need_mask: bool):
     start = problem.operator.adjoint(y) if x0 is None else x0
-    solver, options = _tv_solver(problem)
+    solver, options = solver_for(problem.backend, problem.compile)
     x_tv, states = solver.solve_forward(
         problem.to_tv(start.to(problem.x_dtype)), problem.lam_tv(lam), problem.n_iter, problem.tau, problem.sigma,
         problem.theta, need_mask=need_mask, data_step=_DualStep(problem, y), **options,
@@ -176,7 +167,7 @@ class ReconstructionFunction(torch.autograd.Function):
         need_gy, need_glam, need_gx0 = ctx.needs_input_grad[:3]
         y_like = grad_x.new_zeros((), dtype=y_dtype).expand(y_shape)
         dual = _DualAdjointStep(problem, y_like, need_gy)
-        solver, options = _tv_solver(problem)
+        solver, options = solver_for(problem.backend, problem.compile)
         g_start_tv, glam = solver.solve_backward(
             problem.to_tv(grad_x), states, lam_shape[1], need_glam, problem.tau, problem.sigma, problem.theta,
             data_step=dual, **options,

@@ -1,0 +1,25 @@
+"""Which module runs the PDHG iterations for a backend: the Triton launcher or the PyTorch path.
+
+Both modules expose ``solve_forward``/``solve_backward`` with the same
+signatures (docs/method.md §5); denoising (:mod:`tvfast.solver.op`) and
+reconstruction (:mod:`tvfast.solver.reconstruction`) choose through here.
+"""
+
+from __future__ import annotations
+
+__all__ = ["solver_for"]
+
+
+def solver_for(backend: str, compile: bool | None = None):
+    """(module, keyword options of its solve calls) for a resolved ``backend``, "triton" or "torch".
+
+    ``compile`` reaches only the PyTorch path (:mod:`tvfast.solver.compile_policy`);
+    the Triton launcher is imported, and Triton with it, only when asked for.
+    """
+    if backend == "triton":
+        from tvfast.kernels import launch
+
+        return launch, {}
+    from tvfast.solver import cpu
+
+    return cpu, {"compile": compile}
