@@ -56,7 +56,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
@@ -66,12 +65,14 @@ from tvfast.cli.parser import CommandParser
 from tvfast.device import resolve_device
 from tvfast.io.images import read_grayscale
 from tvfast.models.lambda_net import LambdaNet
+from tvfast.models.reconstruction_net import ReconstructionNet
 from tvfast.evaluation.metrics import frame_metrics, psnr, ssim
 from tvfast.models.precision import PRECISIONS, resolve_precision
 from tvfast.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from tvfast.training.data import ImageFolderDataset, NoisyFolderDataset, list_images
 from tvfast.training.distributed import ProcessGroup
 from tvfast.training.sequences import SequenceFolderDataset, VolumeFolderDataset
+from tvfast.training.tasks import TASK_NOISE, TASKS, Task, TaskDataset
 from tvfast.models.unet import UNet
 
 __all__ = ["build_parser", "train", "main"]
@@ -123,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_HelpFormatter,
     )
     g = p.add_argument_group("data")
+    g.add_argument("--task", choices=TASKS, default="denoise",
+                   help="denoise: noisy images (LambdaNet); mri4x: 4x-accelerated single-coil Cartesian MRI, ct60: "
+                        "60-view parallel-beam CT, both simulated from the clean images (ReconstructionNet, "
+                        "docs/training.md)")
     g.add_argument("--data", required=True, help="folder of training images (PNG/JPEG/TIFF)")
     g.add_argument("--val", default=None, help="folder of validation images (fixed noise)")
     g.add_argument("--size", type=int, default=256,
@@ -130,8 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--patch-size", type=int, default=None, help="random training crops of this size")
     g.add_argument("--noise", choices=("relative", "absolute"), default="relative",
                    help="z = x + s·std(x)·n (relative) or z = x + s·n (absolute)")
-    g.add_argument("--noise-min", type=float, default=0.1, help="lower end of s ~ U[min, max]")
-    g.add_argument("--noise-max", type=float, default=0.5, help="upper end of s ~ U[min, max]")
+    g.add_argument("--noise-min", type=float, default=None,
+                   help="lower end of s ~ U[min, max] (default: 0.1 for denoise, 0.02 for mri4x, 0.01 for ct60)")
+    g.add_argument("--noise-max", type=float, default=None,
+                   help="upper end of s ~ U[min, max] (default: 0.5 for denoise, 0.1 for mri4x, 0.04 for ct60)")
     g.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes")
     g.add_argument("--augment", action="store_true",
                    help="random flips and 90° rotations of the training images")
@@ -148,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--pool-time", action="store_true", help="the 3-D U-Net also pools along time (--sequences)")
 
     g = p.add_argument_group("model")
-    g.add_argument("--iters", type=int, default=256, help="PDHG iterations T")
+    g.add_argument("--iters", type=int, default=None, help="PDHG iterations T (default: 256; 128 for mri4x, ct60)")
     g.add_argument("--up-bound", type=float, default=0.0,
                    help="0: Λ = 0.1·softplus(o); b > 0: Λ = b·sigmoid(o)")
     g.add_argument("--directional", action="store_true", help="two maps (vertical, horizontal)")
@@ -202,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------- resuming
 # Options that define the stream of training samples: a resumed run must use the checkpoint's
 # values (a different one would break exact resumption), so giving another value is an error.
-SAMPLE_OPTIONS = ("batch_size", "max_steps_per_epoch", "seed", "size", "patch_size", "noise", "noise_min",
+SAMPLE_OPTIONS = ("task", "batch_size", "max_steps_per_epoch", "seed", "size", "patch_size", "noise", "noise_min",
                   "noise_max", "augment", "sequences", "volume", "frames")
 # Options of the optimisation that a resumed run takes from the checkpoint unless given again.
 SCHEDULE_OPTIONS = ("recipe", "lr", "lr_schedule", "warmup_epochs", "precision", "solver_backend")
@@ -283,8 +290,18 @@ def _build_model(args: argparse.Namespace, ckpt: dict | None, env: ProcessGroup)
     # Training runs thousands of solves of one shape: one compilation of the PyTorch path serves them all
     # (the Triton kernels ignore the flag; TVFAST_COMPILE=0 still turns it off).
     solver = {"solver_backend": args.solver_backend, "solver_compile": True}
-    kind = ckpt.get("model_kind", "lambdanet") if ckpt is not None else ("lambdanet3d" if args.sequences
-                                                                         else "lambdanet")
+    kind = ckpt.get("model_kind", "lambdanet") if ckpt is not None else (
+        "reconstruction" if args.task != "denoise" else "lambdanet3d" if args.sequences else "lambdanet")
+    if kind == "reconstruction":
+        if ckpt is not None:
+            model = ReconstructionNet.from_config({**ckpt["model_config"], **solver})
+            model.load_state_dict(ckpt["model"])
+        else:
+            model = ReconstructionNet("mri" if args.task == "mri4x" else "ct",
+                                      UNet(in_channels=2 if args.task == "mri4x" else 1,
+                                           base_channels=args.base_channels, depth=args.depth),
+                                      n_iter=args.iters, **solver)
+        return model.to(env.device).set_precision(resolve_precision(args.precision, env.device))
     if ckpt is not None:
         cfg = ckpt["model_config"]  # the checkpoint's model wins over --iters etc.
         if kind == "lambdanet" and env.main and (cfg["n_iter"], cfg["up_bound"], cfg["directional"]) != (
@@ -310,7 +327,8 @@ def _checkpoint(model: LambdaNet, optimizer, state: RunState, args: argparse.Nam
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": optimizer.state_dict(),
         "model_config": model.config,
-        "model_kind": "lambdanet3d" if model.spatial_dims == 3 else "lambdanet",
+        "model_kind": ("reconstruction" if isinstance(model, ReconstructionNet)
+                       else "lambdanet3d" if model.spatial_dims == 3 else "lambdanet"),
         **state.to_dict(),
         "rng": rng_state(),
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "explicit"},
@@ -318,7 +336,7 @@ def _checkpoint(model: LambdaNet, optimizer, state: RunState, args: argparse.Nam
 
 
 # ---------------------------------------------------------------- validation
-def _validate(model: LambdaNet, dataset: NoisyFolderDataset | None, env: ProcessGroup) -> dict:
+def _validate(model: LambdaNet, dataset: NoisyFolderDataset | None, env: ProcessGroup, task: Task) -> dict:
     """Mean PSNR / SSIM of ``model`` on the (sharded) validation set."""
     if dataset is None:
         return {}
@@ -327,8 +345,7 @@ def _validate(model: LambdaNet, dataset: NoisyFolderDataset | None, env: Process
     with torch.no_grad():
         for i in range(env.rank, len(dataset), env.world):
             item = dataset[i]
-            z = item["noisy"][None].to(env.device)
-            x = model(z)
+            x = task.run(model, _as_batch(item), env.device)
             if item["clean"].ndim == 4:  # a sequence (1, D, H, W): mean over frames
                 p, q = frame_metrics(item["clean"], x)
             else:
@@ -341,12 +358,17 @@ def _validate(model: LambdaNet, dataset: NoisyFolderDataset | None, env: Process
     return {"psnr": total_psnr / count, "ssim": total_ssim / count}
 
 
-def _lambda_image(model: LambdaNet, dataset: NoisyFolderDataset, device) -> torch.Tensor:
+def _as_batch(item: dict) -> dict:
+    """One dataset item as a batch of one."""
+    return {k: (v[None] if isinstance(v, torch.Tensor) else v) for k, v in item.items()}
+
+
+def _lambda_image(model: LambdaNet, dataset: NoisyFolderDataset, device, task: Task) -> torch.Tensor:
     """Λ of the first validation image scaled to [0, 1] for TensorBoard, ``(1, H, W)``
     (directional maps side by side: vertical | horizontal)."""
     model.eval()
     with torch.no_grad():
-        lam = model.lambda_map(dataset[0]["noisy"][None].to(device))[0].float().cpu()
+        lam = model.lambda_map(task.start(model, _as_batch(dataset[0]), device))[0].float().cpu()
     model.train()
     if lam.ndim == 4:  # (Λ_t, Λ_xy, Λ_xy) of a sequence: its middle frame, Λ_t | Λ_xy
         lam = lam[:2, lam.shape[1] // 2]
@@ -365,6 +387,7 @@ def train(args: argparse.Namespace) -> dict:
         epoch, 0 if none), ``global_step``, ``best_val_psnr``, ``history``
         (per-epoch metrics) and ``stopped_early`` (time limit or SIGTERM).
     """
+    resolve_task_defaults(args)
     env = ProcessGroup(args.device)
     try:
         return _Trainer(args, env).run()
@@ -424,6 +447,17 @@ class _Trainer:
 
     def _build_data(self) -> None:
         a = self.args
+        if a.task != "denoise":
+            options = {"size": a.size or None, "noise_level": (a.noise_min, a.noise_max), "seed": a.seed}
+            self.train_set = TaskDataset(a.data, a.task, patch_size=a.patch_size, train=True, augment=a.augment,
+                                         **options)
+            self.val_set = None
+            if a.val:  # validation at the task's evaluation level, fixed per image
+                self.val_set = TaskDataset(a.val, a.task, size=options["size"], train=False, seed=a.seed)
+            self.task = Task(a.task, self.train_set)
+            self._make_sampler()
+            return
+        self.task = Task("denoise")
         if a.sequences:
             kind = VolumeFolderDataset if a.volume else SequenceFolderDataset
             options = {"size": a.size or None, "frames": a.frames, "noise": a.noise,
@@ -507,12 +541,10 @@ class _Trainer:
         last_val = st.history[-1] if st.history else {}
         stopped = False
         for batch in loader:
-            z = batch["noisy"].to(env.device, non_blocking=True)
-            x = batch["clean"].to(env.device, non_blocking=True)
             lr = scheduled_lr(a, st.global_step / self.steps_per_epoch, st.total_epochs)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            loss = F.mse_loss(self.ddp(z), x)
+            loss = self.task.loss(self.ddp, batch, env.device)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -540,7 +572,7 @@ class _Trainer:
     def _end_epoch(self, stopped: bool) -> None:
         """Validate, record the epoch, write logs, the best weights and (every N epochs) the checkpoint."""
         a, env, st = self.args, self.env, self.state
-        val = _validate(self.model, self.val_set, env)
+        val = _validate(self.model, self.val_set, env, self.task)
         loss_sum, loss_count = st.epoch_loss
         record = {"epoch": st.epoch + 1, "global_step": st.global_step,
                   "train_loss": loss_sum / max(1, loss_count),
@@ -558,7 +590,7 @@ class _Trainer:
             if self.val_set is not None:
                 self.writer.add_scalar("val/psnr", val["psnr"], step)
                 self.writer.add_scalar("val/ssim", val["ssim"], step)
-                self.writer.add_image("val/lambda_map", _lambda_image(self.model, self.val_set, env.device), step)
+                self.writer.add_image("val/lambda_map", _lambda_image(self.model, self.val_set, env.device, self.task), step)
             self.writer.flush()
             if improved:
                 self._save_best()
@@ -604,6 +636,16 @@ def scheduled_lr(args: argparse.Namespace, epoch: float, total_epochs: int) -> f
     return low + (peak - low) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
+def resolve_task_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the options whose default depends on ``--task`` (noise range, T); returns ``args``."""
+    low, high = (0.1, 0.5) if args.task == "denoise" else TASK_NOISE[args.task][0]
+    args.noise_min = low if args.noise_min is None else args.noise_min
+    args.noise_max = high if args.noise_max is None else args.noise_max
+    if args.iters is None:
+        args.iters = 256 if args.task == "denoise" else 128
+    return args
+
+
 def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Turn missing folders / files and bad numbers into clean usage errors."""
     for flag, folder in (("--data", args.data), ("--val", args.val)):
@@ -641,8 +683,16 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
                 parser.error(f"--data: {exc}")
             if min(height, width) < args.patch_size:
                 parser.error(f"--patch-size {args.patch_size} exceeds image {str(path)!r} of size {height}×{width}")
-    if args.sequences:
+    if args.task != "denoise":
+        if args.sequences:
+            parser.error(f"--sequences: the {args.task} task reconstructs 2-D images")
         defaults = build_parser().parse_args(["--data", "x"])
+        for key in ("directional", "up_bound", "normalize_input", "solve_pad"):
+            if getattr(args, key) != getattr(defaults, key):
+                parser.error(f"--{key.replace('_', '-')} is for the denoising model; it does not apply with "
+                             f"--task {args.task}")
+    if args.sequences:
+        defaults = resolve_task_defaults(build_parser().parse_args(["--data", "x"]))
         for key in ("patch_size", "augment", "directional", "up_bound", "normalize_input", "solve_pad"):
             if getattr(args, key) != getattr(defaults, key):
                 parser.error(f"--{key.replace('_', '-')} is for 2-D images; it does not apply with --sequences")
@@ -677,6 +727,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    resolve_task_defaults(args)
     _check_arguments(parser, args)
     args.explicit = explicit_options(parser, argv)
     try:

@@ -53,7 +53,7 @@ from __future__ import annotations
 import torch
 
 from tvfast.solver import compile_policy
-from tvfast.solver.clip_states import HIGH, INSIDE, LOW, pack_nibbles, packed_width, unpack_nibbles
+from tvfast.solver.clip_states import HIGH, INSIDE, LOW, NibbleUnpacker, pack_float_nibbles, packed_width
 
 __all__ = ["forward_step", "backward_step", "solve_forward", "solve_backward", "padded", "STATE_SHIFTS"]
 
@@ -116,13 +116,15 @@ def forward_step(x, x_bar, p, q, z, lam, x_bar_out, q_out, states_out, tau: floa
 
     With ``z`` None (reconstruction with a forward operator A, docs/method.md
     §10) the data term is the caller's: ``p`` then holds Aᴴp_{k+1}, already
-    computed, and is only read, so the step is the TV part
+    computed, with x's elements in any shape that reshapes to x's (such as
+    the (2, B, *S) real view of a complex image, whose reshape Inductor
+    fuses into the step's loop), and is only read, so the step is the TV part
     x_new = x − τAᴴp_{k+1} − τ∇ᵀq_{k+1} with the same q update.
     """
     n_axes = len(q)
     width = x.shape[-1]
     xb = _interior(x_bar, width)
-    p_new = p if z is None else (p + sigma * (xb - z)) / (1.0 + sigma)
+    p_new = p.reshape(x.shape) if z is None else (p + sigma * (xb - z)) / (1.0 + sigma)
     grad_T_q = states = None
     q_new = []
     for axis in range(n_axes):
@@ -192,7 +194,8 @@ def backward_step(gx, gx_bar, gp, gq, gz, glam, states, gx_out, gx_bar_out, gq_o
 
     With ``gz`` None (a forward operator A, docs/method.md §10) the data
     term's adjoint is the caller's: ``gp`` then holds σ/(1+σ)·Aᴴgp'' with
-    gp'' = gp' − τAa, already computed, and is only read:
+    gp'' = gp' − τAa, already computed (in any shape that reshapes to gx's),
+    and is only read:
     gx̄ = σ∇ᵀgu + σ/(1+σ)·Aᴴgp''.
     """
     n_axes = len(gq)
@@ -227,7 +230,7 @@ def backward_step(gx, gx_bar, gp, gq, gz, glam, states, gx_out, gx_bar_out, gq_o
         glam[:, 0].add_(glam_sum)
     sigma_ratio = sigma / (1.0 + sigma)
     if gz is None:
-        gx_bar_out.copy_(sigma * grad_T_gu + gp)
+        gx_bar_out.copy_(sigma * grad_T_gu + gp.reshape(grad_T_gu.shape))
     else:
         gp_new = gp - tau * a
         gx_bar_out.copy_(sigma * grad_T_gu + sigma_ratio * gp_new)
@@ -269,7 +272,9 @@ def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, n
     (a forward operator, docs/method.md §10) z is the start x₀ and
     ``data_step(x̄_k)`` is called before each TV step with x̄_k (B, *S) (a
     view to read, not keep); it advances its own dual p and returns
-    Aᴴp_{k+1} (B, *S).
+    Aᴴp_{k+1}: (B, *S), or a tensor of as many elements that reshapes to it,
+    such as the (2, B/2, *S) real view of a complex image (read by the step
+    as it is, without a copy).
 
     ``lam`` is broadcastable to (B, n, *S) with 1 (shared) or n channels: 4-D
     for images, 5-D for volumes. With ``need_mask`` the clip states of every
@@ -291,18 +296,17 @@ def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, n
     x_bar_out = tuple(_interior(t, width) for t in x_bar)
     q_out = tuple(qs[:-1] + (_interior(qs[-1], width),) for qs in q)
     halos = tuple(_halo_views(x_bar[buf]) + _halo_views(q[buf][-1]) for buf in (0, 1))
-    record = states = nibbles = None
+    record = states = pack_scratch = None
     if need_mask:
         record = _new_state_record(n_iter, shape, z.device)
         states = torch.empty_like(z)
         if n_axes == 2:
-            nibbles = torch.empty(shape, dtype=torch.uint8, device=z.device)
+            pack_scratch = z.new_empty(record.shape[1:])
 
     def step_args(iteration):
         src, dst = iteration % 2, (iteration + 1) % 2
-        if data_step is not None:
-            p.copy_(data_step(x_bar_out[src]))
-        return (x, x_bar[src], p, q[src], z if data_step is None else None, lam_parts, x_bar_out[dst], q_out[dst],
+        p_in = p if data_step is None else data_step(x_bar_out[src])
+        return (x, x_bar[src], p_in, q[src], z if data_step is None else None, lam_parts, x_bar_out[dst], q_out[dst],
                 states, tau, sigma, theta)
 
     def after_step(iteration):
@@ -310,11 +314,10 @@ def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, n
             dst.copy_(src)
         if record is None:
             return
-        if nibbles is None:
+        if pack_scratch is None:
             record[iteration].copy_(states)  # exact: the float is the byte's value (0 … 42)
         else:
-            nibbles.copy_(states)
-            pack_nibbles(nibbles, out=record[iteration])
+            pack_float_nibbles(states, record[iteration], pack_scratch)
 
     graph = ("forward", tuple(shape), z.dtype, tuple(lam.shape), need_mask, data_step is None)
     compile_it = compile_policy.should_compile(compile_policy.step_runner.add_work(graph, z.numel() * n_iter), compile)
@@ -334,7 +337,7 @@ def solve_backward(grad_x, clip_states, lam_channels: int, need_glam: bool, tau:
     result is ∂ℓ/∂x₀ = gx₀ + gx̄₀, and ``data_step(a)`` is called before each
     reverse step with a = gx_{k+1} + (1+θ)gx̄_{k+1} (B, *S) (a temporary); it
     advances its own gp (and the gradient of the data) and returns
-    σ/(1+σ)·Aᴴgp'' (B, *S).
+    σ/(1+σ)·Aᴴgp'' in a shape that reshapes to (B, *S), as in :func:`solve_forward`.
     """
     n_axes = _spatial_axes(grad_x, "grad_x")
     records = clip_states
@@ -352,20 +355,22 @@ def solve_backward(grad_x, clip_states, lam_channels: int, need_glam: bool, tau:
     states = new_padded()
     states_in = _interior(states, width)
     states_halo = _halo_views(states)
-    nibbles = torch.empty(shape, dtype=torch.uint8, device=grad_x.device) if n_axes == 2 else None
+    unpack = NibbleUnpacker(shape, grad_x.device) if n_axes == 2 else None
     gx_out, gx_bar_out = (tuple(_interior(t, width) for t in pair) for pair in (gx, gx_bar))
     gq_out = tuple(gqs[:-1] + (_interior(gqs[-1], width),) for gqs in gq)
     halos = tuple(_halo_views(gx[buf]) + _halo_views(gx_bar[buf]) + _halo_views(gq[buf][-1]) for buf in (0, 1))
 
     def step_args(step):
         record = records[n_iter - 1 - step]
-        states_in.copy_(record if nibbles is None else unpack_nibbles(record, width, out=nibbles))
+        if unpack is None:
+            states_in.copy_(record)
+        else:
+            unpack(record, states_in)
         for dst, src in states_halo:
             dst.copy_(src)
         src, dst = step % 2, (step + 1) % 2
-        if data_step is not None:
-            gp.copy_(data_step(gx_out[src] + (1.0 + theta) * gx_bar_out[src]))
-        return (gx[src], gx_bar[src], gp, gq[src], gz if data_step is None else None, glam, states,
+        gp_in = gp if data_step is None else data_step(torch.add(gx_out[src], gx_bar_out[src], alpha=1.0 + theta))
+        return (gx[src], gx_bar[src], gp_in, gq[src], gz if data_step is None else None, glam, states,
                 gx_out[dst], gx_bar_out[dst], gq_out[dst], tau, sigma, theta)
 
     def after_step(step):

@@ -1,0 +1,248 @@
+"""``ReconstructionNet``: a learned Λ map for reconstruction with a forward operator (docs/method.md §11).
+
+For data y of a linear forward operator A (single-coil Cartesian MRI,
+``task="mri"``; parallel-beam CT, ``task="ct"``)::
+
+    x₀  = Aᴴy (MRI: the zero-filled image)  or  FBP(y) (CT: filtered back-projection)
+    c   = mean |x₀|                                       per sample (detached)
+    o   = crop₄( UNet( reflect_pad₄(x₀ / c) ) )           MRI: 2 input channels (Re, Im); CT: 1
+    Λ_Θ = c · 0.1 · softplus(o₀)                          (B, 1, H, W), real
+    x_T = PDHG_T(y, Λ_Θ; A, x₀)                           ``tvfast.pdhg(y, Λ, operator=A, x0=x₀)``
+
+Input normalisation. The U-Net sees x₀ / c, and Λ is c times the network's
+map. Since min_x ½‖Ax − αy‖² + ‖αΛ∘∇x‖₁ is solved by αx̂ (and PDHG's
+iterates scale the same way), the reconstruction is equivariant to the
+scale of the data: k-space and sinograms come in arbitrary units, and a
+model trained on images in [0, 1] reconstructs data of any scale as it
+reconstructs the rescaled data. The mean magnitude is used (not the
+maximum) because it is insensitive to a few bright pixels or to the
+zero-filled image's aliasing peaks; c is detached (a constant of the
+sample), so the gradient flows through the network only.
+
+For MRI the U-Net sees the complex image's real and imaginary parts: the
+smooth phase of the data is random, so the network has to learn maps that
+do not depend on it, and it can still see where the aliasing of the
+undersampling lies. The TV term clips real and imaginary parts separately
+with the same real Λ (docs/method.md §10).
+
+Steps. MRI: ‖A‖ = max |m| for a mask m (1 for a 0/1 mask that samples
+anything), so τ = σ = 0.99/√(‖A‖² + 8) without a power iteration per mask. CT: the default of
+:func:`tvfast.pdhg` (‖A‖ by power iteration, cached per operator).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from numbers import Integral
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import tvfast
+from tvfast.models.files import load_model_weights, read_model_config, save_model_files
+from tvfast.models.precision import Precision
+from tvfast.models.unet import UNet, pad_mode
+
+__all__ = ["ReconstructionNet", "TASKS", "FORMAT"]
+
+FORMAT = "tvfast-reconstructionnet"
+_FORMAT_VERSION = 1
+
+TASKS = {"mri": 2, "ct": 1}
+"""Tasks and the number of U-Net input channels of each."""
+
+
+
+def _known_steps(operator) -> dict:
+    """τ = σ = 0.99/√(‖A‖² + 8) for a :class:`MaskedFFT`, whose ‖A‖ is its mask's largest magnitude;
+    {} (the power iteration of :func:`tvfast.pdhg`) for other operators."""
+    from tvfast.physics import MaskedFFT
+
+    if not isinstance(operator, MaskedFFT):
+        return {}
+    norm = float(operator.mask.abs().max())
+    step = 0.99 / math.sqrt(norm * norm + 8.0)
+    return {"tau": step, "sigma": step}
+
+
+def _int_at_least(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+class ReconstructionNet(nn.Module):
+    """U-Net on the initial reconstruction → Λ_Θ → T iterations of PDHG with the forward operator.
+
+    Parameters
+    ----------
+    task : {"mri", "ct"}
+        ``"mri"``: complex images, A a :class:`~tvfast.physics.MaskedFFT`,
+        start Aᴴy. ``"ct"``: real images, A a
+        :class:`~tvfast.physics.tomography.ParallelBeam`, start ``A.fbp(y)``.
+    unet : torch.nn.Module, optional
+        Maps ``(B, TASKS[task], H, W)`` to ``(B, C ≥ 1, H, W)`` logits.
+        Default: ``UNet(in_channels=TASKS[task])`` (the seed's width: 32
+        channels, depth 3).
+    n_iter : int
+        PDHG iterations T of :meth:`forward`.
+    pad : int
+        Reflection padding over H and W before the U-Net, cropped after.
+    solver_backend, solver_compile
+        ``backend`` and ``compile`` of :func:`tvfast.pdhg`.
+    """
+
+    def __init__(self, task: str, unet: nn.Module | None = None, n_iter: int = 128, pad: int = 4, *,
+                 solver_backend: str = "auto", solver_compile: bool | None = None) -> None:
+        super().__init__()
+        if task not in TASKS:
+            raise ValueError(f"task: expected one of {tuple(TASKS)}, got {task!r}")
+        if unet is not None and not isinstance(unet, nn.Module):
+            raise TypeError(f"unet: expected a torch.nn.Module, got {type(unet).__name__}")
+        if solver_backend not in ("auto", "triton", "torch"):
+            raise ValueError(f"solver_backend: expected 'auto', 'triton' or 'torch', got {solver_backend!r}")
+        if solver_compile is not None and not isinstance(solver_compile, bool):
+            raise ValueError(f"solver_compile: expected None, True or False, got {solver_compile!r}")
+        self.task = task
+        self.n_iter = _int_at_least("n_iter", n_iter, 0)
+        self.pad = _int_at_least("pad", pad, 0)
+        self.solver_backend = solver_backend
+        self.solver_compile = solver_compile
+        self.unet = unet if unet is not None else UNet(in_channels=TASKS[task])
+        channels = getattr(self.unet, "in_channels", TASKS[task])
+        if channels != TASKS[task]:
+            raise ValueError(f"unet: the {task!r} task feeds {TASKS[task]} input channel(s), the network takes "
+                             f"{channels}")
+        self.precision = Precision(bf16=False, channels_last=False)
+
+    def set_precision(self, precision: Precision) -> "ReconstructionNet":
+        """Run the U-Net with ``precision`` (bf16 autocast / channels-last); returns ``self``.
+
+        Weights stay float32; the solver always runs in float32 (complex64).
+        """
+        self.precision = precision
+        self.unet.to(memory_format=torch.channels_last if precision.channels_last else torch.contiguous_format)
+        return self
+
+    @property
+    def config(self) -> dict:
+        """JSON-serialisable configuration (requires a :class:`~tvfast.models.unet.UNet` network)."""
+        if not isinstance(self.unet, UNet):
+            raise TypeError(f"config: only defined for a tvfast.models.unet.UNet network, got "
+                            f"{type(self.unet).__name__}")
+        return {"task": self.task, "n_iter": self.n_iter, "pad": self.pad, "solver_backend": self.solver_backend,
+                "solver_compile": self.solver_compile, "unet": self.unet.config}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "ReconstructionNet":
+        """An untrained model built from ``config`` (:attr:`config`, or a model file's JSON)."""
+        if not isinstance(config, dict) or not isinstance(config.get("unet"), dict):
+            raise ValueError("config: expected a dict with a 'unet' dict")
+        for key in ("task", "n_iter"):
+            if key not in config:
+                raise ValueError(f"config: missing {key!r}")
+        try:
+            unet = UNet(**config["unet"])
+        except TypeError as exc:
+            raise ValueError(f"config['unet']: {exc}") from exc
+        return cls(config["task"], unet, n_iter=config["n_iter"], pad=config.get("pad", 4),
+                   solver_backend=config.get("solver_backend", "auto"),
+                   solver_compile=config.get("solver_compile"))
+
+    # ------------------------------------------------------------------ the pieces
+    def start(self, y: torch.Tensor, operator) -> torch.Tensor:
+        """The initial reconstruction x₀: Aᴴy (MRI, zero-filled) or ``operator.fbp(y)`` (CT)."""
+        if self.task == "ct":
+            fbp = getattr(operator, "fbp", None)
+            if fbp is None:
+                raise TypeError(f"operator: the 'ct' task needs an operator with .fbp (ParallelBeam), got "
+                                f"{type(operator).__name__}")
+            return fbp(y)
+        return operator.adjoint(y)
+
+    def lambda_map(self, x0: torch.Tensor) -> torch.Tensor:
+        """Λ_Θ (B, 1, H, W), real and strictly positive, for the initial reconstruction x0 (B, 1, H, W)."""
+        if not isinstance(x0, torch.Tensor) or x0.ndim != 4 or x0.shape[1] != 1:
+            shape = tuple(x0.shape) if isinstance(x0, torch.Tensor) else type(x0).__name__
+            raise ValueError(f"x0: expected (B, 1, H, W), got {shape}")
+        if (self.task == "mri") != x0.is_complex():
+            raise ValueError(f"x0: the {self.task!r} task expects a {'complex' if self.task == 'mri' else 'real'} "
+                             f"image, got {x0.dtype}")
+        x0 = x0.detach()
+        scale = x0.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+        inp = x0 / scale
+        if inp.is_complex():
+            inp = torch.cat((inp.real, inp.imag), dim=1)
+        H, W = inp.shape[-2:]
+        p = self.pad
+        if p:
+            inp = F.pad(inp, (p, p, p, p), mode=pad_mode(H, W, p, p))
+        inp = inp.float()
+        if self.precision.channels_last:
+            inp = inp.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device_type=inp.device.type, dtype=torch.bfloat16, enabled=self.precision.bf16):
+            out = self.unet(inp)
+        out = out.float()
+        if p:
+            out = out[..., p : p + H, p : p + W]
+        return scale.to(out.dtype) * 0.1 * F.softplus(out[:, :1])
+
+    def solve(self, y: torch.Tensor, operator, n_iter: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(x_T, Λ_Θ, x₀)`` for data ``y`` of ``operator``."""
+        x0 = self.start(y, operator)
+        lam = self.lambda_map(x0)
+        T = self.n_iter if n_iter is None else n_iter
+        steps = _known_steps(operator)
+        x = tvfast.pdhg(y, lam, T, operator=operator, x0=x0.detach(), backend=self.solver_backend,
+                        compile=self.solver_compile, **steps)
+        return x, lam, x0
+
+    def forward(self, y: torch.Tensor, operator) -> torch.Tensor:
+        """x_T for data ``y`` of ``operator`` (MRI: complex; CT: real), (B, 1, H, W)."""
+        return self.solve(y, operator)[0]
+
+    def reconstruct(self, y: torch.Tensor, mask: torch.Tensor, n_iter: int | None = None) -> torch.Tensor:
+        """MRI: the complex image (B, 1, H, W) from k-space ``y`` (B, 1, H, W) and the sampling ``mask``.
+
+        ``y`` is ``torch.fft.fft2(x, norm="ortho")`` in FFT order (no shift),
+        zero where not sampled; ``mask`` is 1 where sampled and broadcasts to
+        ``y`` ((H, 1) for whole rows, (B, 1, H, W), …). Any H and W.
+        """
+        from tvfast.physics import MaskedFFT
+
+        if self.task != "mri":
+            raise ValueError(f"reconstruct: takes a k-space mask, for the 'mri' task; this model is {self.task!r} "
+                             "(call model(y, operator))")
+        if not isinstance(y, torch.Tensor) or not y.is_complex() or y.ndim != 4 or y.shape[1] != 1:
+            got = f"{y.dtype} {tuple(y.shape)}" if isinstance(y, torch.Tensor) else type(y).__name__
+            raise ValueError(f"y: expected complex k-space (B, 1, H, W), got {got}")
+        if not isinstance(mask, torch.Tensor):
+            raise TypeError(f"mask: expected a torch.Tensor, got {type(mask).__name__}")
+        try:
+            shape = torch.broadcast_shapes(mask.shape, y.shape)
+        except RuntimeError:
+            shape = None
+        if shape != y.shape:
+            raise ValueError(f"mask: expected a shape that broadcasts to y's {tuple(y.shape)}, got {tuple(mask.shape)}")
+        if not bool(mask.any()):
+            raise ValueError("mask: samples nothing (all zero)")
+        return self.solve(y, MaskedFFT(mask.to(device=y.device)), n_iter)[0]
+
+    # ------------------------------------------------------------------ I/O
+    def save_pretrained(self, path: str | os.PathLike) -> tuple[Path, Path]:
+        """Write weights (safetensors) and configuration (JSON), each atomically."""
+        return save_model_files(self, path, FORMAT, self.config, _FORMAT_VERSION)
+
+    @classmethod
+    def load_pretrained(cls, path: str | os.PathLike,
+                        map_location: str | torch.device = "cpu") -> "ReconstructionNet":
+        """Build a ``ReconstructionNet`` from files written by :meth:`save_pretrained` (no pickle is parsed)."""
+        weights, cfg = read_model_config(path, (FORMAT,))
+        try:
+            model = cls.from_config(cfg)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"invalid ReconstructionNet config for {str(path)!r}: {exc}") from exc
+        return load_model_weights(model, weights, map_location)
