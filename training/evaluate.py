@@ -23,6 +23,10 @@ Outputs in ``--out`` (each written atomically):
 Usage::
 
     python -m tvfast.training.evaluate --data DATA/test --weights W.safetensors --out runs/eval
+
+``--task mri4x`` / ``--task ct60`` evaluate a reconstruction model instead
+(:mod:`tvfast.training.evaluate_tasks`, which parses the whole command line);
+``--task denoise`` is this evaluation.
 """
 
 from __future__ import annotations
@@ -52,6 +56,9 @@ from tvfast.training.figures import plot_lambda_curves, plot_metric_differences
 
 __all__ = ["build_parser", "evaluate", "main"]
 
+_RECONSTRUCTION_TASKS = ("mri4x", "ct60")  # evaluated by tvfast.training.evaluate_tasks
+_TASKS = ("denoise", *_RECONSTRUCTION_TASKS)
+
 CSV_COLUMNS = [
     "image", "s",
     "psnr_noisy", "ssim_noisy",
@@ -69,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compare the learned regularisation map with the best scalar λ per image.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    p.add_argument("--task", choices=_TASKS, default="denoise",
+                   help="denoise: this evaluation; mri4x / ct60: a reconstruction model, with options of its own "
+                        "(tvfast evaluate --task mri4x --help)")
     p.add_argument("--data", required=True, help="folder of test images (PNG/JPEG/TIFF)")
     p.add_argument("--weights", default=None,
                    help="LambdaNet weights (.safetensors with its .json, or a folder); "
@@ -92,6 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="U-Net arithmetic (bf16 autocast where faster, see tvfast.models.precision); the solver is float32")
     return p
+
+
+def _requested_task(argv: list[str] | None) -> str | None:
+    """The value of ``--task`` in ``argv`` (``--task X``, ``--task=X`` or an abbreviation), None without one."""
+    pre = CommandParser(prog="tvfast evaluate", add_help=False)
+    pre.add_argument("--task", default=None)
+    known, _ = pre.parse_known_args(list(sys.argv[1:] if argv is None else argv))
+    return known.task
 
 
 def _mean_std(values) -> tuple[float, float]:
@@ -245,6 +263,10 @@ def main(argv: list[str] | None = None, *, default_weights: str | None = None) -
         Weights used when ``--weights`` is not given (the CLI passes the
         shipped weights).
     """
+    if _requested_task(argv) in _RECONSTRUCTION_TASKS:  # a reconstruction model: its own evaluation and options
+        from tvfast.training import evaluate_tasks
+
+        return evaluate_tasks.main(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     weights = args.weights or default_weights

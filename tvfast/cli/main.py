@@ -105,7 +105,7 @@ def _load_model(weights: str | None, device, precision: str = "auto"):
     from tvfast.models.precision import resolve_precision
 
     if weights is None:
-        model = tvfast.pretrained(device)
+        model = tvfast.pretrained(device=device)
     else:
         from tvfast.models.lambda_net import LambdaNet
 

@@ -1,4 +1,18 @@
-"""The shipped Λ-map model (U-Net → Λ → PDHG) trained on chest X-rays."""
+"""The shipped models: ``tvfast.pretrained(name)`` and ``tvfast.pretrained_models()``.
+
+=================  ======================================================================
+name               what it is for
+=================  ======================================================================
+``xray-denoise``   the default: Gaussian denoising of grayscale chest X-rays (LambdaNet)
+``mri4x``          4×-accelerated single-coil Cartesian MRI (ReconstructionNet, complex)
+``ct60``           60-view parallel-beam CT of 128² images (ReconstructionNet, real)
+=================  ======================================================================
+
+Only the models whose files are installed are listed by
+:func:`pretrained_models` (``ct60`` ships only if it beats the best scalar λ
+by at least 0.5 dB on its test set). Weights are safetensors files (no
+pickle) in ``tvfast/weights``.
+"""
 
 from __future__ import annotations
 
@@ -7,30 +21,68 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["pretrained", "pretrained_weights_path"]
+__all__ = ["pretrained", "pretrained_models", "pretrained_weights_path", "SHIPPED"]
+
+SHIPPED: dict[str, tuple[str, str]] = {
+    "xray-denoise": (
+        "lambda_net.safetensors",
+        "Gaussian denoising of grayscale chest X-rays in [0, 1] (trained on 200 of them, relative noise "
+        "s = 0.1–0.5); model(z), model.denoise(z) -> (x, Λ). On other images a well-chosen scalar λ can be better.",
+    ),
+    "mri4x": (
+        "mri4x.safetensors",
+        "4x-accelerated single-coil Cartesian MRI (whole phase-encode rows, 8 % fully sampled centre; trained on "
+        "MRI simulated from chest X-rays, s = 0.02–0.1): model.reconstruct(y, mask) -> complex image, any H × W.",
+    ),
+    "ct60": (
+        "ct60.safetensors",
+        "Sparse-view CT, 60 parallel-beam views over 180° (trained on 128² sinograms simulated from chest X-rays): "
+        "model(y, tvfast.physics.ParallelBeam((H, W))) -> image.",
+    ),
+}
+"""name → (weights file in tvfast/weights, what the model is for)."""
 
 
-def pretrained_weights_path() -> Path:
-    """Path of the shipped weights (``lambda_net.safetensors`` + ``lambda_net.json``)."""
-    return Path(str(resources.files("tvfast") / "weights" / "lambda_net.safetensors"))
+def pretrained_weights_path(name: str = "xray-denoise") -> Path:
+    """Path of a shipped model's weights (its configuration is the ``.json`` beside it)."""
+    if name not in SHIPPED:
+        raise ValueError(f"name: expected one of {tuple(SHIPPED)}, got {name!r}")
+    return Path(str(resources.files("tvfast") / "weights" / SHIPPED[name][0]))
 
 
-def pretrained(device: str | torch.device = "cpu"):
-    """The shipped :class:`~tvfast.models.lambda_net.LambdaNet`, in eval mode.
+def pretrained_models() -> dict[str, str]:
+    """The installed shipped models: ``{name: what it is for}`` (pass a name to :func:`pretrained`)."""
+    return {name: about for name, (_, about) in SHIPPED.items() if pretrained_weights_path(name).is_file()}
 
-    Loaded from safetensors (no pickle). ``model(z)`` denoises (B, 1, H, W)
-    images in [0, 1]; ``model.denoise(z)`` returns the result and Λ;
-    ``model.lambda_map(z)`` returns Λ alone.
 
-    What it is for: grayscale chest X-rays with Gaussian noise (it was trained
-    on 200 of them, relative noise s = 0.1–0.5, and beats the best scalar λ
-    there). On other images, natural photographs for instance, it can be worse
-    than a well-chosen scalar λ (docs/evaluation/natural_images.md): use
-    ``tvfast.pdhg(z, λ)`` or train a model on your own images.
+def pretrained(name: str = "xray-denoise", device: str | torch.device = "cpu"):
+    """A shipped model, in eval mode (see :func:`pretrained_models` for the list).
+
+    * ``"xray-denoise"`` (the default): :class:`~tvfast.models.lambda_net.LambdaNet`;
+      ``model(z)`` denoises (B, 1, H, W) images in [0, 1], ``model.denoise(z)``
+      returns the result and Λ, ``model.lambda_map(z)`` Λ alone. It was
+      trained on grayscale chest X-rays with Gaussian noise and beats the
+      best scalar λ there; on other images, natural photographs for instance,
+      it can be worse than a well-chosen scalar λ
+      (docs/evaluation/natural_images.md): use ``tvfast.pdhg(z, λ)`` or train
+      a model on your own images.
+    * ``"mri4x"``: :class:`~tvfast.models.reconstruction_net.ReconstructionNet`;
+      ``model.reconstruct(y, mask)`` for complex k-space y (B, 1, H, W)
+      (``fft2(x, norm="ortho")``, no shift) and a mask broadcastable to y.
+    * ``"ct60"`` (when installed): ``model(y, ParallelBeam((H, W)))``.
+
+    Loaded from safetensors (no pickle).
     """
-    from tvfast.models.lambda_net import LambdaNet
-
-    path = pretrained_weights_path()
+    if not isinstance(name, str) or name not in SHIPPED:
+        raise ValueError(f"name: expected one of {tuple(SHIPPED)} (tvfast.pretrained_models() lists them), "
+                         f"got {name!r}; the device is the second argument, device=...")
+    path = pretrained_weights_path(name)
     if not path.is_file():
-        raise FileNotFoundError(f"the shipped weights are missing: {path} (reinstall tvfast)")
-    return LambdaNet.load_pretrained(path, map_location=device).eval()
+        raise FileNotFoundError(f"the weights of {name!r} are not installed: {path}")
+    if name == "xray-denoise":
+        from tvfast.models.lambda_net import LambdaNet
+
+        return LambdaNet.load_pretrained(path, map_location=device).eval()
+    from tvfast.models.reconstruction_net import ReconstructionNet
+
+    return ReconstructionNet.load_pretrained(path, map_location=device).eval()

@@ -46,19 +46,30 @@ class LinearOperator:
     A again). The callables are trusted to be linear and adjoint to each
     other; :func:`check_adjoint` verifies the second on random inputs.
 
+    ``gram`` optionally gives the normal operator AᴴA directly, for
+    operators where it is cheaper than A followed by Aᴴ (a Cartesian MRI
+    mask of whole rows: two 1-D FFTs instead of two 2-D FFTs; a Toeplitz
+    embedding). :meth:`gram` applies it, or ``adjoint(forward(x))`` when it
+    is not given; the solver's iterations use nothing else
+    (docs/method.md §10.3).
+
     The object also remembers the norms :func:`operator_norm` estimated for
     it, one per input shape, dtype and device, so a solve that repeats a
     shape does not repeat the power iteration.
     """
 
     def __init__(self, forward: Callable[[torch.Tensor], torch.Tensor],
-                 adjoint: Callable[[torch.Tensor], torch.Tensor]):
+                 adjoint: Callable[[torch.Tensor], torch.Tensor],
+                 gram: Callable[[torch.Tensor], torch.Tensor] | None = None):
         if not callable(forward):
             raise TypeError(f"forward: expected a callable tensor → tensor, got {type(forward).__name__}")
         if not callable(adjoint):
             raise TypeError(f"adjoint: expected a callable tensor → tensor, got {type(adjoint).__name__}")
+        if gram is not None and not callable(gram):
+            raise TypeError(f"gram: expected None or a callable tensor → tensor, got {type(gram).__name__}")
         self._forward = forward
         self._adjoint = adjoint
+        self._gram = gram
         self._norms: dict[tuple, float] = {}
         self._H: LinearOperator | None = None
 
@@ -69,6 +80,12 @@ class LinearOperator:
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         """Aᴴ y."""
         return _single(self._adjoint(y), "adjoint")
+
+    def gram(self, x: torch.Tensor) -> torch.Tensor:
+        """AᴴA x: the ``gram`` callable when one was given, else Aᴴ(A x)."""
+        if self._gram is None:
+            return self.adjoint(self(x))
+        return _single(self._gram(x), "gram")
 
     @property
     def H(self) -> LinearOperator:

@@ -37,6 +37,12 @@ class MaskedFFT(LinearOperator):
     sequences (B, 1, D, H, W). With a 0/1 mask, ‖A‖ = 1 (when m ≠ 0). Images
     are complex; a real image is transformed as one with zero imaginary part,
     and the adjoint returns a complex image.
+
+    The normal operator AᴴA = F⁻¹ |m|² F (:meth:`~tvfast.physics.LinearOperator.gram`)
+    needs only 1-D transforms when m is constant along one axis: for a mask
+    of whole rows (shape (…, H, 1), the phase-encode lines of Cartesian
+    MRI) the transforms along W cancel and AᴴA = F_H⁻¹ |m|² F_H, half the
+    work of A followed by Aᴴ.
     """
 
     def __init__(self, mask: torch.Tensor):
@@ -45,7 +51,13 @@ class MaskedFFT(LinearOperator):
             raise ValueError(f"mask: expected at least the two axes (H, W), got shape {tuple(mask.shape)}")
         self.mask = mask
         self._complex_masks: dict = {}
-        super().__init__(self._apply, self._apply_adjoint)
+        self._weights: dict = {}
+        # The axis of 1-D transforms in AᴴA: −2 when m is constant along W (whole rows), −1 when constant along H.
+        with torch.no_grad():
+            rows = mask.shape[-1] == 1 or bool((mask == mask[..., :1]).all())
+            columns = not rows and (mask.shape[-2] == 1 or bool((mask == mask[..., :1, :]).all()))
+        self._gram_axis = -2 if rows else -1 if columns else None
+        super().__init__(self._apply, self._apply_adjoint, self._apply_gram)
 
     def _mask_for(self, t: torch.Tensor) -> torch.Tensor:
         """The mask as a complex tensor of ``t``'s precision and device (made once per dtype and device:
@@ -65,6 +77,24 @@ class MaskedFFT(LinearOperator):
 
     def _apply_adjoint(self, y: torch.Tensor) -> torch.Tensor:
         return torch.fft.ifft2(self._mask_for(y) * y, norm="ortho")
+
+    def _apply_gram(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = torch.complex128 if x.dtype in (torch.float64, torch.complex128) else torch.complex64
+        key = (dtype, x.device)
+        dim = self._gram_axis
+        if key not in self._weights:
+            weight = self.mask.to(device=x.device, dtype=torch.float64).square()
+            if dim is not None:  # one value per row (column): broadcast along the other axis
+                weight = weight[..., :1] if dim == -2 else weight[..., :1, :]
+            self._weights[key] = weight.to(dtype)
+        weight = self._weights[key]
+        if dim is not None:  # whole rows (or columns): 1-D transforms
+            k = torch.fft.fft(x, dim=dim, norm="ortho")
+            k = k * weight if k.requires_grad or torch.broadcast_shapes(k.shape, weight.shape) != k.shape else k.mul_(weight)
+            return torch.fft.ifft(k, dim=dim, norm="ortho")
+        k = torch.fft.fft2(x, norm="ortho")
+        k = k * weight if k.requires_grad or torch.broadcast_shapes(k.shape, weight.shape) != k.shape else k.mul_(weight)
+        return torch.fft.ifft2(k, norm="ortho")
 
 
 class Blur(LinearOperator):

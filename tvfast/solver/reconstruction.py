@@ -116,52 +116,62 @@ def _own(out: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
 
 
 class _DualStep:
-    """The data term's forward: p_{k+1} = (p_k + σ(A x̄_k − y))/(1+σ); returns Aᴴp_{k+1} in the TV layout.
+    """The data term's forward in image space: P_{k+1} = (P_k + σ(AᴴA x̄_k − Aᴴy))/(1+σ), returned in the TV layout.
 
-    The operator's outputs are fresh tensors, so the arithmetic runs in place on them (no allocation
-    beyond the operator's own per iteration).
+    P_k = Aᴴp_k (docs/method.md §10.3): applying Aᴴ to the dual update gives
+    this recursion exactly, for any y, so one application of the normal
+    operator AᴴA (:meth:`~tvfast.physics.LinearOperator.gram`) per iteration
+    replaces A and Aᴴ. The operator's outputs are fresh tensors, so the
+    arithmetic runs in place on them.
     """
 
-    def __init__(self, problem: ReconstructionProblem, y: torch.Tensor):
-        self.problem, self.y = problem, y
-        self.p = torch.zeros_like(y)
+    def __init__(self, problem: ReconstructionProblem, adjoint_y: torch.Tensor):
+        self.problem, self.adjoint_y = problem, adjoint_y
+        self.P = torch.zeros(problem.x_shape, dtype=problem.x_dtype, device=adjoint_y.device)
         # The Triton launcher reads a contiguous TV batch; the CPU steps read the view (no copy).
         self.handed = problem.to_tv if problem.backend == "triton" else problem.tv_view
 
     def __call__(self, x_bar_tv: torch.Tensor) -> torch.Tensor:
         problem = self.problem
-        residual = _own(problem.operator(problem.from_tv(x_bar_tv)), x_bar_tv)
-        residual.sub_(self.y)  # A x̄_k − y
-        self.p.add_(residual, alpha=problem.sigma).mul_(1.0 / (1.0 + problem.sigma))
-        return self.handed(problem.operator.adjoint(self.p))
+        normal = _own(problem.operator.gram(problem.from_tv(x_bar_tv)), x_bar_tv)
+        normal.sub_(self.adjoint_y)  # AᴴA x̄_k − Aᴴy
+        self.P.add_(normal, alpha=problem.sigma).mul_(1.0 / (1.0 + problem.sigma))
+        return self.handed(self.P)
 
 
 class _DualAdjointStep:
-    """The data term's adjoint: gp'' = gp' − τAa, gy −= σ/(1+σ)gp'', gp = gp''/(1+σ); returns σ/(1+σ)Aᴴgp''."""
+    """The data term's adjoint in image space: r_k = r_{k+1}/(1+σ) − τa_k; returns σ/(1+σ)·AᴴA r_k.
 
-    def __init__(self, problem: ReconstructionProblem, y_like: torch.Tensor, need_gy: bool):
+    The adjoint recursion gp''_k = gp_{k+1}/(1+σ)·… − τAa_k keeps gp''_k = A r_k
+    for the image-space r above (gp = 0 at k = T), so Aᴴgp''_k = AᴴA r_k, and
+    the gradient of the data, −σ/(1+σ)·Σ_k gp''_k, is A applied once to
+    −σ/(1+σ)·Σ_k r_k (:attr:`r_sum`, kept only when y needs a gradient).
+    """
+
+    def __init__(self, problem: ReconstructionProblem, device: torch.device, need_gy: bool):
         self.problem = problem
-        self.gp = torch.zeros_like(y_like)
-        self.gy = torch.zeros_like(y_like) if need_gy else None
+        self.r = torch.zeros(problem.x_shape, dtype=problem.x_dtype, device=device)
+        self.r_sum = torch.zeros_like(self.r) if need_gy else None
+        self.out = torch.empty_like(self.r)  # contiguous, whatever the layout of the operator's output
         self.handed = problem.to_tv if problem.backend == "triton" else problem.tv_view
 
     def __call__(self, a_tv: torch.Tensor) -> torch.Tensor:
         problem = self.problem
         ratio = problem.sigma / (1.0 + problem.sigma)
-        gp_new = torch.add(self.gp, problem.operator(problem.from_tv(a_tv)), alpha=-problem.tau)
-        if self.gy is not None:
-            self.gy.sub_(gp_new, alpha=ratio)
-        back = _own(problem.operator.adjoint(gp_new), gp_new)
-        self.gp = gp_new.mul_(1.0 / (1.0 + problem.sigma))
-        return self.handed(back.mul_(ratio))
+        self.r.mul_(1.0 / (1.0 + problem.sigma)).sub_(problem.from_tv(a_tv), alpha=problem.tau)
+        if self.r_sum is not None:
+            self.r_sum.add_(self.r)
+        # (1-D FFTs return a transposed layout: the product writes it back in row order, in the same pass.)
+        return self.handed(torch.mul(problem.operator.gram(self.r), ratio, out=self.out))
 
 
 def _solve(y, lam, x0, problem: ReconstructionProblem, need_mask: bool):
-    start = problem.operator.adjoint(y) if x0 is None else x0
+    adjoint_y = problem.operator.adjoint(y).to(problem.x_dtype)
+    start = adjoint_y if x0 is None else x0
     solver, options = solver_for(problem.backend, problem.compile)
     x_tv, states = solver.solve_forward(
         problem.to_tv(start.to(problem.x_dtype)), problem.lam_tv(lam), problem.n_iter, problem.tau, problem.sigma,
-        problem.theta, need_mask=need_mask, data_step=_DualStep(problem, y), **options,
+        problem.theta, need_mask=need_mask, data_step=_DualStep(problem, adjoint_y), **options,
     )
     return problem.from_tv(x_tv), states
 
@@ -181,17 +191,19 @@ class ReconstructionFunction(torch.autograd.Function):
         (states,) = ctx.saved_tensors
         problem, lam_shape, lam_dtype, y_shape, y_dtype, start_is_adjoint = ctx.config
         need_gy, need_glam, need_gx0 = ctx.needs_input_grad[:3]
-        y_like = grad_x.new_zeros((), dtype=y_dtype).expand(y_shape)
-        dual = _DualAdjointStep(problem, y_like, need_gy)
+        dual = _DualAdjointStep(problem, grad_x.device, need_gy)
         solver, options = solver_for(problem.backend, problem.compile)
         g_start_tv, glam = solver.solve_backward(
             problem.to_tv(grad_x), states, lam_shape[1], need_glam, problem.tau, problem.sigma, problem.theta,
             data_step=dual, **options,
         )
         g_start = problem.from_tv(g_start_tv)
-        grad_y = dual.gy
-        if need_gy and start_is_adjoint:
-            grad_y = grad_y + problem.operator(g_start)
+        grad_y = None
+        if need_gy:  # −σ/(1+σ)·A Σ_k r_k, and A g_start when x₀ = Aᴴy: one application of A
+            image = dual.r_sum.mul_(-problem.sigma / (1.0 + problem.sigma))
+            if start_is_adjoint:
+                image.add_(g_start)
+            grad_y = problem.operator(image).to(y_dtype).reshape(y_shape)
         grad_lam = problem.lam_grad(glam, lam_shape).to(lam_dtype) if need_glam else None
         grad_x0 = g_start if need_gx0 else None
         return grad_y, grad_lam, grad_x0, None

@@ -1,0 +1,593 @@
+"""Evaluate a learned Λ map for reconstruction (simulated 4× MRI, 60-view CT) against the oracle scalar λ.
+
+Protocol, for a folder of clean test images and a ``ReconstructionNet``
+(``--weights``) of the task's kind (``"mri"`` for ``mri4x``, ``"ct"`` for
+``ct60``):
+
+* **Data.** Image ``i`` of the sorted folder (the first ``--limit``) is
+  centre-cropped and resized to ``--size`` (default 256 for ``mri4x``, 128
+  for ``ct60``) and simulated by :class:`tvfast.training.tasks.TaskDataset`
+  with ``train=False``: a generator seeded ``seed + i`` draws everything
+  (MRI: the 4× row mask, the smooth phase, the noise; CT: the noise), at the
+  task's evaluation level (``TASK_NOISE``: s = 0.05 for ``mri4x``, s = 0.02
+  for ``ct60``). Same seed, same data, in every run and for every model.
+* **Start x₀** — the model's own start ``model.start(y, A)``: the
+  zero-filled image Aᴴy (MRI, scored as |x₀|) or the filtered
+  back-projection (CT).
+* **Learned Λ** — ``x_T, Λ_Θ, x₀ = model.solve(y, A, n_iter=T)``.
+* **Oracle best scalar λ** — per image, TV reconstructions
+  ``tvfast.pdhg(y, λ, T, operator=A, x0=x₀)`` with the *same* T, the *same*
+  step sizes (τ = σ = 0.99/√(‖A‖² + 8), with ‖A‖ from the mask for MRI
+  (:func:`~tvfast.models.reconstruction_net._known_steps`) and the power
+  iteration of :func:`tvfast.pdhg` on the model's start for CT) and the
+  *same* start x₀ as the model; λ is chosen against the clean image, so it
+  is an upper bound for any scalar-λ method. The search: a coarse grid of
+  ``--lambda-steps`` (25) log-spaced values in [``--lambda-min``,
+  ``--lambda-max``] = [1e-4, 0.3], then ``--fine-steps`` (8) log-spaced
+  values strictly between the neighbours of the coarse grid's PSNR-best
+  value; each grid is solved as *one* batched ``tvfast.pdhg`` call (``K``
+  copies of y and x₀, Λ of shape ``(K,)``, the operator broadcasting over
+  them; ``--grid-batch`` splits it) with ``compile=True``. The reported λ
+  is the PSNR-best of all values solved; the SSIM at that λ is reported
+  with it, and the SSIM-best λ separately. When the PSNR-best λ is the
+  smallest or the largest value of the coarse grid, the image is listed as
+  a warning in ``results.md`` and ``summary.json`` (widen the grid).
+* **Metrics** — PSNR and SSIM (data range 1,
+  :mod:`tvfast.evaluation.metrics`) of |x̂| (MRI) or x̂ (CT) against the clean
+  image; the gain is learned − best scalar PSNR.
+
+Outputs in ``--out`` (each file written atomically):
+
+* ``per_image.csv`` — one row per image: :data:`CSV_COLUMNS`;
+* ``lambda_grid.csv`` — every λ solved per image: ``image, stage, lambda,
+  psnr, ssim`` (stage ``coarse`` or ``fine``);
+* ``results.md`` — mean ± std (population std) over the images of start,
+  best scalar λ and learned Λ, for PSNR and SSIM; the PSNR gain (mean ±
+  std, min, max, share of images where the learned Λ beats the best scalar
+  λ); the setting (task, T, size, noise level, images, grid, machine, torch,
+  wall time);
+* ``summary.json`` — the same, machine-readable;
+* ``figures/`` — ``example_NN_NAME.png`` for the first ``--examples`` images
+  (clean | start | best scalar λ | learned Λ | the Λ map with a colour bar)
+  and ``gain_histogram.png`` (per-image PSNR gains); needs matplotlib (the
+  ``[figures]`` extra), skipped with ``--no-figures``.
+
+Usage::
+
+    tvfast evaluate --task mri4x --data DATA/test --weights runs/mri/best.safetensors --out runs/eval_mri
+    tvfast evaluate --task ct60 --data DATA/test --weights runs/ct/best.safetensors --limit 20 --iters 128
+    python -m tvfast.training.evaluate_tasks --task mri4x ...   (the same)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import tvfast
+from tvfast.cli.parser import CommandParser
+from tvfast.device import resolve_device
+from tvfast.evaluation.metrics import psnr, ssim
+from tvfast.io.atomic import atomic_write_text
+from tvfast.models.files import read_model_config
+from tvfast.models.reconstruction_net import FORMAT, ReconstructionNet, _known_steps
+from tvfast.physics import MaskedFFT
+from tvfast.physics.linear import operator_norm
+from tvfast.solver.arguments import STEP_SAFETY
+from tvfast.training.data import list_images
+from tvfast.training.tasks import TASK_NOISE, TaskDataset
+
+__all__ = ["CSV_COLUMNS", "GRID_COLUMNS", "TASK_MODELS", "DEFAULT_SIZE", "build_parser", "evaluate", "main",
+           "solver_steps", "solve_scalars", "scalar_search"]
+
+TASK_MODELS = {"mri4x": "mri", "ct60": "ct"}
+"""Evaluation task → the ``ReconstructionNet`` task its weights must have."""
+
+DEFAULT_SIZE = {"mri4x": 256, "ct60": 128}
+
+_DESCRIPTIONS = {
+    "mri4x": "Simulated single-coil Cartesian MRI, 4× row undersampling (8 % centre rows), smooth random phase",
+    "ct60": "Simulated sparse-view parallel-beam CT, 60 views over 180°",
+}
+_START_NAMES = {"mri4x": "zero-filled Aᴴy", "ct60": "FBP"}  # MRI: shown and scored as the magnitude
+
+CSV_COLUMNS = [
+    "image", "s",
+    "psnr_start", "ssim_start",
+    "lambda_best_psnr", "psnr_best_scalar", "ssim_at_best_psnr_lambda",
+    "lambda_best_ssim", "ssim_best_scalar",
+    "psnr_learned", "ssim_learned",
+    "gain_psnr",
+    "lambda_learned_mean",
+    "lambda_at_edge",
+]
+GRID_COLUMNS = ["image", "stage", "lambda", "psnr", "ssim"]
+
+
+# ----------------------------------------------------------------------------- solving and scoring
+def _image(x: torch.Tensor) -> torch.Tensor:
+    """The real image that is scored and shown: |x| for a complex x, x otherwise; (H, W) float32 on the CPU."""
+    x = x.detach()
+    x = x.abs() if x.is_complex() else x
+    return x.reshape(x.shape[-2:]).to("cpu", torch.float32)
+
+
+def _scores(clean: torch.Tensor, x: torch.Tensor) -> tuple[float, float]:
+    img = _image(x)
+    return psnr(clean, img), ssim(clean, img)
+
+
+def solver_steps(operator, x0: torch.Tensor) -> dict:
+    """τ and σ as the model's ``solve`` gets them for one image with start ``x0`` (1, 1, H, W).
+
+    MRI (:class:`~tvfast.physics.MaskedFFT`): the model's own steps
+    (:func:`~tvfast.models.reconstruction_net._known_steps`). Other
+    operators: the default of :func:`tvfast.pdhg`, 0.99/√(‖A‖² + 8), with
+    ‖A‖ the power iteration on x0's shape that ``pdhg`` runs (and caches in
+    the operator) for the model's one-image call — computed here once, so
+    that a batch of K copies gets exactly the same steps rather than a power
+    iteration started from a (K, …) random vector.
+    """
+    steps = _known_steps(operator)
+    if steps:
+        return steps
+    with torch.no_grad():
+        norm = operator_norm(operator, x0)
+    step = STEP_SAFETY / math.sqrt(norm * norm + 4.0 * (x0.dim() - 2))
+    return {"tau": step, "sigma": step}
+
+
+def solve_scalars(y: torch.Tensor, lambdas, operator, x0: torch.Tensor, n_iter: int, steps: dict,
+                  batch: int | None = None, compile: bool | None = True, backend: str = "auto") -> torch.Tensor:
+    """TV reconstructions of one image for each scalar λ: ``(K, 1, H, W)``.
+
+    ``y`` (1, …) data of ``operator``, ``x0`` (1, 1, H, W) the start,
+    ``lambdas`` K values; every ``batch`` values (default all K) are one
+    ``tvfast.pdhg`` call on K copies of y and x0 with Λ of shape (K,).
+    ``steps`` (τ, σ: :func:`solver_steps`), ``compile`` and ``backend`` go
+    to ``tvfast.pdhg``.
+    """
+    lam = torch.as_tensor(lambdas, dtype=torch.float32).reshape(-1).to(x0.device)
+    K = lam.numel()
+    batch = K if batch is None or batch <= 0 else batch
+    out = []
+    with torch.no_grad():
+        for start in range(0, K, batch):
+            chunk = lam[start : start + batch]
+            k = chunk.numel()
+            yk = y.expand(k, *y.shape[1:]).contiguous()
+            xk = x0.expand(k, *x0.shape[1:]).contiguous()
+            out.append(tvfast.pdhg(yk, chunk, n_iter, operator=operator, x0=xk, compile=compile, backend=backend,
+                                   **steps))
+    return torch.cat(out)
+
+
+def _log_grid(low: float, high: float, count: int) -> np.ndarray:
+    return np.geomspace(low, high, count) if count > 1 else np.asarray([low], dtype=np.float64)
+
+
+def scalar_search(y: torch.Tensor, clean: torch.Tensor, operator, x0: torch.Tensor, n_iter: int, steps: dict, *,
+                  lambda_min: float = 1e-4, lambda_max: float = 0.3, coarse_steps: int = 25, fine_steps: int = 8,
+                  batch: int | None = None, compile: bool | None = True, backend: str = "auto") -> dict:
+    """The oracle scalar λ of one image: a coarse log grid, then a finer one around its PSNR-best value.
+
+    Returns a dict: ``lambdas``, ``psnr``, ``ssim``, ``stage`` (arrays over every λ solved, sorted by
+    λ), ``lambda_best_psnr``, ``psnr_best``, ``ssim_at_best_psnr``, ``lambda_best_ssim``, ``ssim_best``,
+    ``at_edge`` (the PSNR-best λ is the first or last value of the coarse grid) and ``image`` (the
+    PSNR-best reconstruction, x's dtype, (1, 1, H, W)).
+    """
+    best = {"psnr": -np.inf, "image": None}
+    values: list[tuple[float, str, float, float]] = []
+
+    def run(lams: np.ndarray, stage: str) -> None:
+        xs = solve_scalars(y, lams, operator, x0, n_iter, steps, batch, compile, backend)
+        for lam, x in zip(lams.tolist(), xs):
+            p, s = _scores(clean, x)
+            values.append((float(np.float32(lam)), stage, p, s))
+            if p > best["psnr"]:
+                best.update(psnr=p, image=x[None].clone())
+
+    coarse = _log_grid(lambda_min, lambda_max, coarse_steps)
+    run(coarse, "coarse")
+    k = int(np.argmax([v[2] for v in values]))
+    if fine_steps > 0 and coarse.size > 1:
+        low, high = coarse[max(k - 1, 0)], coarse[min(k + 1, coarse.size - 1)]
+        fine = _log_grid(low, high, fine_steps + 2)[1:-1]
+        fine = fine[~np.isclose(fine, coarse[k], rtol=1e-9, atol=0.0)]  # already solved
+        if fine.size:
+            run(fine, "fine")
+    values.sort(key=lambda v: v[0])
+    lambdas = np.asarray([v[0] for v in values])
+    p_all = np.asarray([v[2] for v in values])
+    s_all = np.asarray([v[3] for v in values])
+    kp, ks = int(np.argmax(p_all)), int(np.argmax(s_all))
+    edge_values = (float(np.float32(coarse[0])), float(np.float32(coarse[-1])))
+    return {
+        "lambdas": lambdas, "psnr": p_all, "ssim": s_all, "stage": [v[1] for v in values],
+        "lambda_best_psnr": float(lambdas[kp]), "psnr_best": float(p_all[kp]), "ssim_at_best_psnr": float(s_all[kp]),
+        "lambda_best_ssim": float(lambdas[ks]), "ssim_best": float(s_all[ks]),
+        "at_edge": float(lambdas[kp]) in edge_values,
+        "image": best["image"],
+    }
+
+
+# ----------------------------------------------------------------------------- command line
+_EXAMPLES = """examples:
+  tvfast evaluate --task mri4x --data test/ --weights runs/mri/best.safetensors --out eval_mri/
+  tvfast evaluate --task ct60 --data test/ --weights runs/ct/best.safetensors --limit 20 --iters 128
+
+Writes per_image.csv, lambda_grid.csv, results.md, summary.json and figures/
+in --out. Image i is simulated with the seed SEED + i at the task's evaluation
+noise level (mri4x s = 0.05, ct60 s = 0.02)."""
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Defaults shown in the help where an option has one worth showing (not None or False)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        shown = not any(action.default is v for v in (None, False, argparse.SUPPRESS))
+        if shown and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line options of the reconstruction evaluation."""
+    p = CommandParser(
+        prog="tvfast evaluate",
+        description="Compare a learned Λ map for reconstruction (simulated 4× MRI or 60-view CT)\n"
+                    "with the oracle best scalar λ per image (same T, step sizes and start).",
+        epilog=_EXAMPLES,
+        formatter_class=_HelpFormatter,
+    )
+    p.add_argument("--task", required=True, choices=tuple(TASK_MODELS),
+                   help="mri4x: single-coil 4× Cartesian MRI; ct60: 60-view parallel-beam CT (both simulated)")
+    p.add_argument("--data", required=True, help="folder of clean test images (PNG/JPEG/TIFF)")
+    p.add_argument("--weights", required=True,
+                   help="ReconstructionNet of the task (.safetensors with its .json, from tvfast train --task)")
+    p.add_argument("--out", default=None, help="output folder (default runs/evaluate_TASK)")
+    p.add_argument("--size", type=int, default=None,
+                   help="centre-crop and resize images to SIZE×SIZE (default 256 for mri4x, 128 for ct60)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images (sorted by name)")
+    p.add_argument("--iters", type=int, default=None,
+                   help="PDHG iterations T for the learned model and the scalar baseline (default: the model's)")
+    p.add_argument("--seed", type=int, default=0, help="the data of image i are simulated with the seed SEED + i")
+    p.add_argument("--examples", type=int, default=3, help="example figures for the first N images")
+    p.add_argument("--no-figures", action="store_true", help="skip the figures")
+    p.add_argument("--lambda-min", type=float, default=1e-4, help="smallest λ of the coarse log grid")
+    p.add_argument("--lambda-max", type=float, default=0.3, help="largest λ of the coarse log grid")
+    p.add_argument("--lambda-steps", type=int, default=25, help="values of the coarse log grid")
+    p.add_argument("--fine-steps", type=int, default=8,
+                   help="log-spaced values between the neighbours of the best coarse λ (0: no refinement)")
+    p.add_argument("--grid-batch", type=int, default=None,
+                   help="λ values per pdhg call (default: a whole grid in one call)")
+    p.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', ...")
+    return p
+
+
+def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
+    """Usage errors as one line naming the argument; returns the weights' configuration."""
+    try:
+        list_images(args.data)
+    except (OSError, ValueError) as exc:
+        parser.error(f"--data: {exc}")
+    try:
+        _, config = read_model_config(args.weights, (FORMAT,))
+    except FileNotFoundError as exc:
+        parser.error(f"--weights: {exc}")
+    except ValueError as exc:
+        parser.error(f"--weights {args.weights}: not a ReconstructionNet model file ({exc})")
+    wanted = TASK_MODELS[args.task]
+    if config.get("task") != wanted:
+        other = {v: k for k, v in TASK_MODELS.items()}.get(config.get("task"), "?")
+        parser.error(f"--weights {args.weights}: a model for the {config.get('task')!r} task (--task {other}); "
+                     f"--task {args.task} needs a {wanted!r} model")
+    for flag, value, minimum in (("--size", args.size, 1), ("--limit", args.limit, 1), ("--iters", args.iters, 1),
+                                 ("--seed", args.seed, 0), ("--examples", args.examples, 0),
+                                 ("--lambda-steps", args.lambda_steps, 1), ("--fine-steps", args.fine_steps, 0),
+                                 ("--grid-batch", args.grid_batch, 1)):
+        if value is not None and value < minimum:
+            parser.error(f"{flag} must be >= {minimum}, got {value}")
+    if not (0 < args.lambda_min <= args.lambda_max and math.isfinite(args.lambda_max)):
+        parser.error(f"--lambda-min, --lambda-max: need 0 < min <= max, got {args.lambda_min:g} and "
+                     f"{args.lambda_max:g}")
+    try:
+        resolve_device(args.device)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if not args.no_figures:
+        from tvfast.extras import MissingExtraError, require
+
+        try:
+            require("matplotlib.figure", "tvfast evaluate figures")
+        except MissingExtraError as exc:
+            parser.error(f"{exc} (or pass --no-figures)")
+    return config
+
+
+# ----------------------------------------------------------------------------- outputs
+def _mean_std(values) -> list[float]:
+    a = np.asarray(values, dtype=np.float64)
+    return [float(a.mean()), float(a.std())]
+
+
+def _summarise(rows: list[dict]) -> dict:
+    keys = [c for c in CSV_COLUMNS[2:] if c not in ("gain_psnr", "lambda_at_edge")]
+    gains = np.asarray([r["gain_psnr"] for r in rows], dtype=np.float64)
+    return {
+        **{k: _mean_std([r[k] for r in rows]) for k in keys},
+        "gain_psnr": {"mean": float(gains.mean()), "std": float(gains.std()), "min": float(gains.min()),
+                      "max": float(gains.max()), "learned_better": int((gains > 0).sum()),
+                      "share_learned_better": float((gains > 0).mean())},
+        "gain_ssim": _mean_std([r["ssim_learned"] - r["ssim_best_scalar"] for r in rows]),
+    }
+
+
+def _rows_csv(rows: list[dict], columns: list[str]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else int(v) if isinstance(v, bool) else v)
+                    for k, v in r.items() if k in columns})
+    return buf.getvalue()
+
+
+def _markdown(summary: dict, meta: dict) -> str:
+    m = summary
+
+    def f(key, digits):
+        mu, sd = m[key]
+        return f"{mu:.{digits}f} ± {sd:.{digits}f}"
+
+    g = m["gain_psnr"]
+    n = meta["n_images"]
+    grid = meta["grid"]
+    timing = meta["timing"]
+    lines = [
+        f"# Reconstruction ({meta['task']}): oracle best scalar λ vs learned Λ",
+        "",
+        f"{meta['description']}, from the images in `{meta['data']}`. "
+        f"Mean ± std (population) over {n} image{'s' if n != 1 else ''}; PSNR/SSIM of "
+        f"{'|x̂|' if meta['task'] == 'mri4x' else 'x̂'} against the clean image (data range 1).",
+        "",
+        f"| metric | start: {meta['start']} | best scalar λ (oracle) | learned Λ |",
+        "|---|---:|---:|---:|",
+        f"| PSNR (dB) | {f('psnr_start', 2)} | {f('psnr_best_scalar', 2)} | {f('psnr_learned', 2)} |",
+        f"| SSIM | {f('ssim_start', 4)} | {f('ssim_at_best_psnr_lambda', 4)} | {f('ssim_learned', 4)} |",
+        "",
+        "| PSNR gain, learned − best scalar (dB) | mean ± std | min | max | learned better |",
+        "|---|---:|---:|---:|---:|",
+        f"| per image | {g['mean']:.2f} ± {g['std']:.2f} | {g['min']:.2f} | {g['max']:.2f} | "
+        f"{g['learned_better']}/{n} ({100 * g['share_learned_better']:.0f} %) |",
+        "",
+        f"Best scalar λ (PSNR): {f('lambda_best_psnr', 5)}; SSIM-best scalar λ: {f('lambda_best_ssim', 5)} "
+        f"(SSIM {f('ssim_best_scalar', 4)}); learned Λ, mean over the image: {f('lambda_learned_mean', 5)}. "
+        f"The SSIM of the best scalar column is at the PSNR-best λ.",
+        "",
+    ]
+    if meta["lambda_at_edge"]:
+        names = ", ".join(f"`{x}`" for x in meta["lambda_at_edge"])
+        lines += [f"**Warning:** the PSNR-best λ is at the edge of the grid [{grid['lambda_min']:g}, "
+                  f"{grid['lambda_max']:g}] for {len(meta['lambda_at_edge'])} image(s): {names}; the oracle may be "
+                  "better outside it (widen --lambda-min / --lambda-max).", ""]
+    lines += [
+        "| setting | value |",
+        "|---|---|",
+        f"| task | {meta['task']} ({meta['model_task']} model `{meta['weights']}`) |",
+        f"| PDHG iterations T (learned and scalar) | {meta['iters']} |",
+        f"| image size | {meta['size']}×{meta['size']} |",
+        f"| data | {meta['data_shape']} |",
+        f"| noise level s | {meta['noise_level']:g} |",
+        f"| images | {n} (seeds {meta['seed']}…{meta['seed'] + n - 1}) |",
+        f"| oracle grid | {grid['coarse_steps']} log-spaced λ in [{grid['lambda_min']:g}, {grid['lambda_max']:g}], "
+        f"then {grid['fine_steps']} between the neighbours of the best; per image, against the clean image |",
+        f"| steps | τ = σ = {meta['steps']} (the model's) |",
+        f"| machine | {meta['machine']['processor']} ({meta['machine']['node']}), device {meta['device']}, "
+        f"torch {meta['machine']['torch']} |",
+        f"| wall time | {timing['wall_s']:.1f} s ({timing['per_image_s']:.2f} s per image; first image "
+        f"{timing['first_image_s']:.2f} s including any compilation, later images median "
+        f"{timing['later_median_s']:.2f} s) |",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _plot_example(path: Path, name: str, clean, start, scalar, learned, lam, row: dict, task: str) -> Path:
+    from tvfast.evaluation.figures import save_figure
+    from tvfast.extras import require
+
+    Figure = require("matplotlib.figure", "tvfast evaluate figures").Figure
+    fig = Figure(figsize=(16, 3.6))
+    axes = fig.subplots(1, 5)
+    panels = [
+        (clean, "clean"),
+        (start, "{}  {:.2f} dB / {:.3f}".format("|Aᴴy| zero-filled" if task == "mri4x" else _START_NAMES[task],
+                                                 row["psnr_start"], row["ssim_start"])),
+        (scalar, "best scalar λ={:.2g}  {:.2f} dB / {:.3f}".format(
+            row["lambda_best_psnr"], row["psnr_best_scalar"], row["ssim_at_best_psnr_lambda"])),
+        (learned, "learned Λ  {:.2f} dB / {:.3f}".format(row["psnr_learned"], row["ssim_learned"])),
+    ]
+    for ax, (img, title) in zip(axes, panels):
+        ax.imshow(img, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.set_axis_off()
+    im = axes[4].imshow(lam, cmap="viridis", interpolation="nearest")
+    axes[4].set_title(f"Λ (mean {row['lambda_learned_mean']:.2g})", fontsize=9)
+    axes[4].set_axis_off()
+    fig.colorbar(im, ax=axes[4], fraction=0.046, pad=0.04)
+    fig.suptitle(f"{name}  ({task}, PSNR / SSIM)", fontsize=10)
+    return save_figure(fig, path)
+
+
+def _plot_gains(path: Path, gains: list[float], title: str) -> Path:
+    from tvfast.evaluation.figures import save_figure
+    from tvfast.extras import require
+
+    Figure = require("matplotlib.figure", "tvfast evaluate figures").Figure
+    fig = Figure(figsize=(5.5, 3.6))
+    ax = fig.subplots()
+    g = np.asarray(gains, dtype=np.float64)
+    ax.hist(g, bins=max(5, min(40, g.size)), color="tab:blue")
+    ax.axvline(0.0, color="black", lw=1)
+    ax.axvline(float(g.mean()), color="tab:red", ls="--", lw=1, label=f"mean {g.mean():.2f} dB")
+    ax.set_xlabel("PSNR gain, learned Λ − best scalar λ (dB)")
+    ax.set_ylabel("images")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def _processor() -> str:
+    """The CPU's model name where the system tells it (Linux), else ``platform.processor()``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()}, {len(os.sched_getaffinity(0))} cores"
+    except (OSError, AttributeError):
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _safe_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(name).stem)
+
+
+# ----------------------------------------------------------------------------- the evaluation
+def evaluate(args: argparse.Namespace) -> dict:
+    """Run the evaluation described by ``args`` (see :func:`build_parser` and the module docstring).
+
+    Returns
+    -------
+    dict
+        ``{"summary": means and stds, "rows": per-image rows, "meta": the setting, "files": written paths}``.
+    """
+    t_begin = time.perf_counter()
+    device = resolve_device(args.device)
+    model = ReconstructionNet.load_pretrained(args.weights, map_location=device).eval()
+    if model.task != TASK_MODELS[args.task]:
+        raise ValueError(f"--weights {args.weights}: a {model.task!r} model, --task {args.task} needs "
+                         f"{TASK_MODELS[args.task]!r}")
+    model.solver_compile = True  # one shape for every image (TVFAST_COMPILE=0 still forbids compiling)
+    T = model.n_iter if args.iters is None else args.iters
+    size = args.size or DEFAULT_SIZE[args.task]
+    out = Path(args.out or f"runs/evaluate_{args.task}")
+    fig_dir = out / "figures"
+    figures = not args.no_figures
+    ds = TaskDataset(args.data, args.task, size=size, train=False, seed=args.seed)
+    n = len(ds) if args.limit is None else min(args.limit, len(ds))
+    noise_level = TASK_NOISE[args.task][1]
+
+    files: list[Path] = []
+    rows: list[dict] = []
+    grid_rows: list[dict] = []
+    times: list[float] = []
+    steps_used = None
+    data_shape = None
+    progress = tqdm(range(n), desc=f"{args.task} T={T}", unit="image", dynamic_ncols=True)
+    for i in progress:
+        t0 = time.perf_counter()
+        item = ds[i]
+        name = ds.files[i].name
+        clean = item["clean"]
+        y = item["y"][None].to(device)
+        data_shape = ("k-space {}×{}, 4× rows" if args.task == "mri4x" else "sinogram {}×{} (views × bins)").format(
+            *item["y"].shape[-2:])
+        if args.task == "mri4x":
+            operator = MaskedFFT(item["mask"][None].to(device))
+        else:
+            operator = ds.projector(*clean.shape[-2:])
+        with torch.no_grad():
+            x0 = model.start(y, operator)
+            steps = solver_steps(operator, x0)
+            steps_used = f"{steps['tau']:.6g}"
+            search = scalar_search(y, clean, operator, x0, T, steps, lambda_min=args.lambda_min,
+                                   lambda_max=args.lambda_max, coarse_steps=args.lambda_steps,
+                                   fine_steps=args.fine_steps, batch=args.grid_batch, compile=True,
+                                   backend=model.solver_backend)
+            x_learned, lam, _ = model.solve(y, operator, n_iter=T)
+        p_start, s_start = _scores(clean, x0)
+        p_learned, s_learned = _scores(clean, x_learned)
+        row = {
+            "image": name, "s": float(item["s"]),
+            "psnr_start": p_start, "ssim_start": s_start,
+            "lambda_best_psnr": search["lambda_best_psnr"], "psnr_best_scalar": search["psnr_best"],
+            "ssim_at_best_psnr_lambda": search["ssim_at_best_psnr"],
+            "lambda_best_ssim": search["lambda_best_ssim"], "ssim_best_scalar": search["ssim_best"],
+            "psnr_learned": p_learned, "ssim_learned": s_learned,
+            "gain_psnr": p_learned - search["psnr_best"],
+            "lambda_learned_mean": float(lam.mean()),
+            "lambda_at_edge": bool(search["at_edge"]),
+        }
+        rows.append(row)
+        grid_rows += [{"image": name, "stage": st, "lambda": float(la), "psnr": float(p), "ssim": float(s)}
+                      for la, st, p, s in zip(search["lambdas"], search["stage"], search["psnr"], search["ssim"])]
+        if figures and i < args.examples:
+            files.append(_plot_example(
+                fig_dir / f"example_{i:02d}_{_safe_name(name)}.png", name, clean[0].numpy(), _image(x0).numpy(),
+                _image(search["image"]).numpy(), _image(x_learned).numpy(), lam[0, 0].float().cpu().numpy(), row,
+                args.task))
+        times.append(time.perf_counter() - t0)
+        progress.set_postfix(gain=f"{row['gain_psnr']:+.2f} dB")
+
+    summary = _summarise(rows)
+    wall = time.perf_counter() - t_begin
+    meta = {
+        "task": args.task, "model_task": model.task, "description": _DESCRIPTIONS[args.task],
+        "start": _START_NAMES[args.task], "data": str(args.data), "weights": str(args.weights),
+        "iters": T, "size": size, "data_shape": data_shape, "noise_level": noise_level, "seed": args.seed,
+        "n_images": n, "steps": steps_used, "device": str(device),
+        "grid": {"lambda_min": args.lambda_min, "lambda_max": args.lambda_max, "coarse_steps": args.lambda_steps,
+                 "fine_steps": args.fine_steps, "spacing": "log"},
+        "lambda_at_edge": [r["image"] for r in rows if r["lambda_at_edge"]],
+        "machine": {"processor": _processor(), "node": platform.node(),
+                    "platform": platform.platform(), "torch": torch.__version__,
+                    "threads": torch.get_num_threads(),
+                    "cuda": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
+        "timing": {"wall_s": wall, "per_image_s": wall / n, "first_image_s": times[0],
+                   "later_median_s": float(np.median(times[1:])) if len(times) > 1 else times[0],
+                   "images_s": times},
+    }
+    if figures:
+        files.append(_plot_gains(fig_dir / "gain_histogram.png", [r["gain_psnr"] for r in rows],
+                                 f"{args.task}, T = {T}, {n} images"))
+    files.append(atomic_write_text(out / "per_image.csv", _rows_csv(rows, CSV_COLUMNS)))
+    files.append(atomic_write_text(out / "lambda_grid.csv", _rows_csv(grid_rows, GRID_COLUMNS)))
+    files.append(atomic_write_text(out / "results.md", _markdown(summary, meta)))
+    files.append(atomic_write_text(out / "summary.json", json.dumps({**meta, "metrics": summary}, indent=2) + "\n"))
+    g = summary["gain_psnr"]
+    tqdm.write(f"{args.task}, T = {T}, {n} images: PSNR start {summary['psnr_start'][0]:.2f}, best scalar "
+               f"{summary['psnr_best_scalar'][0]:.2f}, learned {summary['psnr_learned'][0]:.2f} dB "
+               f"(gain {g['mean']:+.2f} ± {g['std']:.2f}, learned better on {g['learned_better']}/{n}); "
+               f"{wall:.1f} s; wrote {out}")
+    if meta["lambda_at_edge"]:
+        tqdm.write(f"warning: the best scalar λ is at the grid's edge for {len(meta['lambda_at_edge'])} image(s) "
+                   "(see results.md)")
+    return {"summary": summary, "rows": rows, "meta": meta, "files": files}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``tvfast evaluate --task mri4x|ct60`` and ``python -m tvfast.training.evaluate_tasks``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_arguments(parser, args)
+    evaluate(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
