@@ -158,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--iters", type=int, default=None, help="PDHG iterations T (default: 256; 128 for mri4x, ct60)")
     g.add_argument("--up-bound", type=float, default=0.0,
                    help="0: Λ = 0.1·softplus(o); b > 0: Λ = b·sigmoid(o)")
-    g.add_argument("--directional", action="store_true", help="two maps (vertical, horizontal)")
+    g.add_argument("--directional", action="store_true",
+                   help="two maps (vertical, horizontal differences); for mri4x they follow the row-wise aliasing")
     g.add_argument("--base-channels", type=int, default=32, help="U-Net width")
     g.add_argument("--depth", type=int, default=3, help="U-Net depth")
     g.add_argument("--normalize-input", action="store_true",
@@ -300,7 +301,7 @@ def _build_model(args: argparse.Namespace, ckpt: dict | None, env: ProcessGroup)
             model = ReconstructionNet("mri" if args.task == "mri4x" else "ct",
                                       UNet(in_channels=2 if args.task == "mri4x" else 1,
                                            base_channels=args.base_channels, depth=args.depth),
-                                      n_iter=args.iters, **solver)
+                                      n_iter=args.iters, directional=args.directional, **solver)
         return model.to(env.device).set_precision(resolve_precision(args.precision, env.device))
     if ckpt is not None:
         cfg = ckpt["model_config"]  # the checkpoint's model wins over --iters etc.
@@ -687,7 +688,7 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         if args.sequences:
             parser.error(f"--sequences: the {args.task} task reconstructs 2-D images")
         defaults = build_parser().parse_args(["--data", "x"])
-        for key in ("directional", "up_bound", "normalize_input", "solve_pad"):
+        for key in ("up_bound", "normalize_input", "solve_pad"):
             if getattr(args, key) != getattr(defaults, key):
                 parser.error(f"--{key.replace('_', '-')} is for the denoising model; it does not apply with "
                              f"--task {args.task}")

@@ -7,6 +7,7 @@ For data y of a linear forward operator A (single-coil Cartesian MRI,
     c   = mean |x₀|                                       per sample (detached)
     o   = crop₄( UNet( reflect_pad₄(x₀ / c) ) )           MRI: 2 input channels (Re, Im); CT: 1
     Λ_Θ = c · 0.1 · softplus(o₀)                          (B, 1, H, W), real
+    Λ_Θ = c · 0.1 · softplus((o₀, o₁))                    (B, 2, H, W) with ``directional=True``
     x_T = PDHG_T(y, Λ_Θ; A, x₀)                           ``tvfast.pdhg(y, Λ, operator=A, x0=x₀)``
 
 Input normalisation. The U-Net sees x₀ / c, and Λ is c times the network's
@@ -18,6 +19,13 @@ reconstructs the rescaled data. The mean magnitude is used (not the
 maximum) because it is insensitive to a few bright pixels or to the
 zero-filled image's aliasing peaks; c is detached (a constant of the
 sample), so the gradient flows through the network only.
+
+Directional maps. With ``directional=True`` channel 0 weights the vertical
+differences ∂_H and channel 1 the horizontal ones ∂_W. Undersampling whole
+rows (phase-encode lines) aliases along H only: each column is
+undersampled by the same 1-D mask, so the artefacts vary quickly along H
+and slowly along W, and a map per direction can remove them with a strong
+∂_H weight while a weak ∂_W weight keeps the edges.
 
 For MRI the U-Net sees the complex image's real and imaginary parts: the
 smooth phase of the data is random, so the network has to learn maps that
@@ -91,12 +99,16 @@ class ReconstructionNet(nn.Module):
         PDHG iterations T of :meth:`forward`.
     pad : int
         Reflection padding over H and W before the U-Net, cropped after.
+    directional : bool
+        Two maps (vertical, horizontal differences) instead of one; needs a
+        network with ≥ 2 output channels (the default U-Net has 2).
     solver_backend, solver_compile
         ``backend`` and ``compile`` of :func:`tvfast.pdhg`.
     """
 
-    def __init__(self, task: str, unet: nn.Module | None = None, n_iter: int = 128, pad: int = 4, *,
-                 solver_backend: str = "auto", solver_compile: bool | None = None) -> None:
+    def __init__(self, task: str, unet: nn.Module | None = None, n_iter: int = 128, pad: int = 4,
+                 directional: bool = False, *, solver_backend: str = "auto",
+                 solver_compile: bool | None = None) -> None:
         super().__init__()
         if task not in TASKS:
             raise ValueError(f"task: expected one of {tuple(TASKS)}, got {task!r}")
@@ -109,6 +121,9 @@ class ReconstructionNet(nn.Module):
         self.task = task
         self.n_iter = _int_at_least("n_iter", n_iter, 0)
         self.pad = _int_at_least("pad", pad, 0)
+        if not isinstance(directional, bool):
+            raise ValueError(f"directional: expected True or False, got {directional!r}")
+        self.directional = directional
         self.solver_backend = solver_backend
         self.solver_compile = solver_compile
         self.unet = unet if unet is not None else UNet(in_channels=TASKS[task])
@@ -116,6 +131,8 @@ class ReconstructionNet(nn.Module):
         if channels != TASKS[task]:
             raise ValueError(f"unet: the {task!r} task feeds {TASKS[task]} input channel(s), the network takes "
                              f"{channels}")
+        if directional and getattr(self.unet, "out_channels", 2) < 2:
+            raise ValueError("directional: maps per direction need a network with >= 2 output channels")
         self.precision = Precision(bf16=False, channels_last=False)
 
     def set_precision(self, precision: Precision) -> "ReconstructionNet":
@@ -133,7 +150,8 @@ class ReconstructionNet(nn.Module):
         if not isinstance(self.unet, UNet):
             raise TypeError(f"config: only defined for a tvfast.models.unet.UNet network, got "
                             f"{type(self.unet).__name__}")
-        return {"task": self.task, "n_iter": self.n_iter, "pad": self.pad, "solver_backend": self.solver_backend,
+        return {"task": self.task, "n_iter": self.n_iter, "pad": self.pad, "directional": self.directional,
+                "solver_backend": self.solver_backend,
                 "solver_compile": self.solver_compile, "unet": self.unet.config}
 
     @classmethod
@@ -149,6 +167,7 @@ class ReconstructionNet(nn.Module):
         except TypeError as exc:
             raise ValueError(f"config['unet']: {exc}") from exc
         return cls(config["task"], unet, n_iter=config["n_iter"], pad=config.get("pad", 4),
+                   directional=config.get("directional", False),
                    solver_backend=config.get("solver_backend", "auto"),
                    solver_compile=config.get("solver_compile"))
 
@@ -164,7 +183,7 @@ class ReconstructionNet(nn.Module):
         return operator.adjoint(y)
 
     def lambda_map(self, x0: torch.Tensor) -> torch.Tensor:
-        """Λ_Θ (B, 1, H, W), real and strictly positive, for the initial reconstruction x0 (B, 1, H, W)."""
+        """Λ_Θ (B, 1, H, W), or (B, 2, H, W) when directional, real and strictly positive, for x0 (B, 1, H, W)."""
         if not isinstance(x0, torch.Tensor) or x0.ndim != 4 or x0.shape[1] != 1:
             shape = tuple(x0.shape) if isinstance(x0, torch.Tensor) else type(x0).__name__
             raise ValueError(f"x0: expected (B, 1, H, W), got {shape}")
@@ -188,7 +207,7 @@ class ReconstructionNet(nn.Module):
         out = out.float()
         if p:
             out = out[..., p : p + H, p : p + W]
-        return scale.to(out.dtype) * 0.1 * F.softplus(out[:, :1])
+        return scale.to(out.dtype) * 0.1 * F.softplus(out[:, : 2 if self.directional else 1])
 
     def solve(self, y: torch.Tensor, operator, n_iter: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(x_T, Λ_Θ, x₀)`` for data ``y`` of ``operator``."""
