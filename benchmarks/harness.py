@@ -9,6 +9,8 @@ so its rows and the suite's agree. Added here:
   process (``python benchmarks/harness.py --impl …``), after a 2-iteration
   warm-up so that compilation is not counted;
 * :func:`make_train_step` — U-Net → Λ → solver → MSE → backward → Adam;
+* :func:`make_mri_train_step` — the same for MRI reconstruction: U-Net on the
+  zero-filled image → Λ → PDHG with ``MaskedFFT`` → MSE of |x| → backward → Adam;
 * :func:`make_volume` — the 3-D problems;
 * :func:`row_mask`, :func:`make_mri`, :func:`mri_solvers`, :func:`mri_forward`,
   :func:`mri_forward_backward` — single-coil Cartesian MRI with
@@ -35,8 +37,8 @@ import torch
 from tvfast.cli.bench import forward, forward_backward, make_problem, median_time, paired_medians, solvers
 
 __all__ = ["solvers", "make_problem", "make_volume", "forward", "forward_backward", "median_time", "paired_medians",
-           "PeakRSS", "probe_memory", "make_train_step", "ratio", "row_mask", "make_mri", "mri_solvers", "mri_forward",
-           "mri_forward_backward"]
+           "PeakRSS", "probe_memory", "make_train_step", "make_mri_train_step", "smooth_image", "ratio", "row_mask",
+           "make_mri", "mri_solvers", "mri_forward", "mri_forward_backward"]
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -176,7 +178,9 @@ def probe_memory(impl: str, size: int, batch: int, n_iter: int, case: str = "sol
     ``depth`` (solver only), the problem is a volume (B, 1, depth, size, size)
     with a per-voxel Λ map (docs/method.md §9). ``case="mri"``: the op with
     the MRI operator of :func:`make_mri` (B = 1; ``depth`` frames with
-    per-frame masks for a sequence), loss Σ |x|².
+    per-frame masks for a sequence), loss Σ |x|². ``case="mri_train_step"``:
+    one MRI training step of :func:`make_mri_train_step` (``size``², ``batch``
+    images, T = ``n_iter``, directional Λ).
     """
     cmd = [sys.executable, str(Path(__file__).resolve()), "--impl", impl, "--size", str(size),
            "--batch", str(batch), "--iters", str(n_iter), "--case", case]
@@ -224,19 +228,93 @@ def make_train_step(solve, size: int, batch: int = 1, n_iter: int = 256, seed: i
     return step
 
 
+def smooth_image(size: int, batch: int = 1, seed: int = 0, cell: int = 16) -> torch.Tensor:
+    """A seeded smooth random (B, 1, N, N) image batch in [0, 1]: uniform noise on a coarse grid, upsampled bilinearly.
+
+    The coarse grid has ⌈N / ``cell``⌉ + 1 points a side; bilinear weights are
+    convex, so the values stay in [0, 1].
+    """
+    gen = torch.Generator().manual_seed(seed)
+    coarse = -(-size // cell) + 1
+    low = torch.rand(batch, 1, coarse, coarse, generator=gen)
+    return torch.nn.functional.interpolate(low, size=(size, size), mode="bilinear", align_corners=True).clamp_(0, 1)
+
+
+def make_mri_train_step(impl: str, size: int = 256, n_iter: int = 128, batch: int = 1, directional: bool = True,
+                        seed: int = 0, noise: float = 0.05, lr: float = 1e-4):
+    """A closure ``step(iters=n_iter)`` running one MRI reconstruction training step; returns the loss.
+
+    The model is ``ReconstructionNet("mri", n_iter=n_iter, directional=directional)``
+    with its default U-Net (``UNet(in_channels=2)``, the seed's width: 32
+    channels, depth 3), seeded weights, Adam (``lr``). The data are made once:
+    a seeded smooth random clean batch in [0, 1] (:func:`smooth_image`,
+    ``batch`` images of ``size``²), and single-coil Cartesian MRI simulated
+    from it with :func:`tvfast.physics.mri.simulate_mri` (4× row mask, 8 %
+    centre rows, smooth random phase, noise s = ``noise``; seeded generator);
+    A = ``MaskedFFT(mask)``. One step is what the model's ``solve`` does,
+    with the solver chosen by ``impl``::
+
+        x₀ = model.start(y, A)                      Aᴴy, the zero-filled image
+        Λ  = model.lambda_map(x₀)                   U-Net → (B, 2, N, N) when directional
+        x  = solver(y, Λ, T, operator=A, x0=x₀.detach(), tau=τ, sigma=σ)
+        loss = MSE(|x|, clean);  backward;  Adam step
+
+    with τ = σ = 0.99/√(‖A‖² + 8) of the mask (as the model computes them,
+    no power iteration) and the solver ``tvfast.pdhg(…, compile=True)`` for
+    ``impl="tvfast"`` or ``pdhg_reference(…)`` for ``impl="reference"``, the
+    same arguments for both. The whole step is timed: U-Net forward and
+    backward, solver forward and backward, Adam.
+    """
+    import tvfast
+    from tvfast.models.reconstruction_net import ReconstructionNet, _known_steps
+    from tvfast.physics import MaskedFFT
+    from tvfast.physics.mri import simulate_mri
+    from tvfast.solver.reference import pdhg_reference
+
+    if impl not in ("tvfast", "reference"):
+        raise ValueError(f"impl: expected 'tvfast' or 'reference', got {impl!r}")
+    with torch.random.fork_rng(devices=[]):  # seeded weights without touching the caller's global RNG
+        torch.manual_seed(seed)
+        model = ReconstructionNet("mri", n_iter=n_iter, directional=directional)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    clean = smooth_image(size, batch, seed)
+    data = simulate_mri(clean, noise, generator=torch.Generator().manual_seed(seed))
+    y, operator = data.y, MaskedFFT(data.mask)
+    steps = _known_steps(operator)
+
+    def solve(y, lam, iters, x0):
+        if impl == "tvfast":
+            return tvfast.pdhg(y, lam, iters, operator=operator, x0=x0, compile=True, **steps)
+        return pdhg_reference(y, lam, iters, operator=operator, x0=x0, **steps)
+
+    def step(iters: int = n_iter):
+        x0 = model.start(y, operator)
+        lam = model.lambda_map(x0)
+        x = solve(y, lam, iters, x0.detach())
+        loss = torch.nn.functional.mse_loss(x.abs(), clean)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step
+
+
 def _probe_main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="peak extra RSS of one forward+backward (fresh process)")
     parser.add_argument("--impl", choices=["tvfast", "reference"], required=True)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--iters", type=int, default=256)
-    parser.add_argument("--case", choices=["solver", "train_step", "mri"], default="solver")
+    parser.add_argument("--case", choices=["solver", "train_step", "mri", "mri_train_step"], default="solver")
     parser.add_argument("--image", default=None, help="train_step on this grayscale image at full resolution")
     parser.add_argument("--depth", type=int, default=None,
                         help="solver: volumes (B, 1, DEPTH, SIZE, SIZE) instead of images; mri: DEPTH frames")
     args = parser.parse_args(argv)
-    if args.depth is not None and (args.case == "train_step" or args.depth < 1):
+    if args.depth is not None and (args.case in ("train_step", "mri_train_step") or args.depth < 1):
         parser.error("--depth needs --case solver or mri and a depth >= 1")
+    if args.image is not None and args.case != "train_step":
+        parser.error("--image needs --case train_step")
     if args.case == "mri" and args.batch != 1:
         parser.error("--case mri runs one image or sequence: --batch must be 1")
     solve = solvers()[args.impl]
@@ -245,6 +323,8 @@ def _probe_main(argv=None) -> None:
     # frees cannot hide the measured run's growth inside malloc's pools.
     if args.case == "train_step":
         run = make_train_step(solve, args.size, args.batch, args.iters, image=args.image)
+    elif args.case == "mri_train_step":
+        run = make_mri_train_step(args.impl, args.size, args.iters, args.batch)
     elif args.case == "mri":
         y, lam, operator = make_mri(args.size, frames=args.depth)
         solve = mri_solvers(operator)[args.impl]

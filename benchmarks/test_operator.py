@@ -10,7 +10,13 @@ forward+backward in a fresh process (``python benchmarks/harness.py --case mri``
 
 * 256², T = 256: forward, forward+backward, memory;
 * (x, y, t) sequence 16 × 128 × 128 with per-frame masks, T = 128:
-  forward+backward and memory.
+  forward+backward and memory;
+* one MRI training step at 256², T = 128 (:func:`harness.make_mri_train_step`:
+  ``ReconstructionNet("mri", directional=True)``'s default U-Net on the
+  zero-filled image → Λ → PDHG with the operator → MSE of |x| → backward →
+  Adam), the same model with either solver: time, and peak extra RSS of one
+  step after a warm-up step in a fresh process
+  (``python benchmarks/harness.py --case mri_train_step``).
 
 The same-run targets (≥ 5× faster and ≥ 10× less memory for the 256²
 forward+backward) are asserted in ``test_targets.py``.
@@ -23,7 +29,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness import make_mri, mri_forward, mri_forward_backward, mri_solvers, probe_memory
+from harness import make_mri, make_mri_train_step, mri_forward, mri_forward_backward, mri_solvers, probe_memory
 
 IMPLS = ("tvfast", "reference")
 RUNS = {"forward": mri_forward, "forward+backward": mri_forward_backward}
@@ -67,5 +73,36 @@ def test_memory_forward_backward(benchmark, case, impl):
     _record(benchmark, "memory", case)
     result = benchmark.pedantic(probe_memory, args=(impl, size, 1, n_iter, "mri"), kwargs={"depth": frames},
                                 rounds=1, iterations=1)
+    benchmark.extra_info["peak_extra_bytes"] = result["extra_bytes"]
+    benchmark.extra_info["probe_seconds"] = result["seconds"]
+
+
+# One training step: (size, T, timed rounds per impl after one warm-up round; a reference step takes seconds).
+TRAIN_STEP = (256, 128, {"tvfast": 3, "reference": 3})
+TRAIN_GROUP = f"mri train step {TRAIN_STEP[0]}x{TRAIN_STEP[0]} T={TRAIN_STEP[1]}"
+
+
+def _record_train_step(benchmark, kind):
+    size, n_iter, _ = TRAIN_STEP
+    benchmark.group = TRAIN_GROUP if kind == "time" else f"{TRAIN_GROUP} {kind}"
+    benchmark.extra_info.update(case="mri_train_step", kind=kind, size=size, batch=1, iters=n_iter, acceleration=4,
+                                directional=True)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_train_step_time(benchmark, impl):
+    """One step: U-Net → Λ → PDHG with MaskedFFT (T = 128) → MSE of |x| → backward → Adam, 256², B = 1."""
+    size, n_iter, rounds = TRAIN_STEP
+    _record_train_step(benchmark, "time")
+    step = make_mri_train_step(impl, size, n_iter)
+    benchmark.pedantic(step, rounds=rounds[impl], warmup_rounds=1)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_train_step_memory(benchmark, impl):
+    """Peak extra RSS of one training step after a warm-up step, in a fresh process (extra_info)."""
+    size, n_iter, _ = TRAIN_STEP
+    _record_train_step(benchmark, "memory")
+    result = benchmark.pedantic(probe_memory, args=(impl, size, 1, n_iter, "mri_train_step"), rounds=1, iterations=1)
     benchmark.extra_info["peak_extra_bytes"] = result["extra_bytes"]
     benchmark.extra_info["probe_seconds"] = result["seconds"]

@@ -418,3 +418,30 @@ def test_volume_flag_errors(data, volumes, tmp_path, capsys, folder, extra, matc
     with pytest.raises(SystemExit):
         main(["--data", str(root), "--out", str(tmp_path / "o"), *extra])
     assert match in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("task", ["mri4x", "ct60"])
+def test_reconstruction_tasks_train_resume_and_save(data, tmp_path, task):
+    """--task mri4x / ct60 train ReconstructionNet end to end, resume exactly and write a loadable best model."""
+    from tvfast.models.reconstruction_net import ReconstructionNet
+
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    extra = ["--task", task, "--directional"] if task == "mri4x" else ["--task", task]
+    run(data, straight, *extra, "--epochs", "2")
+    run(data, resumed, *extra, "--epochs", "1")
+    run(data, resumed, *extra, "--epochs", "2", "--resume")
+    a, b = load(straight), load(resumed)
+    assert a["model_kind"] == b["model_kind"] == "reconstruction"
+    assert a["args"]["noise_min"] == (0.02 if task == "mri4x" else 0.01)
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-6, atol=1e-7)
+    assert b["history"][1]["val_psnr"] == pytest.approx(a["history"][1]["val_psnr"], abs=1e-4)
+    model = ReconstructionNet.load_pretrained(straight / "best.safetensors")
+    assert model.task == ("mri" if task == "mri4x" else "ct") and model.n_iter == 4
+    assert model.directional == (task == "mri4x") and model.solver_compile is None
+
+
+def test_reconstruction_tasks_refuse_denoising_options(data, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        run(data, tmp_path / "x", "--task", "mri4x", "--normalize-input")
+    assert "--normalize-input is for the denoising model" in capsys.readouterr().err

@@ -63,12 +63,13 @@ def pdhg(
     With an operator, x may be real or complex (B, 1, H, W) or (B, 1, D, H, W)
     (the shape and dtype of Aᴴy, or of ``x0``); for complex x the TV term
     clips the real and imaginary parts separately with the same real Λ.
-    x₀ = x̄₀ = ``x0`` or Aᴴy, and the backward applies one A and one Aᴴ per
-    iteration and keeps only the clip states (0.5 byte per pixel per
-    iteration for real images, 1 for complex images and real volumes, 2 for
-    complex volumes). A and Aᴴ run in PyTorch; the TV part (q update, ∇ᵀq,
-    the x update given Aᴴp, the clip states) runs in the Triton kernels for
-    CUDA tensors.
+    x₀ = x̄₀ = ``x0`` or Aᴴy. Each iteration, forward and backward, applies
+    the normal operator AᴴA once (``operator.gram``, by default A then Aᴴ;
+    docs/method.md §10), and the backward keeps only the clip states (0.5
+    byte per pixel per iteration for real images, 1 for complex images and
+    real volumes, 2 for complex volumes). The operator runs in PyTorch; the
+    TV part (q update, ∇ᵀq, the x update given Aᴴp, the clip states) runs
+    in the Triton kernels for CUDA tensors.
 
     Parameters
     ----------

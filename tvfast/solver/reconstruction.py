@@ -22,13 +22,20 @@ convention (∂ℓ/∂Re + i ∂ℓ/∂Im), in which the adjoint of a map for th
 inner product is the operator's Aᴴ, so the recursion below is exact for
 real and complex x alike.
 
-Backward (one A and one Aᴴ per iteration, as in the forward). With
-a = gx' + (1+θ)gx̄':
+In image space (docs/method.md §10): the data term is carried as
+P_k = Aᴴp_k, P_{k+1} = (P_k + σ(AᴴA x̄_k − Aᴴy))/(1+σ), so each iteration
+applies the normal operator AᴴA once (``operator.gram``: A then Aᴴ, or a
+cheaper form the operator provides, such as 1-D FFTs for MRI masks of whole
+rows) and Aᴴy is computed once.
 
-    gp'' = gp' − τ A a,   gq'' = gq' − τ∇a,   gu = M∘gq'',   gΛ += S∘gq''
-    gx̄ = σ∇ᵀgu + σ/(1+σ) Aᴴgp'',   gy −= σ/(1+σ) gp'',   gp = gp''/(1+σ),   gx = a − θgx̄'
+Backward (one AᴴA per iteration, as in the forward). With
+a = gx' + (1+θ)gx̄' and the image-space r (r_T = 0) for which gp''_k = A r_k:
 
-and finally gx₀ = gx + gx̄ goes to x0, or through A to y when x₀ = Aᴴy.
+    r_k = r_{k+1}/(1+σ) − τa,   gq'' = gq' − τ∇a,   gu = M∘gq'',   gΛ += S∘gq''
+    gx̄ = σ∇ᵀgu + σ/(1+σ)·AᴴA r_k,   gx = a − θgx̄'
+
+and finally gx₀ = gx + gx̄ goes to x0, and gy = A(−σ/(1+σ)·Σ_k r_k, plus
+gx₀ when x₀ = Aᴴy): one application of A after the loop.
 
 Memory: the clip states (docs/method.md §4.2) of the TV batch — 0.5 byte
 per pixel per iteration for real images, 1 for complex images and for real
