@@ -173,3 +173,12 @@ def _replayed(dataset, index: int) -> torch.Generator:
     g = dataset._generator(index)
     torch.rand((), generator=g)
     return g
+
+
+def test_models_command_lists_the_registry(capsys):
+    from tvfast.cli.main import main
+
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name, about in tvfast.pretrained_models().items():
+        assert name in out and about in out

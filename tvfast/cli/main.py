@@ -26,7 +26,8 @@ _MAIN_EXAMPLES = """examples:
   tvfast denoise scan.png -o scan_denoised.png  denoise with the shipped model
   tvfast train --data train/ --val val/ --out runs/x
   tvfast evaluate --data test/ --out eval/
-  tvfast bench --quick"""
+  tvfast bench --quick
+  tvfast models                                 the shipped models and what each is for"""
 
 _DENOISE_EXAMPLES = """examples:
   tvfast denoise scan.png -o scan_denoised.png            learned Λ map (shipped model)
@@ -93,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("train", help="train a Λ-map model (see tvfast train --help)", add_help=False)
     sub.add_parser("evaluate", help="evaluate against the best scalar λ (see tvfast evaluate --help)", add_help=False)
+
+    sub.add_parser("models", help="list the shipped models (tvfast.pretrained(name)) and what each is for")
 
     b = sub.add_parser("bench", help="benchmark tvfast.pdhg against the reference loop",
                        epilog=_BENCH_EXAMPLES, formatter_class=fmt)
@@ -234,6 +237,14 @@ def _cmd_bench(args) -> int:
     return 0
 
 
+def _cmd_models(args) -> int:
+    from tvfast.models.pretrained import pretrained_models
+
+    for name, about in pretrained_models().items():
+        print(f"{name}\n    {about}")
+    return 0
+
+
 _PLUGIN_COMMANDS = ("train", "evaluate")
 
 
@@ -269,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     from tvfast.cli.denoise import UsageError
     from tvfast.io.images import ImageReadError
 
-    command = {"denoise": _cmd_denoise, "demo": _cmd_demo, "bench": _cmd_bench}[args.command]
+    command = {"denoise": _cmd_denoise, "demo": _cmd_demo, "bench": _cmd_bench, "models": _cmd_models}[args.command]
     try:
         return command(args)
     except (UsageError, ImageReadError, FileNotFoundError, PermissionError, ValueError, MissingExtraError) as exc:
