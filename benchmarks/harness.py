@@ -266,7 +266,7 @@ def make_mri_train_step(impl: str, size: int = 256, n_iter: int = 128, batch: in
     backward, solver forward and backward, Adam.
     """
     import tvfast
-    from tvfast.models.reconstruction_net import ReconstructionNet, _known_steps
+    from tvfast.models.reconstruction_net import ReconstructionNet, mri_steps
     from tvfast.physics import MaskedFFT
     from tvfast.physics.mri import simulate_mri
     from tvfast.solver.reference import pdhg_reference
@@ -280,7 +280,7 @@ def make_mri_train_step(impl: str, size: int = 256, n_iter: int = 128, batch: in
     clean = smooth_image(size, batch, seed)
     data = simulate_mri(clean, noise, generator=torch.Generator().manual_seed(seed))
     y, operator = data.y, MaskedFFT(data.mask)
-    steps = _known_steps(operator)
+    steps = mri_steps(operator)
 
     def solve(y, lam, iters, x0):
         if impl == "tvfast":

@@ -18,7 +18,7 @@ Protocol, for a folder of clean test images and a ``ReconstructionNet``
 * **Oracle best scalar λ** — per image, TV reconstructions
   ``tvfast.pdhg(y, λ, T, operator=A, x0=x₀)`` with the *same* T, the *same*
   step sizes (τ = σ = 0.99/√(‖A‖² + 8), with ‖A‖ from the mask for MRI
-  (:func:`~tvfast.models.reconstruction_net._known_steps`) and the power
+  (:func:`~tvfast.models.reconstruction_net.mri_steps`) and the power
   iteration of :func:`tvfast.pdhg` on the model's start for CT) and the
   *same* start x₀ as the model; λ is chosen against the clean image, so it
   is an upper bound for any scalar-λ method. The search: a coarse grid of
@@ -82,7 +82,7 @@ from tvfast.device import resolve_device
 from tvfast.evaluation.metrics import psnr, ssim
 from tvfast.io.atomic import atomic_write_text
 from tvfast.models.files import read_model_config
-from tvfast.models.reconstruction_net import FORMAT, ReconstructionNet, _known_steps
+from tvfast.models.reconstruction_net import FORMAT, ReconstructionNet, mri_steps
 from tvfast.physics import MaskedFFT
 from tvfast.physics.linear import operator_norm
 from tvfast.solver.arguments import STEP_SAFETY
@@ -133,14 +133,14 @@ def solver_steps(operator, x0: torch.Tensor) -> dict:
     """τ and σ as the model's ``solve`` gets them for one image with start ``x0`` (1, 1, H, W).
 
     MRI (:class:`~tvfast.physics.MaskedFFT`): the model's own steps
-    (:func:`~tvfast.models.reconstruction_net._known_steps`). Other
+    (:func:`~tvfast.models.reconstruction_net.mri_steps`). Other
     operators: the default of :func:`tvfast.pdhg`, 0.99/√(‖A‖² + 8), with
     ‖A‖ the power iteration on x0's shape that ``pdhg`` runs (and caches in
     the operator) for the model's one-image call — computed here once, so
     that a batch of K copies gets exactly the same steps rather than a power
     iteration started from a (K, …) random vector.
     """
-    steps = _known_steps(operator)
+    steps = mri_steps(operator)
     if steps:
         return steps
     with torch.no_grad():

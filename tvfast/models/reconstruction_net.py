@@ -54,7 +54,7 @@ from tvfast.models.files import load_model_weights, read_model_config, save_mode
 from tvfast.models.precision import Precision
 from tvfast.models.unet import UNet, pad_mode
 
-__all__ = ["ReconstructionNet", "TASKS", "FORMAT"]
+__all__ = ["ReconstructionNet", "TASKS", "FORMAT", "mri_steps"]
 
 FORMAT = "tvfast-reconstructionnet"
 _FORMAT_VERSION = 1
@@ -64,7 +64,7 @@ TASKS = {"mri": 2, "ct": 1}
 
 
 
-def _known_steps(operator) -> dict:
+def mri_steps(operator) -> dict:
     """τ = σ = 0.99/√(‖A‖² + 8) for a :class:`MaskedFFT`, whose ‖A‖ is its mask's largest magnitude;
     {} (the power iteration of :func:`tvfast.pdhg`) for other operators."""
     from tvfast.physics import MaskedFFT
@@ -214,7 +214,7 @@ class ReconstructionNet(nn.Module):
         x0 = self.start(y, operator)
         lam = self.lambda_map(x0)
         T = self.n_iter if n_iter is None else n_iter
-        steps = _known_steps(operator)
+        steps = mri_steps(operator)
         x = tvfast.pdhg(y, lam, T, operator=operator, x0=x0.detach(), backend=self.solver_backend,
                         compile=self.solver_compile, **steps)
         return x, lam, x0
