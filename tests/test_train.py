@@ -445,3 +445,24 @@ def test_reconstruction_tasks_refuse_denoising_options(data, tmp_path, capsys):
     with pytest.raises(SystemExit):
         run(data, tmp_path / "x", "--task", "mri4x", "--normalize-input")
     assert "--normalize-input is for the denoising model" in capsys.readouterr().err
+
+
+def test_init_starts_a_new_run_from_weights(data, tmp_path, capsys):
+    """--init fine-tunes: a new run (other sample options) from another run's best weights."""
+    from safetensors.torch import load_file
+
+    first, tuned = tmp_path / "first", tmp_path / "tuned"
+    run(data, first, "--task", "mri4x", "--epochs", "1")
+    weights = load_file(first / "best.safetensors")
+    main(["--data", str(data / "train"), "--out", str(tuned), *TINY, "--task", "mri4x", "--epochs", "1",
+          "--max-steps-per-epoch", "1", "--lr", "1e-12", "--init", str(first / "best.safetensors")])
+    tuned_weights = load_file(tuned / "best.safetensors")
+    for k in weights:  # a 1e-12 step: the weights are the initial ones
+        torch.testing.assert_close(tuned_weights[k], weights[k], rtol=1e-6, atol=1e-8)
+    with pytest.raises(SystemExit):
+        main(["--data", str(data / "train"), "--out", str(tmp_path / "x"), *TINY, "--init", str(tmp_path / "no.st")])
+    assert "--init: weights not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a LambdaNet run cannot start from a ReconstructionNet's weights
+        main(["--data", str(data / "train"), "--out", str(tmp_path / "y"), *TINY, "--epochs", "1",
+              "--init", str(first / "best.safetensors")])
+    assert "--init" in capsys.readouterr().err

@@ -200,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", default="runs/train", help="output folder")
     g.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
                    help="continue from CKPT (default: OUT/last.pt)")
+    g.add_argument("--init", default=None, metavar="WEIGHTS",
+                   help="start a new run from the weights of a model file of the same kind and shape (.safetensors, "
+                        "e.g. OUT/best.safetensors of another run), for fine-tuning with other sample options; "
+                        "the optimizer and schedule start afresh")
     g.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', 'cuda:1', ...")
     g.add_argument("--log-every", type=int, default=1, help="TensorBoard train-loss interval (steps)")
     g.add_argument("--checkpoint-every", type=int, default=1,
@@ -302,6 +306,7 @@ def _build_model(args: argparse.Namespace, ckpt: dict | None, env: ProcessGroup)
                                       UNet(in_channels=2 if args.task == "mri4x" else 1,
                                            base_channels=args.base_channels, depth=args.depth),
                                       n_iter=args.iters, directional=args.directional, **solver)
+        _init_weights(model, args)
         return model.to(env.device).set_precision(resolve_precision(args.precision, env.device))
     if ckpt is not None:
         cfg = ckpt["model_config"]  # the checkpoint's model wins over --iters etc.
@@ -317,10 +322,23 @@ def _build_model(args: argparse.Namespace, ckpt: dict | None, env: ProcessGroup)
         model = LambdaNet(UNet(base_channels=args.base_channels, depth=args.depth),
                           n_iter=args.iters, up_bound=args.up_bound, directional=args.directional,
                           normalize_input=args.normalize_input, solve_pad=args.solve_pad, **solver)
+    _init_weights(model, args)
     model.to(env.device)
     if env.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed image sizes: pick the fastest convolutions once
     return model.set_precision(resolve_precision(args.precision, env.device))
+
+
+def _init_weights(model, args: argparse.Namespace) -> None:
+    """Load ``--init`` weights into a new run's model (strict: the same parameters and shapes)."""
+    if getattr(args, "init", None) is None or args.resume is not None:
+        return
+    from safetensors.torch import load_file
+
+    try:
+        model.load_state_dict(load_file(args.init))
+    except RuntimeError as exc:
+        raise ValueError(f"--init {args.init}: the weights do not fit this run's model ({exc})") from None
 
 
 def _checkpoint(model: LambdaNet, optimizer, state: RunState, args: argparse.Namespace) -> dict:
@@ -665,6 +683,8 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         ckpt = Path(args.out) / CHECKPOINT if args.resume == "auto" else Path(args.resume)
         if not ckpt.is_file():
             parser.error(f"--resume: checkpoint not found: {str(ckpt)!r}")
+    if args.init is not None and not Path(args.init).is_file():
+        parser.error(f"--init: weights not found: {args.init!r}")
     if args.checkpoint_every < 1:
         parser.error(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
     for flag, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size)):
@@ -734,7 +754,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         train(args)
     except ValueError as exc:
-        if "a resumed run keeps" not in str(exc):
+        if "a resumed run keeps" not in str(exc) and not str(exc).startswith("--init"):
             raise
         parser.error(str(exc))
     return 0
