@@ -426,7 +426,8 @@ def _plot_example(path: Path, name: str, clean, start, scalar, learned, lam, row
         ax.set_title(title, fontsize=9)
         ax.set_axis_off()
     im = axes[4].imshow(lam, cmap="viridis", interpolation="nearest")
-    axes[4].set_title(f"Λ (mean {row['lambda_learned_mean']:.2g})", fontsize=9)
+    two = lam.shape[1] > lam.shape[0] * 1.5  # directional: the ∂_H and ∂_W maps side by side
+    axes[4].set_title(f"Λ{' (∂_H | ∂_W)' if two else ''}, mean {row['lambda_learned_mean']:.2g}", fontsize=9)
     axes[4].set_axis_off()
     fig.colorbar(im, ax=axes[4], fraction=0.046, pad=0.04)
     fig.suptitle(f"{name}  ({task}, PSNR / SSIM)", fontsize=10)
@@ -539,7 +540,8 @@ def evaluate(args: argparse.Namespace) -> dict:
         if figures and i < args.examples:
             files.append(_plot_example(
                 fig_dir / f"example_{i:02d}_{_safe_name(name)}.png", name, clean[0].numpy(), _image(x0).numpy(),
-                _image(search["image"]).numpy(), _image(x_learned).numpy(), lam[0, 0].float().cpu().numpy(), row,
+                _image(search["image"]).numpy(), _image(x_learned).numpy(),
+                torch.cat(list(lam[0].float().cpu()), dim=-1).numpy(), row,
                 args.task))
         times.append(time.perf_counter() - t0)
         progress.set_postfix(gain=f"{row['gain_psnr']:+.2f} dB")
