@@ -26,11 +26,10 @@ import os
 import torch
 import torch.nn.functional as F
 
-from tvfast.evaluation.metrics import psnr, ssim
 from tvfast.physics import MaskedFFT
 from tvfast.training.data import ImageFolderDataset
 
-__all__ = ["TASKS", "TaskDataset", "Task", "task_named"]
+__all__ = ["TASKS", "TaskDataset", "Task"]
 
 # Training noise ranges (s) and the evaluation level of each reconstruction task.
 TASK_NOISE = {"mri4x": ((0.02, 0.1), 0.05), "ct60": ((0.01, 0.04), 0.02)}
@@ -123,10 +122,3 @@ class Task:
         if self.name == "denoise":
             return batch["noisy"].to(device)
         return model.start(batch["y"].to(device), self.operator(batch, device))
-
-    def metrics(self, clean: torch.Tensor, estimate: torch.Tensor) -> tuple[float, float]:
-        return psnr(clean, estimate), ssim(clean, estimate)
-
-
-def task_named(name: str, dataset=None) -> Task:
-    return Task(name, dataset)

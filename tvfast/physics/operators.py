@@ -27,6 +27,13 @@ def _real_map(t, name: str) -> torch.Tensor:
     return t
 
 
+def _masked(k: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """k ∘ weight, in place on k (a fresh transform) unless autograd records k or the product broadcasts."""
+    if k.requires_grad or torch.broadcast_shapes(k.shape, weight.shape) != k.shape:
+        return k * weight
+    return k.mul_(weight)
+
+
 class MaskedFFT(LinearOperator):
     r"""Single-coil Cartesian MRI: A x = m ∘ F x, Aᴴ y = F⁻¹(m ∘ y).
 
@@ -70,10 +77,7 @@ class MaskedFFT(LinearOperator):
 
     def _apply(self, x: torch.Tensor) -> torch.Tensor:
         k = torch.fft.fft2(x, norm="ortho")
-        mask = self._mask_for(k)
-        if k.requires_grad or torch.broadcast_shapes(k.shape, mask.shape) != k.shape:
-            return k * mask
-        return k.mul_(mask)  # k is a fresh tensor of the result's shape: masked in place
+        return _masked(k, self._mask_for(k))
 
     def _apply_adjoint(self, y: torch.Tensor) -> torch.Tensor:
         return torch.fft.ifft2(self._mask_for(y) * y, norm="ortho")
@@ -89,12 +93,8 @@ class MaskedFFT(LinearOperator):
             self._weights[key] = weight.to(dtype)
         weight = self._weights[key]
         if dim is not None:  # whole rows (or columns): 1-D transforms
-            k = torch.fft.fft(x, dim=dim, norm="ortho")
-            k = k * weight if k.requires_grad or torch.broadcast_shapes(k.shape, weight.shape) != k.shape else k.mul_(weight)
-            return torch.fft.ifft(k, dim=dim, norm="ortho")
-        k = torch.fft.fft2(x, norm="ortho")
-        k = k * weight if k.requires_grad or torch.broadcast_shapes(k.shape, weight.shape) != k.shape else k.mul_(weight)
-        return torch.fft.ifft2(k, norm="ortho")
+            return torch.fft.ifft(_masked(torch.fft.fft(x, dim=dim, norm="ortho"), weight), dim=dim, norm="ortho")
+        return torch.fft.ifft2(_masked(torch.fft.fft2(x, norm="ortho"), weight), norm="ortho")
 
 
 class Blur(LinearOperator):

@@ -269,6 +269,8 @@ class ReconstructionArguments:
     (B, 1, *S) real or complex; ``lam`` a real (B|1, 1|n, *S|1) tensor in the
     real dtype of x's precision, still attached; ``tau``/``sigma`` resolved;
     ``operator_norm`` the estimate of ‖A‖ they were checked against;
+    ``adjoint_y`` Aᴴy of the detached y, computed by the check and reused
+    by the solve;
     ``backend`` "torch" or "triton", the solver of the TV part ("auto"
     resolved: Triton for CUDA tensors).
     """
@@ -285,6 +287,7 @@ class ReconstructionArguments:
     theta: float
     spatial_dims: int
     operator_norm: float
+    adjoint_y: torch.Tensor
     compile: bool | None = None
     backend: str = "torch"
 
@@ -392,6 +395,6 @@ def check_operator_arguments(y, Lambda, n_iter, operator, x0, tau, sigma, theta,
         _check_triton_usable(start.device)
     return ReconstructionArguments(
         y=y, lam=lam, x0=x0, operator=op, x_shape=start.shape, x_dtype=start.dtype, n_iter=int(n_iter),
-        tau=tau, sigma=sigma, theta=theta, spatial_dims=spatial_dims, operator_norm=norm, compile=compile,
-        backend=backend,
+        tau=tau, sigma=sigma, theta=theta, spatial_dims=spatial_dims, operator_norm=norm, adjoint_y=adjoint_y,
+        compile=compile, backend=backend,
     )

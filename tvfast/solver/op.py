@@ -141,7 +141,7 @@ def pdhg(
         problem = ReconstructionProblem(rec.operator, rec.x_shape, rec.x_dtype, rec.n_iter, rec.tau, rec.sigma,
                                         rec.theta, rec.compile, rec.backend)
         lam = _with_boundary(rec.lam, rec.x_shape[2:], boundary)
-        return reconstruct(rec.y, lam, rec.x0, problem)
+        return reconstruct(rec.y, lam, rec.x0, problem, adjoint_y=rec.adjoint_y)
     if x0 is not None:
         raise ValueError("x0: a start is taken only with an operator; without one the start is z")
     args = check_arguments(z, Lambda, n_iter, tau, sigma, theta, backend, compile)

@@ -172,8 +172,11 @@ class _DualAdjointStep:
         return self.handed(torch.mul(problem.operator.gram(self.r), ratio, out=self.out))
 
 
-def _solve(y, lam, x0, problem: ReconstructionProblem, need_mask: bool):
-    adjoint_y = problem.operator.adjoint(y).to(problem.x_dtype)
+def _solve(y, lam, x0, problem: ReconstructionProblem, need_mask: bool, adjoint_y: torch.Tensor | None = None):
+    """The forward solve; ``adjoint_y`` is Aᴴy when the caller has it already (the argument check does)."""
+    if adjoint_y is None:
+        adjoint_y = problem.operator.adjoint(y)
+    adjoint_y = adjoint_y.to(problem.x_dtype)
     start = adjoint_y if x0 is None else x0
     solver, options = solver_for(problem.backend, problem.compile)
     x_tv, states = solver.solve_forward(
@@ -187,8 +190,8 @@ class ReconstructionFunction(torch.autograd.Function):
     """x_T of docs/method.md §10 for y, Λ (a 4-D or 5-D broadcastable real tensor) and x0 (or None: Aᴴy)."""
 
     @staticmethod
-    def forward(ctx, y, lam, x0, problem):
-        x, states = _solve(y, lam, x0, problem, need_mask=True)
+    def forward(ctx, y, lam, x0, problem, adjoint_y=None):
+        x, states = _solve(y, lam, x0, problem, need_mask=True, adjoint_y=adjoint_y)
         ctx.save_for_backward(states)
         ctx.config = (problem, tuple(lam.shape), lam.dtype, y.shape, y.dtype, x0 is None)
         return x
@@ -213,19 +216,20 @@ class ReconstructionFunction(torch.autograd.Function):
             grad_y = problem.operator(image).to(y_dtype).reshape(y_shape)
         grad_lam = problem.lam_grad(glam, lam_shape).to(lam_dtype) if need_glam else None
         grad_x0 = g_start if need_gx0 else None
-        return grad_y, grad_lam, grad_x0, None
+        return grad_y, grad_lam, grad_x0, None, None
 
 
 def reconstruct(y: torch.Tensor, lam: torch.Tensor, x0: torch.Tensor | None,
-                problem: ReconstructionProblem) -> torch.Tensor:
+                problem: ReconstructionProblem, adjoint_y: torch.Tensor | None = None) -> torch.Tensor:
     """x_T for the data y, the real Λ and the start x0 (None: Aᴴy), differentiable in y, Λ and x0.
 
-    Without a gradient to compute no clip state is recorded. ``n_iter = 0``
-    returns x₀.
+    ``adjoint_y``: Aᴴy of the detached y when already computed (by the
+    argument check), so the solve does not apply Aᴴ to y again. Without a
+    gradient to compute no clip state is recorded. ``n_iter = 0`` returns x₀.
     """
     tensors = (y, lam) if x0 is None else (y, lam, x0)
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-        return ReconstructionFunction.apply(y, lam, x0, problem)
+        return ReconstructionFunction.apply(y, lam, x0, problem, adjoint_y)
     with torch.no_grad():
-        x, _ = _solve(y, lam, x0, problem, need_mask=False)
+        x, _ = _solve(y, lam, x0, problem, need_mask=False, adjoint_y=adjoint_y)
     return x
