@@ -114,6 +114,23 @@ def test_ct_evaluation_writes_outputs(images, weights, tmp_path):
     assert all(float(r["psnr_start"]) > 10 for r in rows)
 
 
+@pytest.mark.parametrize("task, model", [("mri4x", "mri"), ("ct60", "ct")])
+def test_noise_level_option(task, model, images, weights, tmp_path):
+    """--noise-level replaces the task's evaluation level in the data, the CSV, the summary and the table."""
+    psnr_start = {}
+    for level in (None, "0.3"):
+        out = tmp_path / f"eval_{level}"
+        extra = ("--no-figures",) if level is None else ("--no-figures", "--noise-level", level)
+        assert main(_argv(task, images, weights[model], out, *extra)) == 0
+        rows = _read_csv(out / "per_image.csv")
+        expected = {"mri4x": 0.05, "ct60": 0.02}[task] if level is None else 0.3
+        assert all(float(r["s"]) == pytest.approx(expected) for r in rows)
+        assert json.loads((out / "summary.json").read_text())["noise_level"] == pytest.approx(expected)
+        assert f"| noise level s | {expected:g} |" in (out / "results.md").read_text()
+        psnr_start[level] = np.mean([float(r["psnr_start"]) for r in rows])
+    assert psnr_start["0.3"] < psnr_start[None]  # more noise, a worse start
+
+
 def test_figures(images, weights, tmp_path):
     pytest.importorskip("matplotlib")
     out = tmp_path / "eval"
@@ -222,6 +239,9 @@ def test_bad_arguments(images, weights, tmp_path, capsys):
     assert "--limit" in err
     err = _error(capsys, lambda: main(_argv("mri4x", images, weights["mri"], out, "--lambda-min", "0")))
     assert "--lambda-min" in err
+    for bad in ("-0.1", "nan", "inf"):
+        err = _error(capsys, lambda: main(_argv("mri4x", images, weights["mri"], out, "--noise-level", bad)))
+        assert "--noise-level" in err and ">= 0" in err
     err = _error(capsys, lambda: main(["--task", "mri4x", "--data", str(images)]))
     assert "--weights" in err
     err = _error(capsys, lambda: denoise_evaluate.main(["--task", "mri5x", "--data", str(images)]))
