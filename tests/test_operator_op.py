@@ -375,11 +375,33 @@ def test_triton_backend_matches_torch(case, device, kernel_calls):
         torch.testing.assert_close(g_k, g_t, rtol=1e-10, atol=1e-12)
 
 
-def test_auto_backend_with_an_operator_follows_the_device():
+@pytest.mark.usefixtures("nan_empty")
+@pytest.mark.parametrize("case", TRITON_CASES)
+def test_fused_cpu_backend_matches_torch(case):
+    """The TV part in the fused CPU kernels, A and Aᴴ in PyTorch: the PyTorch path's x, gradients and clip states."""
+    dtype, shape, lam_shape, make_op, boundary, with_x0 = TRITON_CASES[case]
+    op = make_op(shape)
+    y = op(torch.randn(shape, dtype=dtype))
+    y = y + 0.05 * torch.randn_like(y)
+    lam = 0.1 * torch.rand(lam_shape, dtype=F64) + 0.01
+    x0 = torch.randn(shape, dtype=dtype) if with_x0 else None
+    weight = torch.randn(shape, dtype=dtype)
+    x_t, grads_t, states_t = _run_with_states(y, lam, x0, op, boundary, "torch", weight)
+    x_f, grads_f, states_f = _run_with_states(y, lam, x0, op, boundary, "numba", weight)
+    assert torch.equal(states_f, states_t) and len(states_f.unique()) > 1
+    torch.testing.assert_close(x_f, x_t, rtol=1e-12, atol=1e-12)
+    for g_f, g_t in zip(grads_f, grads_t):
+        assert g_f.abs().max() > 0
+        torch.testing.assert_close(g_f, g_t, rtol=1e-10, atol=1e-12)
+
+
+def test_auto_backend_with_an_operator_follows_the_device(monkeypatch):
+    monkeypatch.delenv("TVFAST_COMPILE", raising=False)
     op = MaskedFFT(_mask(6, 8))
     y = op(torch.randn(1, 1, 6, 8, dtype=C128))
     rec = check_operator_arguments(y, 0.1, 3, op, None, None, None, 1.0, "auto")
-    assert rec.backend == "torch"
+    assert rec.backend == "numba"
+    assert check_operator_arguments(y, 0.1, 3, op, None, None, None, 1.0, "auto", compile=True).backend == "torch"
     assert check_operator_arguments(y, 0.1, 3, op, None, None, None, 1.0, "torch").backend == "torch"
     if INTERPRETED:
         assert check_operator_arguments(y, 0.1, 3, op, None, None, None, 1.0, "triton").backend == "triton"

@@ -18,7 +18,7 @@ import torch
 
 import tvfast
 from tvfast.solver import op as solver_module
-from tvfast.solver import compile_policy, cpu
+from tvfast.solver import compile_policy, cpu, fused
 from tvfast.solver.arguments import check_arguments
 from tvfast.solver.clip_states import HIGH, LOW, clip_state
 from tvfast.kernels import launch
@@ -27,9 +27,9 @@ from tvfast.solver.reference import pdhg_reference, pdhg_reference_iterates
 
 pytestmark = pytest.mark.usefixtures("nan_empty")
 
-BACKENDS = ("torch", "triton")
+BACKENDS = ("numba", "torch", "triton")
 STEP3D = 1.0 / math.sqrt(13.0)
-SOLVERS3D = {"torch": cpu, "triton": launch}
+SOLVERS3D = {"numba": fused, "torch": cpu, "triton": launch}
 
 
 def test_nan_empty_fixture_is_active():
@@ -349,7 +349,7 @@ def test_saves_exactly_one_byte_per_voxel_per_iteration(backend, gen):
 @pytest.mark.parametrize("case", ["no_grad_mode", "inputs_without_grad"])
 def test_no_mask_and_no_function_without_grad(case, monkeypatch, gen):
     calls = []
-    real = cpu.solve_forward
+    real = fused.solve_forward  # the default CPU path
 
     def solve_forward(*args, **kwargs):
         calls.append(kwargs.get("need_mask"))
@@ -358,7 +358,7 @@ def test_no_mask_and_no_function_without_grad(case, monkeypatch, gen):
     def fail(*args, **kwargs):
         raise AssertionError("PDHGFunction used although no gradient is needed")
 
-    monkeypatch.setattr(cpu, "solve_forward", solve_forward)
+    monkeypatch.setattr(fused, "solve_forward", solve_forward)
     monkeypatch.setattr(solver_module.PDHGFunction, "apply", fail)
     need = case == "no_grad_mode"
     z = torch.rand(1, 1, 2, 3, 4, generator=gen, requires_grad=need)
@@ -403,18 +403,20 @@ def test_gradcheck_torch_backend(lam_shape, seed):
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", ["auto", "torch", "triton"])
+@pytest.mark.parametrize("backend", ["auto", "numba", "torch", "triton"])
 def test_five_d_z_picks_the_3d_solver(backend, monkeypatch, gen):
-    """The PyTorch path takes volumes (B, D, H, W) and images (B, H, W) in one module, and so does Triton."""
+    """Each CPU path takes volumes (B, D, H, W) and images (B, H, W) in one module, and so does Triton."""
+    monkeypatch.delenv("TVFAST_COMPILE", raising=False)
     used = []
-    for module in (cpu, launch):
+    for module in (cpu, fused, launch):
         real = module.solve_forward
         monkeypatch.setattr(module, "solve_forward", lambda z, *a, module=module, real=real, **k:
                             used.append((module, z.dim())) or real(z, *a, **k))  # fmt: skip
     with torch.no_grad():
         tvfast.pdhg(torch.rand(1, 1, 2, 3, 4, generator=gen), 0.1, 1, backend=backend)
         tvfast.pdhg(torch.rand(1, 1, 3, 4, generator=gen), 0.1, 1, backend=backend)
-    expected = [(launch, 4), (launch, 3)] if backend == "triton" else [(cpu, 4), (cpu, 3)]
+    module = {"triton": launch, "torch": cpu}.get(backend, fused)
+    expected = [(module, 4), (module, 3)]
     assert used == expected
 
 

@@ -9,7 +9,7 @@ from tvfast.solver.reference import pdhg_reference_iterates
 
 pytestmark = pytest.mark.usefixtures("nan_empty")
 
-BACKENDS = ("torch", "triton")
+BACKENDS = ("numba", "torch", "triton")
 SHAPES = [(2, 13, 10), (1, 1, 17), (3, 17, 1), (2, 33, 65), (1, 70, 20)]
 
 

@@ -14,14 +14,14 @@ import pytest
 import torch
 
 import tvfast
-from tvfast.solver import compile_policy, cpu
+from tvfast.solver import compile_policy, cpu, fused
 from tvfast.solver.clip_states import clip_state, pack_nibbles
 from tvfast.kernels import launch
 from tvfast.solver.reference import pdhg_reference, pdhg_reference_iterates
 
 pytestmark = pytest.mark.usefixtures("nan_empty")
 
-BACKENDS = ("torch", "triton")
+BACKENDS = ("numba", "torch", "triton")
 # (B, H, W): odd sizes, thin images, and (for the interpreter's ≤ 64×64 tiles)
 # sizes that need several tiles, the last one partly outside the image.
 SHAPES = [(2, 13, 10), (1, 1, 17), (3, 17, 1), (2, 33, 65), (1, 70, 20)]
@@ -149,11 +149,45 @@ def test_half_inputs_computed_in_float32(dtype, gen, run_reference):
     torch.testing.assert_close(x, expected, atol=0, rtol=0)
 
 
-def test_auto_backend_on_cpu_is_torch(gen, run_reference, tolerances):
+def test_auto_backend_on_cpu_is_the_fused_path(gen, run_reference, tolerances, monkeypatch):
+    monkeypatch.delenv("TVFAST_COMPILE", raising=False)
+    calls = []
+    real = fused.solve_forward
+    monkeypatch.setattr(fused, "solve_forward", lambda *a, **k: calls.append(1) or real(*a, **k))
     z = torch.rand(1, 1, 9, 9, generator=gen)
     x = tvfast.pdhg(z, 0.1, 7)
+    assert calls == [1]
+    # the same arithmetic as the PyTorch steps, term for term: the same bits
     torch.testing.assert_close(x, tvfast.pdhg(z, 0.1, 7, backend="torch"), atol=0, rtol=0)
     _assert_close(x, run_reference(z, 0.1, 7), torch.float32, tolerances)
+
+
+def test_without_numba_the_cpu_path_warns_once_and_runs_the_torch_steps(gen, monkeypatch):
+    monkeypatch.setattr(fused, "_kernels", None)
+    monkeypatch.setattr(fused, "_import_error", ImportError("No module named 'numba'"))
+    z = torch.rand(1, 1, 9, 9, generator=gen)
+    with pytest.warns(RuntimeWarning, match="fused CPU path is unavailable.*No module named 'numba'"):
+        x = tvfast.pdhg(z, 0.1, 7)
+    torch.testing.assert_close(x, tvfast.pdhg(z, 0.1, 7, backend="torch"), atol=0, rtol=0)
+
+
+def test_compile_true_selects_the_torch_compile_path(monkeypatch):
+    from tvfast.solver.arguments import resolve_backend
+
+    monkeypatch.delenv("TVFAST_COMPILE", raising=False)
+    cpu_device = torch.device("cpu")
+    assert resolve_backend("auto", cpu_device, None) == "numba"
+    assert resolve_backend("auto", cpu_device, False) == "numba"
+    assert resolve_backend("auto", cpu_device, True) == "torch"
+    monkeypatch.setenv("TVFAST_COMPILE", "1")
+    assert resolve_backend("auto", cpu_device, None) == "torch"
+
+
+def test_numba_backend_on_a_non_cpu_tensor_is_an_error():
+    from tvfast.solver.arguments import resolve_backend
+
+    with pytest.raises(ValueError, match="^backend: 'numba' runs on CPU tensors"):
+        resolve_backend("numba", torch.device("meta"), None)
 
 
 # ---------------------------------------------------------------------------
@@ -178,6 +212,9 @@ def test_clip_states_identical_between_backends(shape, channels, gen):
     lam = 0.02 + 0.2 * torch.rand(batch, channels, height, width, generator=gen, dtype=torch.float64)
     x_t, states_t = cpu.solve_forward(z, lam, n_iter, 1 / 3, 1 / 3, 1.0, need_mask=True)
     x_k, states_k = launch.solve_forward(z, lam, n_iter, 1 / 3, 1 / 3, 1.0, need_mask=True)
+    x_f, states_f = fused.solve_forward(z, lam, n_iter, 1 / 3, 1 / 3, 1.0, need_mask=True)
+    assert torch.equal(states_f, states_k)
+    torch.testing.assert_close(x_f, x_k, atol=1e-12, rtol=0)
     assert states_t.shape == states_k.shape == (n_iter, batch, height, (width + 1) // 2)
     assert states_t.dtype == states_k.dtype == torch.uint8
     assert torch.equal(states_t, states_k)
@@ -188,7 +225,7 @@ def test_clip_states_identical_between_backends(shape, channels, gen):
     assert {0, 1, 2} <= set(torch.cat([nibbles & 3, nibbles >> 2]).unique().tolist())
 
 
-@pytest.mark.parametrize("solver", [cpu, launch], ids=["torch", "triton"])
+@pytest.mark.parametrize("solver", [fused, cpu, launch], ids=["numba", "torch", "triton"])
 def test_no_clip_states_when_not_needed(solver, gen):
     z = torch.rand(2, 7, 9, generator=gen)
     lam = torch.full((1, 1, 1, 1), 0.1)

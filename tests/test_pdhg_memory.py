@@ -11,12 +11,12 @@ import torch
 
 import tvfast
 from tvfast.solver import op as solver_module
-from tvfast.solver import cpu
+from tvfast.solver import cpu, fused
 from tvfast.kernels import launch
 
 pytestmark = pytest.mark.usefixtures("nan_empty")
 
-BACKENDS = ("torch", "triton")
+BACKENDS = ("numba", "torch", "triton")
 
 
 def test_nan_empty_fixture_is_active():
@@ -166,7 +166,7 @@ class _Recorder:
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", ["no_grad_mode", "inputs_without_grad", "float_lambda_z_without_grad"])
 def test_no_mask_without_grad(backend, case, monkeypatch, gen):
-    recorder = _Recorder(monkeypatch, launch if backend == "triton" else cpu)
+    recorder = _Recorder(monkeypatch, {"triton": launch, "torch": cpu, "numba": fused}[backend])
     monkeypatch.setattr(solver_module.PDHGFunction, "apply", _fail_apply)
     need = case == "no_grad_mode"
     z = torch.rand(2, 1, 6, 7, generator=gen, requires_grad=need)

@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="U-Net arithmetic: bf16 autocast (+ channels-last) where the hardware is faster with it "
                         "(auto), or forced; the solver, weights and Adam state are always float32")
-    g.add_argument("--solver-backend", choices=("auto", "triton", "torch"), default="auto",
+    g.add_argument("--solver-backend", choices=("auto", "numba", "triton", "torch"), default="auto",
                    help="tvfast.pdhg backend (auto: Triton on CUDA, PyTorch on CPU)")
 
     g = p.add_argument_group("optimisation")

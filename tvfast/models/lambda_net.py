@@ -61,7 +61,7 @@ __all__ = ["LambdaNet", "FORMATS", "SOLVER_BACKENDS"]
 FORMATS = {2: "tvfast-lambdanet", 3: "tvfast-lambdanet3d"}
 """Format name of a model file, by ``spatial_dims``."""
 
-SOLVER_BACKENDS = ("auto", "triton", "torch")
+SOLVER_BACKENDS = ("auto", "numba", "triton", "torch")
 """Accepted ``solver_backend`` values (those of ``tvfast.pdhg``'s ``backend``)."""
 
 _FORMAT_VERSION = 2  # 1: before solver_backend / solver_compile and unet.spatial_dims

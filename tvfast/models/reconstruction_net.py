@@ -114,8 +114,8 @@ class ReconstructionNet(nn.Module):
             raise ValueError(f"task: expected one of {tuple(TASKS)}, got {task!r}")
         if unet is not None and not isinstance(unet, nn.Module):
             raise TypeError(f"unet: expected a torch.nn.Module, got {type(unet).__name__}")
-        if solver_backend not in ("auto", "triton", "torch"):
-            raise ValueError(f"solver_backend: expected 'auto', 'triton' or 'torch', got {solver_backend!r}")
+        if solver_backend not in ("auto", "numba", "triton", "torch"):
+            raise ValueError(f"solver_backend: expected 'auto', 'numba', 'triton' or 'torch', got {solver_backend!r}")
         if solver_compile is not None and not isinstance(solver_compile, bool):
             raise ValueError(f"solver_compile: expected None, True or False, got {solver_compile!r}")
         self.task = task

@@ -41,7 +41,7 @@ def default_step(spatial_dims: int) -> float:
     return 1.0 / math.sqrt(operator_norm_squared(spatial_dims))
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-_BACKENDS = ("auto", "triton", "torch")
+_BACKENDS = ("auto", "numba", "triton", "torch")
 
 
 @dataclass(frozen=True)
@@ -206,10 +206,7 @@ def check_arguments(z, Lambda, n_iter, tau, sigma, theta, backend, compile=None)
 
     compute_dtype = torch.float64 if z_batch.dtype == torch.float64 else torch.float32
     lam = (_lambda_4d if spatial_dims == 2 else _lambda_5d)(Lambda, z_batch, compute_dtype)
-    if backend == "auto":
-        backend = "triton" if z_batch.is_cuda and _triton_available() else "torch"
-    elif backend == "triton":
-        _check_triton_usable(z_batch.device)
+    backend = resolve_backend(backend, z_batch.device, compile)
     return PDHGArguments(
         z=z_batch.to(compute_dtype).contiguous(),
         lam=lam,
@@ -223,6 +220,33 @@ def check_arguments(z, Lambda, n_iter, tau, sigma, theta, backend, compile=None)
         spatial_dims=spatial_dims,
         compile=compile,
     )
+
+
+def _compile_forced() -> bool:
+    import os
+
+    return os.environ.get("TVFAST_COMPILE", "").strip().lower() in ("1", "true", "yes")
+
+
+def resolve_backend(backend: str, device: torch.device, compile: bool | None) -> str:
+    """The solver of a checked ``backend`` for tensors on ``device``: "numba", "triton" or "torch".
+
+    "auto": the Triton kernels on CUDA; on the CPU the fused path ("numba",
+    :mod:`tvfast.solver.fused`), or the PyTorch steps under ``torch.compile``
+    ("torch") when ``compile=True`` or ``TVFAST_COMPILE=1`` asks for them;
+    the PyTorch steps on other devices.
+    """
+    if backend == "auto":
+        if device.type == "cuda" and _triton_available():
+            return "triton"
+        if device.type == "cpu" and not (compile is True or _compile_forced()):
+            return "numba"
+        return "torch"
+    if backend == "triton":
+        _check_triton_usable(device)
+    elif backend == "numba" and device.type != "cpu":
+        raise ValueError(f"backend: 'numba' runs on CPU tensors, got device {device}; use 'auto'")
+    return backend
 
 
 def _triton_available() -> bool:
@@ -389,10 +413,7 @@ def check_operator_arguments(y, Lambda, n_iter, operator, x0, tau, sigma, theta,
         )
     real_dtype = torch.float64 if start.dtype in (torch.float64, torch.complex128) else torch.float32
     lam = (_lambda_4d if spatial_dims == 2 else _lambda_5d)(Lambda, start[:, 0], real_dtype)
-    if backend == "auto":  # the TV part runs where x lives; A and Aᴴ are the caller's either way
-        backend = "triton" if start.is_cuda and _triton_available() else "torch"
-    elif backend == "triton":
-        _check_triton_usable(start.device)
+    backend = resolve_backend(backend, start.device, compile)  # the TV part runs where x lives
     return ReconstructionArguments(
         y=y, lam=lam, x0=x0, operator=op, x_shape=start.shape, x_dtype=start.dtype, n_iter=int(n_iter),
         tau=tau, sigma=sigma, theta=theta, spatial_dims=spatial_dims, operator_norm=norm, adjoint_y=adjoint_y,

@@ -1,4 +1,4 @@
-"""Which module runs the PDHG iterations for a backend: the Triton launcher or the PyTorch path.
+"""Which module runs the PDHG iterations for a backend: the Triton launcher, the fused CPU path or the PyTorch path.
 
 Both modules expose ``solve_forward``/``solve_backward`` with the same
 signatures (docs/method.md §5); denoising (:mod:`tvfast.solver.op`) and
@@ -7,19 +7,30 @@ reconstruction (:mod:`tvfast.solver.reconstruction`) choose through here.
 
 from __future__ import annotations
 
+import warnings
+
 __all__ = ["solver_for"]
 
 
 def solver_for(backend: str, compile: bool | None = None):
-    """(module, keyword options of its solve calls) for a resolved ``backend``, "triton" or "torch".
+    """(module, keyword options of its solve calls) for a resolved ``backend``, "numba", "triton" or "torch".
 
     ``compile`` reaches only the PyTorch path (:mod:`tvfast.solver.compile_policy`);
-    the Triton launcher is imported, and Triton with it, only when asked for.
+    the Triton launcher is imported, and Triton with it, only when asked for,
+    and so is Numba. Where Numba cannot be imported, "numba" runs the
+    PyTorch path, with one warning.
     """
     if backend == "triton":
         from tvfast.kernels import launch
 
         return launch, {}
+    if backend == "numba":
+        from tvfast.solver import fused
+
+        if fused.available():
+            return fused, {}
+        warnings.warn(f"tvfast: the fused CPU path is unavailable (numba: {fused.import_error()}); running the "
+                      "slower PyTorch steps instead (pip install numba)", RuntimeWarning, stacklevel=3)
     from tvfast.solver import cpu
 
     return cpu, {"compile": compile}

@@ -1,0 +1,174 @@
+"""The fused CPU path: each PDHG iteration as two compiled passes over the pixels (Numba), forward and backward.
+
+The default solver for CPU tensors (backend ``"numba"``). It exposes
+``solve_forward``/``solve_backward`` with the signatures of
+:mod:`tvfast.solver.cpu` and :mod:`tvfast.kernels.launch`
+(docs/method.md §5), for images (B, H, W) and volumes (B, D, H, W), every Λ
+layout, and the TV part of reconstruction with a forward operator (the
+operator runs in PyTorch between the passes, ``data_step``). The kernels
+and what each pass does are in :mod:`tvfast.solver.fused_kernels`; the
+clip-state records have the layout of :mod:`tvfast.solver.clip_states`,
+bit for bit the Triton kernels'.
+
+Numba is imported on the first solve (:func:`available`), never by
+``import tvfast``; its compiled kernels are cached on disk, so only the
+first solve on a machine pays the compilation (a few seconds), and a new
+process loads them in well under a second. Where Numba cannot be imported
+:mod:`tvfast.solver.backends` falls back to the PyTorch path with one warning.
+
+Threads: each solve runs its passes on ``torch.get_num_threads()`` threads
+(capped by Numba's pool), so ``torch.set_num_threads`` governs both.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from tvfast.solver.clip_states import packed_width
+
+__all__ = ["available", "solve_forward", "solve_backward"]
+
+_kernels = None
+_import_error: BaseException | None = None
+
+
+def available() -> bool:
+    """Whether the compiled kernels can be used here (imports Numba on the first call)."""
+    global _kernels, _import_error
+    if _kernels is None and _import_error is None:
+        try:
+            from tvfast.solver import fused_kernels
+
+            _kernels = fused_kernels
+        except Exception as exc:  # no numba, or a numba that does not match this numpy/Python
+            _import_error = exc
+    return _kernels is not None
+
+
+def import_error() -> BaseException | None:
+    """Why :func:`available` is False (None when it is True or was not asked yet)."""
+    return _import_error
+
+
+def _loaded():
+    if not available():
+        raise RuntimeError(f"the fused CPU path needs numba, which could not be imported: {_import_error}")
+    return _kernels
+
+
+def _use_threads() -> None:
+    import numba
+
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+
+
+def _params(dtype: torch.dtype, tau: float, sigma: float, theta: float) -> np.ndarray:
+    """(τ, σ, θ, 1+σ, σ/(1+σ), 1+θ, 0) in the solve's dtype; 1+σ is added in that dtype, as the Triton kernels do."""
+    kind = np.float32 if dtype == torch.float32 else np.float64
+    one_sigma = kind(1.0) + kind(sigma)
+    return np.array([tau, sigma, theta, one_sigma, sigma / (1.0 + sigma), 1.0 + theta, 0.0], dtype=kind)
+
+
+def _check(t: torch.Tensor, name: str) -> int:
+    if t.dim() not in (3, 4):
+        raise ValueError(f"{name}: expected (B, H, W) images or (B, D, H, W) volumes, got shape {tuple(t.shape)}")
+    if t.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{name}: expected float32 or float64, got {t.dtype}")
+    if t.device.type != "cpu":
+        raise ValueError(f"{name}: the fused CPU path takes CPU tensors, got device {t.device}")
+    return t.dim() - 1
+
+
+def _lambda_full(lam: torch.Tensor, shape: torch.Size, n_axes: int, dtype: torch.dtype) -> np.ndarray:
+    """Λ (Bl, 1|n, *Sl), broadcastable, → a C-contiguous (B, n, *S) array."""
+    full = lam.detach().to(dtype).expand(shape[0], n_axes, *shape[1:])
+    return full.contiguous().numpy()
+
+
+def _as_parts(t: torch.Tensor, n_axes: int) -> np.ndarray:
+    """A handed data term (B, *S), or (C, B/C, *S) such as the real view of a complex image, as a (C, B/C, *S) array."""
+    t = t.detach()
+    if t.dim() == n_axes + 1:
+        t = t.unsqueeze(0)
+    return t.numpy()
+
+
+def _dummy_data(n_axes: int, dtype: torch.dtype) -> np.ndarray:
+    return np.zeros((1,) * (n_axes + 2), dtype=np.float32 if dtype == torch.float32 else np.float64)
+
+
+def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, need_mask: bool, data_step=None,
+                  **_options):
+    """Run ``n_iter`` iterations on z (B, H, W) or (B, D, H, W); returns (x_T, clip states or None).
+
+    The arguments and results are those of :func:`tvfast.solver.cpu.solve_forward`
+    (``data_step``: the data term of a forward operator, which receives x̄_k
+    and returns Aᴴp_{k+1}). Other keyword options (``compile``) are ignored.
+    """
+    n_axes = _check(z, "z")
+    k = _loaded()
+    shape, dtype = z.shape, z.dtype
+    z = z.detach().contiguous()
+    x = z.clone()
+    x_bar = z.clone()
+    p = torch.zeros_like(z)
+    q = [torch.zeros_like(z) for _ in range(n_axes)]
+    lam_np = _lambda_full(lam, shape, n_axes, dtype)
+    prm = _params(dtype, tau, sigma, theta)
+    xn, xbn, pn, zn = x.numpy(), x_bar.numpy(), p.numpy(), z.numpy()
+    qn = [t.numpy() for t in q]
+    record = None
+    if need_mask:
+        if n_axes == 2:
+            record = torch.empty(n_iter, *shape[:-1], packed_width(shape[-1]), dtype=torch.uint8)
+        else:
+            record = torch.empty(n_iter, *shape, dtype=torch.uint8)
+        record_np = record.numpy()
+    no_record = np.zeros((1,) * (n_axes + 1), dtype=np.uint8)
+    dual = k.dual2d if n_axes == 2 else k.dual3d
+    _use_threads()
+    with torch.no_grad():
+        for it in range(n_iter):
+            out = record_np[it] if need_mask else no_record
+            if data_step is None:
+                dual(xbn, *qn, lam_np, out, need_mask, prm)
+                (k.primal2d if n_axes == 2 else k.primal3d)(xn, xbn, pn, *qn, zn, prm)
+            else:
+                data = _as_parts(data_step(x_bar), n_axes)  # Aᴴp_{k+1} from x̄_k, before x̄ changes
+                dual(xbn, *qn, lam_np, out, need_mask, prm)
+                (k.primal2d_data if n_axes == 2 else k.primal3d_data)(xn, xbn, data, *qn, prm)
+    return x, record
+
+
+def solve_backward(grad_x, clip_states, lam_channels: int, need_glam: bool, tau: float, sigma: float, theta: float,
+                   data_step=None, **_options):
+    """The adjoint pass over ``clip_states``; arguments and results of :func:`tvfast.solver.cpu.solve_backward`."""
+    n_axes = _check(grad_x, "grad_x")
+    k = _loaded()
+    shape, dtype = grad_x.shape, grad_x.dtype
+    n_iter = clip_states.shape[0]
+    gx = grad_x.detach().contiguous().clone()
+    gx_bar = torch.zeros_like(gx)
+    gp = torch.zeros_like(gx)
+    gz = torch.zeros_like(gx)
+    gq = [torch.zeros_like(gx) for _ in range(n_axes)]
+    glam = gx.new_zeros(shape[0], lam_channels, *shape[1:]) if need_glam else gx.new_zeros((1,) * (n_axes + 2))
+    prm = _params(dtype, tau, sigma, theta)
+    gxn, gxbn, gpn, gzn, glamn = gx.numpy(), gx_bar.numpy(), gp.numpy(), gz.numpy(), glam.numpy()
+    gqn = [t.numpy() for t in gq]
+    records = clip_states.numpy()
+    denoise = data_step is None
+    no_data = _dummy_data(n_axes, dtype)
+    adjoint_dual = k.adjoint_dual2d if n_axes == 2 else k.adjoint_dual3d
+    adjoint_primal = k.adjoint_primal2d if n_axes == 2 else k.adjoint_primal3d
+    _use_threads()
+    with torch.no_grad():
+        for step in range(n_iter):
+            data = no_data
+            if not denoise:  # a = gx + (1+θ)gx̄, before the passes change them
+                data = _as_parts(data_step(torch.add(gx, gx_bar, alpha=1.0 + theta)), n_axes)
+            adjoint_dual(gxn, gxbn, gpn, *gqn, gzn, glamn, records[n_iter - 1 - step], need_glam, denoise, prm)
+            adjoint_primal(gxn, gxbn, gpn, *gqn, data, denoise, prm)
+        gz.add_(gx).add_(gx_bar)
+    return gz, (glam if need_glam else None)

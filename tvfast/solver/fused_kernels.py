@@ -1,0 +1,439 @@
+"""The fused CPU kernels: one PDHG iteration (or its adjoint) as two passes over the pixels, compiled by Numba.
+
+Imported only by :mod:`tvfast.solver.fused` when a solve needs it (Numba is
+loaded then, never by ``import tvfast``). Every kernel is compiled on its
+first use with ``cache=True``: the machine code is kept on disk (beside
+this file, or in Numba's user cache directory when that is read-only), so a
+new process loads it in a fraction of a second.
+
+The maths is that of the Triton kernels (:mod:`tvfast.kernels.pdhg2d`, whose
+docstring derives the adjoint) and of docs/method.md §3–§4, §9 and §10;
+these kernels differ only in how the work is split:
+
+Forward, iteration k (denoising; with a forward operator ``P`` = Aᴴp_{k+1}
+is read instead of the p update):
+
+* pass 1 (the dual), every pixel: u_a = q_a + σ(x̄(· + e_a) − x̄),
+  q_a ← clip(u_a, −Λ_a, Λ_a) in place, and the clip states s_a of
+  :mod:`tvfast.solver.clip_states` into this iteration's record;
+* pass 2 (the primal), every pixel, after pass 1 has finished:
+  p ← (p + σ(x̄ − z))/(1 + σ), ∇ᵀq = Σ_a q_a(· − e_a) − q_a from the *new*
+  q, x' = x − τp − τ∇ᵀq, x̄ ← x' + θ(x' − x), x ← x', all in place.
+
+A pass reads its neighbours only from arrays the same pass does not write
+(pass 1 reads x̄ at neighbours and writes q; pass 2 reads q at neighbours and
+writes x, x̄, p), so both update in place with no double buffer; the
+arithmetic is the Triton kernels' term for term (no FMA contraction, no
+reassociation), so float results and clip states are bit-identical to them.
+
+Adjoint, iteration k = T−1 … 0, with a = gx' + (1+θ)gx̄' recomputed where needed:
+
+* pass A: gq''_a = gq'_a − τ(a(· + e_a) − a), gu_a = [s_a = INSIDE]·gq''_a
+  into gq in place, gΛ += ±gq''_a on HIGH/LOW entries; for denoising
+  gp'' = gp − τa into gp and gz −= σ/(1+σ)·gp'';
+* pass B: gx̄ ← σ∇ᵀgu + σ/(1+σ)·gp'' (or the caller's σ/(1+σ)·Aᴴgp''),
+  gx ← a − θgx̄', gp ← gp''/(1+σ).
+
+Work is split over image rows (B·H rows, or B·D·H for volumes) with
+``prange``; each row's inner loop runs over W with the periodic wrap peeled
+off, so it vectorises. Clip-state records: a (B, H, ⌈W/2⌉) byte array per
+iteration for images (nibble s₀ | s₁ << 2, even column low), a (B, D, H, W)
+byte array for volumes (s₀ | s₁ << 2 | s₂ << 4).
+
+Arrays: x, x̄, p, q_a, z (B, *S) C-contiguous; Λ (B, n, *S) C-contiguous;
+the handed-in data term ``P`` (C, B/C, *S) of any strides (C = 2: the real
+view of a complex image, batch image c·B/C + b is P[c, b]).
+"""
+
+from __future__ import annotations
+
+from numba import njit, prange
+
+__all__ = ["dual2d", "primal2d", "primal2d_data", "adjoint_dual2d", "adjoint_primal2d",
+           "dual3d", "primal3d", "primal3d_data", "adjoint_dual3d", "adjoint_primal3d"]
+
+# No FMA contraction, no reassociation, no reciprocal: the Triton kernels' rounding, step for step.
+# Inputs are finite (checked by the op), so min/max may ignore NaN and the sign of zero.
+_FLAGS = {"nnan", "ninf", "nsz"}
+_JIT = dict(parallel=True, fastmath=_FLAGS, cache=True, nogil=True, boundscheck=False, error_model="numpy")
+_INLINE = dict(fastmath=_FLAGS, cache=True, inline="always", error_model="numpy")
+
+INSIDE, HIGH, LOW = 0, 1, 2
+
+
+@njit(**_INLINE)
+def _clip(u, lam):
+    return min(max(u, -lam), lam)
+
+
+@njit(**_INLINE)
+def _state(u, lam):
+    """INSIDE/HIGH/LOW with the tie rule of :mod:`tvfast.solver.clip_states` (HIGH if u ≥ Λ, else LOW if u ≤ −Λ),
+    without a branch (the branches are data-dependent and mispredicted)."""
+    high = u >= lam
+    return high | (((u <= -lam) & ~high) << 1)
+
+
+@njit(**_INLINE)
+def _pass_if(g, keep, zero):
+    """g where ``keep``, else 0: a select, not a branch."""
+    return g if keep else zero
+
+
+@njit(**_INLINE)
+def _lam_adjoint(g, s, zero):
+    """∂q/∂Λ·g: +g on HIGH, −g on LOW, 0 inside (two selects; exact, as x − 0 = x)."""
+    return _pass_if(g, s == HIGH, zero) - _pass_if(g, s == LOW, zero)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Images (B, H, W). ``prm`` = (τ, σ, θ, 1+σ, σ/(1+σ), 1+θ, 0) in the arrays' dtype.
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@njit(**_INLINE)
+def _dual_px2(xb, q0, q1, lam, b, i, i1, j, j1, sigma):
+    """q_a ← clip(u_a, ±Λ_a) at (b, i, j); returns the pixel's nibble s₀ | s₁ << 2."""
+    xh = xb[b, i, j]
+    u0 = q0[b, i, j] + sigma * (xb[b, i1, j] - xh)
+    u1 = q1[b, i, j] + sigma * (xb[b, i, j1] - xh)
+    l0 = lam[b, 0, i, j]
+    l1 = lam[b, 1, i, j]
+    q0[b, i, j] = _clip(u0, l0)
+    q1[b, i, j] = _clip(u1, l1)
+    return _state(u0, l0) | (_state(u1, l1) << 2)
+
+
+@njit(**_JIT)
+def dual2d(xb, q0, q1, lam, record, write_states, prm):
+    """Pass 1: q_a ← clip(q_a + σ∂_a x̄, ±Λ_a) in place; with ``write_states`` the packed states into ``record``."""
+    sigma = prm[1]
+    n_img, height, width = xb.shape
+    for row in prange(n_img * height):
+        b = row // height
+        i = row - b * height
+        i1 = i + 1 if i + 1 < height else 0
+        if write_states:
+            for m in range(width // 2):
+                j = 2 * m
+                lo = _dual_px2(xb, q0, q1, lam, b, i, i1, j, j + 1, sigma)
+                hi = _dual_px2(xb, q0, q1, lam, b, i, i1, j + 1, j + 2 if j + 2 < width else 0, sigma)
+                record[b, i, m] = lo | (hi << 4)
+            if width % 2:
+                record[b, i, width // 2] = _dual_px2(xb, q0, q1, lam, b, i, i1, width - 1, 0, sigma)
+        else:
+            for j in range(width - 1):
+                _dual_px2(xb, q0, q1, lam, b, i, i1, j, j + 1, sigma)
+            _dual_px2(xb, q0, q1, lam, b, i, i1, width - 1, 0, sigma)
+
+
+@njit(**_INLINE)
+def _primal_px2(x, xb, p, q0, q1, z, b, i, i0, j, j0, prm):
+    tau, sigma, theta, one_sigma = prm[0], prm[1], prm[2], prm[3]
+    p_new = (p[b, i, j] + sigma * (xb[b, i, j] - z[b, i, j])) / one_sigma
+    grad_t_q = (q0[b, i0, j] - q0[b, i, j]) + (q1[b, i, j0] - q1[b, i, j])
+    x_old = x[b, i, j]
+    x_new = x_old - tau * p_new - tau * grad_t_q
+    x[b, i, j] = x_new
+    xb[b, i, j] = x_new + theta * (x_new - x_old)
+    p[b, i, j] = p_new
+
+
+@njit(**_JIT)
+def primal2d(x, xb, p, q0, q1, z, prm):
+    """Pass 2 of denoising: p, x and x̄ in place from the new q."""
+    n_img, height, width = x.shape
+    for row in prange(n_img * height):
+        b = row // height
+        i = row - b * height
+        i0 = i - 1 if i > 0 else height - 1
+        _primal_px2(x, xb, p, q0, q1, z, b, i, i0, 0, width - 1, prm)
+        for j in range(1, width):
+            _primal_px2(x, xb, p, q0, q1, z, b, i, i0, j, j - 1, prm)
+
+
+@njit(**_INLINE)
+def _primal_data_px2(x, xb, data, q0, q1, c, bb, b, i, i0, j, j0, prm):
+    tau, theta = prm[0], prm[2]
+    grad_t_q = (q0[b, i0, j] - q0[b, i, j]) + (q1[b, i, j0] - q1[b, i, j])
+    x_old = x[b, i, j]
+    x_new = x_old - tau * data[c, bb, i, j] - tau * grad_t_q
+    x[b, i, j] = x_new
+    xb[b, i, j] = x_new + theta * (x_new - x_old)
+
+
+@njit(**_JIT)
+def primal2d_data(x, xb, data, q0, q1, prm):
+    """Pass 2 with a forward operator: x' = x − τAᴴp_{k+1} − τ∇ᵀq', ``data`` = Aᴴp_{k+1} as (C, B/C, H, W)."""
+    n_img, height, width = x.shape
+    per_part = data.shape[1]
+    for row in prange(n_img * height):
+        b = row // height
+        i = row - b * height
+        c = b // per_part
+        bb = b - c * per_part
+        i0 = i - 1 if i > 0 else height - 1
+        _primal_data_px2(x, xb, data, q0, q1, c, bb, b, i, i0, 0, width - 1, prm)
+        for j in range(1, width):
+            _primal_data_px2(x, xb, data, q0, q1, c, bb, b, i, i0, j, j - 1, prm)
+
+
+@njit(**_INLINE)
+def _adjoint_dual_px2(gx, gxb, gp, gq0, gq1, gz, glam, nibble, b, i, i1, j, j1, need_glam, shared, denoise, prm):
+    tau, ratio, one_theta, zero = prm[0], prm[4], prm[5], prm[6]
+    a = gx[b, i, j] + one_theta * gxb[b, i, j]
+    a_down = gx[b, i1, j] + one_theta * gxb[b, i1, j]
+    a_right = gx[b, i, j1] + one_theta * gxb[b, i, j1]
+    g0 = gq0[b, i, j] - tau * (a_down - a)
+    g1 = gq1[b, i, j] - tau * (a_right - a)
+    s0 = nibble & 3
+    s1 = nibble >> 2
+    gq0[b, i, j] = _pass_if(g0, s0 == INSIDE, zero)
+    gq1[b, i, j] = _pass_if(g1, s1 == INSIDE, zero)
+    if need_glam:
+        d0 = _lam_adjoint(g0, s0, zero)
+        d1 = _lam_adjoint(g1, s1, zero)
+        if shared:
+            glam[b, 0, i, j] += d0 + d1
+        else:
+            glam[b, 0, i, j] += d0
+            glam[b, 1, i, j] += d1
+    if denoise:
+        gp_new = gp[b, i, j] - tau * a
+        gp[b, i, j] = gp_new
+        gz[b, i, j] -= ratio * gp_new
+
+
+@njit(**_JIT)
+def adjoint_dual2d(gx, gxb, gp, gq0, gq1, gz, glam, record, need_glam, denoise, prm):
+    """Pass A of the adjoint: gu_a into gq_a, gΛ, and (denoising) gp'' into gp and gz −= σ/(1+σ)·gp''."""
+    n_img, height, width = gx.shape
+    shared = glam.shape[1] == 1
+    for row in prange(n_img * height):
+        b = row // height
+        i = row - b * height
+        i1 = i + 1 if i + 1 < height else 0
+        for j in range(width - 1):
+            nibble = (record[b, i, j >> 1] >> ((j & 1) << 2)) & 15
+            _adjoint_dual_px2(gx, gxb, gp, gq0, gq1, gz, glam, nibble, b, i, i1, j, j + 1, need_glam, shared,
+                              denoise, prm)
+        j = width - 1
+        nibble = (record[b, i, j >> 1] >> ((j & 1) << 2)) & 15
+        _adjoint_dual_px2(gx, gxb, gp, gq0, gq1, gz, glam, nibble, b, i, i1, j, 0, need_glam, shared, denoise, prm)
+
+
+@njit(**_INLINE)
+def _adjoint_primal_px2(gx, gxb, gp, gq0, gq1, data, c, bb, b, i, i0, j, j0, denoise, prm):
+    sigma, theta, one_sigma, ratio, one_theta = prm[1], prm[2], prm[3], prm[4], prm[5]
+    gxb_old = gxb[b, i, j]
+    a = gx[b, i, j] + one_theta * gxb_old
+    grad_t_gu = (gq0[b, i0, j] - gq0[b, i, j]) + (gq1[b, i, j0] - gq1[b, i, j])
+    if denoise:
+        gp_new = gp[b, i, j]
+        gxb[b, i, j] = sigma * grad_t_gu + ratio * gp_new
+        gp[b, i, j] = gp_new / one_sigma
+    else:
+        gxb[b, i, j] = sigma * grad_t_gu + data[c, bb, i, j]
+    gx[b, i, j] = a - theta * gxb_old
+
+
+@njit(**_JIT)
+def adjoint_primal2d(gx, gxb, gp, gq0, gq1, data, denoise, prm):
+    """Pass B of the adjoint: gx̄ ← σ∇ᵀgu + σ/(1+σ)·gp'' (or ``data``), gx ← a − θgx̄', gp ← gp''/(1+σ)."""
+    n_img, height, width = gx.shape
+    per_part = data.shape[1]
+    for row in prange(n_img * height):
+        b = row // height
+        i = row - b * height
+        c = b // per_part
+        bb = b - c * per_part
+        i0 = i - 1 if i > 0 else height - 1
+        _adjoint_primal_px2(gx, gxb, gp, gq0, gq1, data, c, bb, b, i, i0, 0, width - 1, denoise, prm)
+        for j in range(1, width):
+            _adjoint_primal_px2(gx, gxb, gp, gq0, gq1, data, c, bb, b, i, i0, j, j - 1, denoise, prm)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Volumes (B, D, H, W): the same passes with a third axis; records are one byte per voxel.
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@njit(**_INLINE)
+def _dual_px3(xb, q0, q1, q2, lam, b, d, d1, i, i1, j, j1, sigma):
+    xh = xb[b, d, i, j]
+    u0 = q0[b, d, i, j] + sigma * (xb[b, d1, i, j] - xh)
+    u1 = q1[b, d, i, j] + sigma * (xb[b, d, i1, j] - xh)
+    u2 = q2[b, d, i, j] + sigma * (xb[b, d, i, j1] - xh)
+    l0 = lam[b, 0, d, i, j]
+    l1 = lam[b, 1, d, i, j]
+    l2 = lam[b, 2, d, i, j]
+    q0[b, d, i, j] = _clip(u0, l0)
+    q1[b, d, i, j] = _clip(u1, l1)
+    q2[b, d, i, j] = _clip(u2, l2)
+    return _state(u0, l0) | (_state(u1, l1) << 2) | (_state(u2, l2) << 4)
+
+
+@njit(**_JIT)
+def dual3d(xb, q0, q1, q2, lam, record, write_states, prm):
+    """Pass 1 for volumes; ``record`` (B, D, H, W) bytes s₀ | s₁ << 2 | s₂ << 4."""
+    sigma = prm[1]
+    n_img, depth, height, width = xb.shape
+    for row in prange(n_img * depth * height):
+        b = row // (depth * height)
+        rest = row - b * depth * height
+        d = rest // height
+        i = rest - d * height
+        d1 = d + 1 if d + 1 < depth else 0
+        i1 = i + 1 if i + 1 < height else 0
+        if write_states:
+            for j in range(width - 1):
+                record[b, d, i, j] = _dual_px3(xb, q0, q1, q2, lam, b, d, d1, i, i1, j, j + 1, sigma)
+            record[b, d, i, width - 1] = _dual_px3(xb, q0, q1, q2, lam, b, d, d1, i, i1, width - 1, 0, sigma)
+        else:
+            for j in range(width - 1):
+                _dual_px3(xb, q0, q1, q2, lam, b, d, d1, i, i1, j, j + 1, sigma)
+            _dual_px3(xb, q0, q1, q2, lam, b, d, d1, i, i1, width - 1, 0, sigma)
+
+
+@njit(**_INLINE)
+def _grad_t3(q0, q1, q2, b, d, d0, i, i0, j, j0):
+    return ((q0[b, d0, i, j] - q0[b, d, i, j]) + (q1[b, d, i0, j] - q1[b, d, i, j])) + (q2[b, d, i, j0] - q2[b, d, i, j])
+
+
+@njit(**_INLINE)
+def _primal_px3(x, xb, p, q0, q1, q2, z, b, d, d0, i, i0, j, j0, prm):
+    tau, sigma, theta, one_sigma = prm[0], prm[1], prm[2], prm[3]
+    p_new = (p[b, d, i, j] + sigma * (xb[b, d, i, j] - z[b, d, i, j])) / one_sigma
+    grad_t_q = _grad_t3(q0, q1, q2, b, d, d0, i, i0, j, j0)
+    x_old = x[b, d, i, j]
+    x_new = x_old - tau * p_new - tau * grad_t_q
+    x[b, d, i, j] = x_new
+    xb[b, d, i, j] = x_new + theta * (x_new - x_old)
+    p[b, d, i, j] = p_new
+
+
+@njit(**_JIT)
+def primal3d(x, xb, p, q0, q1, q2, z, prm):
+    n_img, depth, height, width = x.shape
+    for row in prange(n_img * depth * height):
+        b = row // (depth * height)
+        rest = row - b * depth * height
+        d = rest // height
+        i = rest - d * height
+        d0 = d - 1 if d > 0 else depth - 1
+        i0 = i - 1 if i > 0 else height - 1
+        _primal_px3(x, xb, p, q0, q1, q2, z, b, d, d0, i, i0, 0, width - 1, prm)
+        for j in range(1, width):
+            _primal_px3(x, xb, p, q0, q1, q2, z, b, d, d0, i, i0, j, j - 1, prm)
+
+
+@njit(**_INLINE)
+def _primal_data_px3(x, xb, data, q0, q1, q2, c, bb, b, d, d0, i, i0, j, j0, prm):
+    tau, theta = prm[0], prm[2]
+    grad_t_q = _grad_t3(q0, q1, q2, b, d, d0, i, i0, j, j0)
+    x_old = x[b, d, i, j]
+    x_new = x_old - tau * data[c, bb, d, i, j] - tau * grad_t_q
+    x[b, d, i, j] = x_new
+    xb[b, d, i, j] = x_new + theta * (x_new - x_old)
+
+
+@njit(**_JIT)
+def primal3d_data(x, xb, data, q0, q1, q2, prm):
+    n_img, depth, height, width = x.shape
+    per_part = data.shape[1]
+    for row in prange(n_img * depth * height):
+        b = row // (depth * height)
+        rest = row - b * depth * height
+        d = rest // height
+        i = rest - d * height
+        c = b // per_part
+        bb = b - c * per_part
+        d0 = d - 1 if d > 0 else depth - 1
+        i0 = i - 1 if i > 0 else height - 1
+        _primal_data_px3(x, xb, data, q0, q1, q2, c, bb, b, d, d0, i, i0, 0, width - 1, prm)
+        for j in range(1, width):
+            _primal_data_px3(x, xb, data, q0, q1, q2, c, bb, b, d, d0, i, i0, j, j - 1, prm)
+
+
+@njit(**_INLINE)
+def _adjoint_dual_px3(gx, gxb, gp, gq0, gq1, gq2, gz, glam, byte, b, d, d1, i, i1, j, j1, need_glam, shared, denoise,
+                      prm):
+    tau, ratio, one_theta, zero = prm[0], prm[4], prm[5], prm[6]
+    a = gx[b, d, i, j] + one_theta * gxb[b, d, i, j]
+    a0 = gx[b, d1, i, j] + one_theta * gxb[b, d1, i, j]
+    a1 = gx[b, d, i1, j] + one_theta * gxb[b, d, i1, j]
+    a2 = gx[b, d, i, j1] + one_theta * gxb[b, d, i, j1]
+    g0 = gq0[b, d, i, j] - tau * (a0 - a)
+    g1 = gq1[b, d, i, j] - tau * (a1 - a)
+    g2 = gq2[b, d, i, j] - tau * (a2 - a)
+    s0 = byte & 3
+    s1 = (byte >> 2) & 3
+    s2 = (byte >> 4) & 3
+    gq0[b, d, i, j] = _pass_if(g0, s0 == INSIDE, zero)
+    gq1[b, d, i, j] = _pass_if(g1, s1 == INSIDE, zero)
+    gq2[b, d, i, j] = _pass_if(g2, s2 == INSIDE, zero)
+    if need_glam:
+        d0 = _lam_adjoint(g0, s0, zero)
+        d1_ = _lam_adjoint(g1, s1, zero)
+        d2 = _lam_adjoint(g2, s2, zero)
+        if shared:
+            glam[b, 0, d, i, j] += (d0 + d1_) + d2
+        else:
+            glam[b, 0, d, i, j] += d0
+            glam[b, 1, d, i, j] += d1_
+            glam[b, 2, d, i, j] += d2
+    if denoise:
+        gp_new = gp[b, d, i, j] - tau * a
+        gp[b, d, i, j] = gp_new
+        gz[b, d, i, j] -= ratio * gp_new
+
+
+@njit(**_JIT)
+def adjoint_dual3d(gx, gxb, gp, gq0, gq1, gq2, gz, glam, record, need_glam, denoise, prm):
+    n_img, depth, height, width = gx.shape
+    shared = glam.shape[1] == 1
+    for row in prange(n_img * depth * height):
+        b = row // (depth * height)
+        rest = row - b * depth * height
+        d = rest // height
+        i = rest - d * height
+        d1 = d + 1 if d + 1 < depth else 0
+        i1 = i + 1 if i + 1 < height else 0
+        for j in range(width - 1):
+            _adjoint_dual_px3(gx, gxb, gp, gq0, gq1, gq2, gz, glam, record[b, d, i, j], b, d, d1, i, i1, j, j + 1,
+                              need_glam, shared, denoise, prm)
+        _adjoint_dual_px3(gx, gxb, gp, gq0, gq1, gq2, gz, glam, record[b, d, i, width - 1], b, d, d1, i, i1,
+                          width - 1, 0, need_glam, shared, denoise, prm)
+
+
+@njit(**_INLINE)
+def _adjoint_primal_px3(gx, gxb, gp, gq0, gq1, gq2, data, c, bb, b, d, d0, i, i0, j, j0, denoise, prm):
+    sigma, theta, one_sigma, ratio, one_theta = prm[1], prm[2], prm[3], prm[4], prm[5]
+    gxb_old = gxb[b, d, i, j]
+    a = gx[b, d, i, j] + one_theta * gxb_old
+    grad_t_gu = _grad_t3(gq0, gq1, gq2, b, d, d0, i, i0, j, j0)
+    if denoise:
+        gp_new = gp[b, d, i, j]
+        gxb[b, d, i, j] = sigma * grad_t_gu + ratio * gp_new
+        gp[b, d, i, j] = gp_new / one_sigma
+    else:
+        gxb[b, d, i, j] = sigma * grad_t_gu + data[c, bb, d, i, j]
+    gx[b, d, i, j] = a - theta * gxb_old
+
+
+@njit(**_JIT)
+def adjoint_primal3d(gx, gxb, gp, gq0, gq1, gq2, data, denoise, prm):
+    n_img, depth, height, width = gx.shape
+    per_part = data.shape[1]
+    for row in prange(n_img * depth * height):
+        b = row // (depth * height)
+        rest = row - b * depth * height
+        d = rest // height
+        i = rest - d * height
+        c = b // per_part
+        bb = b - c * per_part
+        d0 = d - 1 if d > 0 else depth - 1
+        i0 = i - 1 if i > 0 else height - 1
+        _adjoint_primal_px3(gx, gxb, gp, gq0, gq1, gq2, data, c, bb, b, d, d0, i, i0, 0, width - 1, denoise, prm)
+        for j in range(1, width):
+            _adjoint_primal_px3(gx, gxb, gp, gq0, gq1, gq2, data, c, bb, b, d, d0, i, i0, j, j - 1, denoise, prm)
