@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -239,14 +240,27 @@ def resolve_backend(backend: str, device: torch.device, compile: bool | None) ->
     if backend == "auto":
         if device.type == "cuda" and _triton_available():
             return "triton"
-        if device.type == "cpu" and not (compile is True or _compile_forced()):
-            return "numba"
-        return "torch"
+        if device.type != "cpu" or compile is True or _compile_forced():
+            return "torch"
+        backend = "numba"
     if backend == "triton":
         _check_triton_usable(device)
-    elif backend == "numba" and device.type != "cpu":
-        raise ValueError(f"backend: 'numba' runs on CPU tensors, got device {device}; use 'auto'")
+    elif backend == "numba":
+        if device.type != "cpu":
+            raise ValueError(f"backend: 'numba' runs on CPU tensors, got device {device}; use 'auto'")
+        return _numba_or_fallback()
     return backend
+
+
+def _numba_or_fallback() -> str:
+    """"numba" where the fused kernels load (Numba is imported here, on the first solve), else "torch" with a warning."""
+    from tvfast.solver import fused
+
+    if fused.available():
+        return "numba"
+    warnings.warn(f"tvfast: the fused CPU path is unavailable (numba: {fused.import_error()}); running the slower "
+                  "PyTorch steps instead (pip install numba)", RuntimeWarning, stacklevel=4)
+    return "torch"
 
 
 def _triton_available() -> bool:

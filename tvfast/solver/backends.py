@@ -7,8 +7,6 @@ reconstruction (:mod:`tvfast.solver.reconstruction`) choose through here.
 
 from __future__ import annotations
 
-import warnings
-
 __all__ = ["solver_for"]
 
 
@@ -17,20 +15,16 @@ def solver_for(backend: str, compile: bool | None = None):
 
     ``compile`` reaches only the PyTorch path (:mod:`tvfast.solver.compile_policy`);
     the Triton launcher is imported, and Triton with it, only when asked for,
-    and so is Numba. Where Numba cannot be imported, "numba" runs the
-    PyTorch path, with one warning.
+    and so is Numba.
     """
     if backend == "triton":
         from tvfast.kernels import launch
 
         return launch, {}
-    if backend == "numba":
+    if backend == "numba":  # resolved only where the fused kernels load (tvfast.solver.arguments)
         from tvfast.solver import fused
 
-        if fused.available():
-            return fused, {}
-        warnings.warn(f"tvfast: the fused CPU path is unavailable (numba: {fused.import_error()}); running the "
-                      "slower PyTorch steps instead (pip install numba)", RuntimeWarning, stacklevel=3)
+        return fused, {}
     from tvfast.solver import cpu
 
     return cpu, {"compile": compile}

@@ -28,7 +28,7 @@ import torch
 
 from tvfast.solver.clip_states import packed_width
 
-__all__ = ["available", "solve_forward", "solve_backward"]
+__all__ = ["available", "solve_forward", "solve_backward", "data_dual", "data_adjoint", "scaled"]
 
 _kernels = None
 _import_error: BaseException | None = None
@@ -182,3 +182,46 @@ def solve_backward(grad_x, clip_states, lam_channels: int, need_glam: bool, tau:
             adjoint_primal(gxn, gxbn, gpn, *gqn, data, denoise, prm)
         gz.add_(gx).add_(gx_bar)
     return gz, (glam if need_glam else None)
+
+
+def _flat(t: torch.Tensor) -> np.ndarray:
+    """The elements of a contiguous real tensor as a flat array (a view)."""
+    return t.detach().reshape(-1).numpy()
+
+
+def _rows(t: torch.Tensor, parts: int) -> np.ndarray:
+    """A TV batch (parts·N, *S) or a (parts, N, *S) view → a (parts, N·…, H, W) array (a view where one exists)."""
+    t = t.detach()
+    return t.reshape(parts, -1, *t.shape[-2:]).numpy()
+
+
+def _kind(t: torch.Tensor):
+    return np.float32 if t.dtype == torch.float32 else np.float64
+
+
+def data_dual(P: torch.Tensor, normal: torch.Tensor, adjoint_y: torch.Tensor, sigma: float) -> None:
+    """P ← (P + σ(normal − Aᴴy))/(1+σ) in place, the data term's image-space dual step (docs/method.md §10).
+
+    P and Aᴴy: contiguous real TV batches (C·B, *S); ``normal`` = AᴴA x̄ as
+    (C, B, *S) or (B, *S), any strides (read where it lies, not copied)."""
+    k, kind = _loaded(), _kind(P)
+    parts = normal.shape[0] if normal.dim() == P.dim() + 1 else 1
+    k.data_dual(_rows(P, parts), _rows(normal.contiguous(), parts), _rows(adjoint_y, parts), kind(sigma),
+                kind(1.0 / (1.0 + sigma)))
+
+
+def data_adjoint(r: torch.Tensor, a: torch.Tensor, r_sum: torch.Tensor | None, tau: float, sigma: float) -> None:
+    """r ← r/(1+σ) − τa in place, and r_sum += r: the adjoint's image-space recursion (docs/method.md §10).
+    Contiguous real tensors of one shape."""
+    k, kind = _loaded(), _kind(r)
+    keep = r_sum is not None
+    k.data_adjoint(_flat(r), _flat(a.contiguous()), _flat(r_sum if keep else r), keep, kind(tau),
+                   kind(1.0 / (1.0 + sigma)))
+
+
+def scaled(out: torch.Tensor, source: torch.Tensor, factor: float) -> torch.Tensor:
+    """out ← factor·source for a contiguous TV batch ``out`` and ``source`` as in :func:`data_dual`'s ``normal``."""
+    k, kind = _loaded(), _kind(out)
+    parts = source.shape[0] if source.dim() == out.dim() + 1 else 1
+    k.scale_into(_rows(out, parts), _rows(source, parts), kind(factor))
+    return out

@@ -437,3 +437,43 @@ def adjoint_primal3d(gx, gxb, gp, gq0, gq1, gq2, data, denoise, prm):
         _adjoint_primal_px3(gx, gxb, gp, gq0, gq1, gq2, data, c, bb, b, d, d0, i, i0, 0, width - 1, denoise, prm)
         for j in range(1, width):
             _adjoint_primal_px3(gx, gxb, gp, gq0, gq1, gq2, data, c, bb, b, d, d0, i, i0, j, j - 1, denoise, prm)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The data term of a forward operator in image space (docs/method.md §10), on flat real views (complex as re, im pairs)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@njit(fastmath=_FLAGS, cache=True, nogil=True, error_model="numpy")
+def data_dual(P, normal, adjoint_y, sigma, inv_one_sigma):
+    """P ← (P + σ(AᴴA x̄ − Aᴴy))·1/(1+σ) in place, in one pass (the PyTorch form's three).
+
+    (C, N, H, W) arrays: P and Aᴴy contiguous TV batches, ``normal`` a view of any strides (the real view of a
+    complex image, transposed where 1-D FFTs left it so)."""
+    parts, n_img, height, width = P.shape
+    for c in range(parts):
+        for n in range(n_img):
+            for i in range(height):
+                for j in range(width):
+                    P[c, n, i, j] = (P[c, n, i, j] + sigma * (normal[c, n, i, j] - adjoint_y[c, n, i, j])) * inv_one_sigma
+
+
+@njit(fastmath=_FLAGS, cache=True, nogil=True, error_model="numpy")
+def data_adjoint(r, a, r_sum, keep_sum, tau, inv_one_sigma):
+    """r ← r·1/(1+σ) − τa in place; r_sum += r when ``keep_sum``; flat arrays."""
+    for n in range(r.size):
+        value = r[n] * inv_one_sigma - tau * a[n]
+        r[n] = value
+        if keep_sum:
+            r_sum[n] += value
+
+
+@njit(fastmath=_FLAGS, cache=True, nogil=True, error_model="numpy")
+def scale_into(out, source, factor):
+    """out ← factor·source; (C, N, H, W) arrays, ``out`` contiguous, ``source`` of any strides."""
+    parts, n_img, height, width = out.shape
+    for c in range(parts):
+        for n in range(n_img):
+            for i in range(height):
+                for j in range(width):
+                    out[c, n, i, j] = factor * source[c, n, i, j]

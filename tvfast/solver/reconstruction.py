@@ -50,6 +50,7 @@ from dataclasses import dataclass
 import torch
 
 from tvfast.physics import LinearOperator
+from tvfast.solver import fused
 from tvfast.solver.backends import solver_for
 
 __all__ = ["ReconstructionProblem", "ReconstructionFunction", "reconstruct"]
@@ -162,6 +163,10 @@ class _DualAdjointStep:
         self.out = torch.empty_like(self.r)  # contiguous, whatever the layout of the operator's output
         self.handed = problem.to_tv if problem.backend == "triton" else problem.tv_view
 
+    def summed(self) -> torch.Tensor:
+        """Σ_k r_k as an x-shaped image."""
+        return self.r_sum
+
     def __call__(self, a_tv: torch.Tensor) -> torch.Tensor:
         problem = self.problem
         ratio = problem.sigma / (1.0 + problem.sigma)
@@ -170,6 +175,46 @@ class _DualAdjointStep:
             self.r_sum.add_(self.r)
         # (1-D FFTs return a transposed layout: the product writes it back in row order, in the same pass.)
         return self.handed(torch.mul(problem.operator.gram(self.r), ratio, out=self.out))
+
+
+class _FusedDualStep:
+    """:class:`_DualStep` for the fused CPU path: P_k held in the TV layout, its update one compiled pass.
+
+    The real TV batch (B or 2B, *S) is what the fused kernels read fastest;
+    AᴴA x̄_k is read where the operator put it (a transposed or interleaved
+    complex layout), so no copy but x̄_k's into a complex image is made.
+    """
+
+    def __init__(self, problem: ReconstructionProblem, adjoint_y: torch.Tensor):
+        self.problem = problem
+        self.adjoint_y = problem.to_tv(adjoint_y)
+        self.P = torch.zeros_like(self.adjoint_y)
+
+    def __call__(self, x_bar_tv: torch.Tensor) -> torch.Tensor:
+        problem = self.problem
+        normal = problem.operator.gram(problem.from_tv(x_bar_tv))
+        fused.data_dual(self.P, problem.tv_view(normal), self.adjoint_y, problem.sigma)
+        return self.P
+
+
+class _FusedDualAdjointStep:
+    """:class:`_DualAdjointStep` for the fused CPU path: r_k in the TV layout, each line one compiled pass."""
+
+    def __init__(self, problem: ReconstructionProblem, like: torch.Tensor, need_gy: bool):
+        self.problem = problem
+        self.r = torch.zeros_like(like)
+        self.r_sum = torch.zeros_like(like) if need_gy else None
+        self.out = torch.empty_like(like)
+
+    def __call__(self, a_tv: torch.Tensor) -> torch.Tensor:
+        problem = self.problem
+        fused.data_adjoint(self.r, a_tv, self.r_sum, problem.tau, problem.sigma)
+        normal = problem.operator.gram(problem.from_tv(self.r))
+        return fused.scaled(self.out, problem.tv_view(normal), problem.sigma / (1.0 + problem.sigma))
+
+    def summed(self) -> torch.Tensor:
+        """Σ_k r_k as an x-shaped image."""
+        return self.problem.from_tv(self.r_sum)
 
 
 def _solve(y, lam, x0, problem: ReconstructionProblem, need_mask: bool, adjoint_y: torch.Tensor | None = None):
@@ -181,7 +226,7 @@ def _solve(y, lam, x0, problem: ReconstructionProblem, need_mask: bool, adjoint_
     solver, options = solver_for(problem.backend, problem.compile)
     x_tv, states = solver.solve_forward(
         problem.to_tv(start.to(problem.x_dtype)), problem.lam_tv(lam), problem.n_iter, problem.tau, problem.sigma,
-        problem.theta, need_mask=need_mask, data_step=_DualStep(problem, adjoint_y), **options,
+        problem.theta, need_mask=need_mask, data_step=(_FusedDualStep if problem.backend == "numba" else _DualStep)(problem, adjoint_y), **options,
     )
     return problem.from_tv(x_tv), states
 
@@ -201,16 +246,20 @@ class ReconstructionFunction(torch.autograd.Function):
         (states,) = ctx.saved_tensors
         problem, lam_shape, lam_dtype, y_shape, y_dtype, start_is_adjoint = ctx.config
         need_gy, need_glam, need_gx0 = ctx.needs_input_grad[:3]
-        dual = _DualAdjointStep(problem, grad_x.device, need_gy)
+        grad_tv = problem.to_tv(grad_x)
+        if problem.backend == "numba":
+            dual = _FusedDualAdjointStep(problem, grad_tv, need_gy)
+        else:
+            dual = _DualAdjointStep(problem, grad_x.device, need_gy)
         solver, options = solver_for(problem.backend, problem.compile)
         g_start_tv, glam = solver.solve_backward(
-            problem.to_tv(grad_x), states, lam_shape[1], need_glam, problem.tau, problem.sigma, problem.theta,
+            grad_tv, states, lam_shape[1], need_glam, problem.tau, problem.sigma, problem.theta,
             data_step=dual, **options,
         )
         g_start = problem.from_tv(g_start_tv)
         grad_y = None
         if need_gy:  # −σ/(1+σ)·A Σ_k r_k, and A g_start when x₀ = Aᴴy: one application of A
-            image = dual.r_sum.mul_(-problem.sigma / (1.0 + problem.sigma))
+            image = dual.summed().mul_(-problem.sigma / (1.0 + problem.sigma))
             if start_is_adjoint:
                 image.add_(g_start)
             grad_y = problem.operator(image).to(y_dtype).reshape(y_shape)
