@@ -14,7 +14,7 @@ Cases (loss L = Σ |x|², gradients with respect to the data and to Λ):
   (``harness.make_mri``), complex 256² image, per-pixel Λ map:
   ½‖Ax − y‖² + ‖Λ∘∇Re x‖₁ + ‖Λ∘∇Im x‖₁ with periodic forward differences,
   T PDHG iterations from x₀ = Aᴴy with τ = σ = 0.99/√(‖A‖² + 8) = 0.33.
-  ``tvfast.pdhg(y, Λ, operator=A, compile=True)`` against MRpro's
+  ``tvfast.pdhg(y, Λ, operator=A)`` (the default call) against MRpro's
   ``pdhg`` with K = [A; ∇] (``LinearOperatorMatrix``, ∇ =
   ``FiniteDifferenceOp(mode="forward", pad_mode="circular")``) and
   f = ½‖· − y‖² ⊕ ``L1NormViewAsReal(weight=Λ)`` — the same iteration
@@ -24,7 +24,7 @@ Cases (loss L = Σ |x|², gradients with respect to the data and to Λ):
   ``optim`` framework has no per-pixel-weighted TV with an operator), whose
   threshold is one number per image: a real 256² image, scalar λ = 0.05,
   ``TVDenoiser(n_it_max=T, crit=−1)`` (no early stop, its default
-  over-relaxation) against ``tvfast.pdhg(z, λ, T, compile=True)``.
+  over-relaxation) against ``tvfast.pdhg(z, λ, T)`` (the default call).
 
 Every case runs in a fresh process (``--case NAME``): a 2-iteration warm-up
 (compilation for tvfast), one forward+backward under a peak-RSS sampler, then
@@ -108,7 +108,7 @@ def mrpro_mri_solver(operator):
 def tvfast_mri_solver(operator):
     import tvfast
 
-    return lambda y, lam, n_iter: tvfast.pdhg(y, lam, n_iter, operator=operator, compile=True)
+    return lambda y, lam, n_iter: tvfast.pdhg(y, lam, n_iter, operator=operator)
 
 
 def _run_case(name: str, size: int, n_iter: int, rounds: int) -> dict:
@@ -131,7 +131,7 @@ def _run_case(name: str, size: int, n_iter: int, rounds: int) -> dict:
             import tvfast
 
             def solve(z, lam, iters):
-                return tvfast.pdhg(z, lam, iters, compile=True)
+                return tvfast.pdhg(z, lam, iters)
         else:
             import deepinv
 

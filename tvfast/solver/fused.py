@@ -64,13 +64,29 @@ def _loaded():
 PIXELS_PER_THREAD = 2**17
 
 
-def _use_threads(pixels: int) -> int:
-    """Run the passes on ``torch.get_num_threads()`` threads, one per :data:`PIXELS_PER_THREAD` pixels at most."""
-    import numba
+class _Threads:
+    """Run the passes on ``torch.get_num_threads()`` threads, one per :data:`PIXELS_PER_THREAD` pixels at most.
 
-    n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS, pixels // PIXELS_PER_THREAD))
-    numba.set_num_threads(n)
-    return n
+    Numba's OpenMP threading layer shares the OpenMP runtime with torch, and
+    setting its thread count sets torch's: the context restores torch's count
+    on exit, so a solve never changes what ``torch.get_num_threads()`` says.
+    """
+
+    def __init__(self, pixels: int):
+        self.pixels = pixels
+
+    def __enter__(self):
+        import numba
+
+        self.torch_threads = torch.get_num_threads()
+        n = min(self.torch_threads, numba.config.NUMBA_NUM_THREADS, self.pixels // PIXELS_PER_THREAD)
+        numba.set_num_threads(max(1, n))
+        return self
+
+    def __exit__(self, *exc):
+        if torch.get_num_threads() != self.torch_threads:
+            torch.set_num_threads(self.torch_threads)
+        return False
 
 
 def _params(dtype: torch.dtype, tau: float, sigma: float, theta: float) -> np.ndarray:
@@ -137,8 +153,7 @@ def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, n
         record_np = record.numpy()
     no_record = np.zeros((1,) * (n_axes + 1), dtype=np.uint8)
     dual = k.dual2d if n_axes == 2 else k.dual3d
-    _use_threads(z.numel())
-    with torch.no_grad():
+    with torch.no_grad(), _Threads(z.numel()):
         for it in range(n_iter):
             out = record_np[it] if need_mask else no_record
             if data_step is None:
@@ -172,8 +187,7 @@ def solve_backward(grad_x, clip_states, lam_channels: int, need_glam: bool, tau:
     no_data = _dummy_data(n_axes, dtype)
     adjoint_dual = k.adjoint_dual2d if n_axes == 2 else k.adjoint_dual3d
     adjoint_primal = k.adjoint_primal2d if n_axes == 2 else k.adjoint_primal3d
-    _use_threads(gx.numel())
-    with torch.no_grad():
+    with torch.no_grad(), _Threads(gx.numel()):
         for step in range(n_iter):
             data = no_data
             if not denoise:  # a = gx + (1+θ)gx̄, before the passes change them
@@ -203,10 +217,11 @@ def data_dual(P: torch.Tensor, normal: torch.Tensor, adjoint_y: torch.Tensor, si
     """P ← (P + σ(normal − Aᴴy))/(1+σ) in place, the data term's image-space dual step (docs/method.md §10).
 
     P and Aᴴy: contiguous real TV batches (C·B, *S); ``normal`` = AᴴA x̄ as
-    (C, B, *S) or (B, *S), any strides (read where it lies, not copied)."""
+    (C, B, *S) or (B, *S), any strides."""
     k, kind = _loaded(), _kind(P)
     parts = normal.shape[0] if normal.dim() == P.dim() + 1 else 1
-    k.data_dual(_rows(P, parts), _rows(normal.contiguous(), parts), _rows(adjoint_y, parts), kind(sigma),
+    normal = normal.contiguous()  # torch's copy reads a transposed layout faster than a strided loop
+    k.data_dual(_rows(P, parts), _rows(normal, parts), _rows(adjoint_y, parts), kind(sigma),
                 kind(1.0 / (1.0 + sigma)))
 
 
@@ -222,6 +237,5 @@ def data_adjoint(r: torch.Tensor, a: torch.Tensor, r_sum: torch.Tensor | None, t
 def scaled(out: torch.Tensor, source: torch.Tensor, factor: float) -> torch.Tensor:
     """out ← factor·source for a contiguous TV batch ``out`` and ``source`` as in :func:`data_dual`'s ``normal``."""
     k, kind = _loaded(), _kind(out)
-    parts = source.shape[0] if source.dim() == out.dim() + 1 else 1
-    k.scale_into(_rows(out, parts), _rows(source, parts), kind(factor))
+    k.scale_into(_flat(out), _flat(source.contiguous()), kind(factor))  # torch's copy reads a transposed layout best
     return out

@@ -461,19 +461,18 @@ def data_dual(P, normal, adjoint_y, sigma, inv_one_sigma):
 @njit(fastmath=_FLAGS, cache=True, nogil=True, error_model="numpy")
 def data_adjoint(r, a, r_sum, keep_sum, tau, inv_one_sigma):
     """r ← r·1/(1+σ) − τa in place; r_sum += r when ``keep_sum``; flat arrays."""
-    for n in range(r.size):
-        value = r[n] * inv_one_sigma - tau * a[n]
-        r[n] = value
-        if keep_sum:
+    if keep_sum:  # two loops, not a branch in one: each vectorises
+        for n in range(r.size):
+            value = r[n] * inv_one_sigma - tau * a[n]
+            r[n] = value
             r_sum[n] += value
+    else:
+        for n in range(r.size):
+            r[n] = r[n] * inv_one_sigma - tau * a[n]
 
 
 @njit(fastmath=_FLAGS, cache=True, nogil=True, error_model="numpy")
 def scale_into(out, source, factor):
-    """out ← factor·source; (C, N, H, W) arrays, ``out`` contiguous, ``source`` of any strides."""
-    parts, n_img, height, width = out.shape
-    for c in range(parts):
-        for n in range(n_img):
-            for i in range(height):
-                for j in range(width):
-                    out[c, n, i, j] = factor * source[c, n, i, j]
+    """out ← factor·source; flat arrays."""
+    for n in range(out.size):
+        out[n] = factor * source[n]

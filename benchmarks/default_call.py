@@ -1,0 +1,212 @@
+"""The call users make: ``tvfast.pdhg`` with no flag, in a fresh process, against the plain PyTorch loop.
+
+    python benchmarks/default_call.py [--rounds 5] [--with-compile] [--out benchmarks/default_call_cpu.json]
+
+Every case runs in its own new process (``--case NAME --threads N``), which
+
+1. imports tvfast and times the **first** default call (Numba's on-disk
+   kernel cache warm: a user's second session), then
+2. alternates the default call and the plain loop (the reference loop,
+   :func:`tvfast.solver.reference.pdhg_reference`: the same maths in plain
+   PyTorch ops, differentiated by autograd) for ``--rounds`` rounds after one
+   warm-up each, and reports both medians and their ratio;
+3. for the 2-D case, times scikit-image's Chambolle TV (scalar weight,
+   T iterations) against the default call with the same scalar λ; with
+   ``--with-compile``, adds ``compile=True`` (the torch.compile path, after
+   its compilation) as an extra row.
+
+Separately, one process with an empty kernel cache (a fresh
+``NUMBA_CACHE_DIR``) times the first 2-D forward+backward: what a new
+install pays once. Loss L = Σ x² (Σ |x|² for MRI); gradients with respect to
+the data and Λ. Every row names the machine and the threads it ran on.
+
+Cases (Λ a per-pixel map):
+
+* ``2d``: one 256² image, T = 256;
+* ``3d``: a 32 × 128² volume, T = 128;
+* ``mri``: single-coil Cartesian MRI 256², ``MaskedFFT`` with a 4× row mask, T = 256.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CASES = {"2d": (256, 256), "3d": (128, 128), "mri": (256, 256)}  # name: (size, T)
+DEFAULT_RUNS = [("2d", 1), ("2d", 2), ("3d", 2), ("mri", 1)]
+
+
+def _problem(case: str):
+    import torch
+
+    if case == "2d":
+        gen = torch.Generator().manual_seed(0)
+        return torch.rand(1, 1, 256, 256, generator=gen), 0.1 * torch.rand(1, 1, 256, 256, generator=gen), None
+    if case == "3d":
+        gen = torch.Generator().manual_seed(0)
+        z = torch.rand(1, 1, 32, 128, 128, generator=gen)
+        return z, 0.1 * torch.rand(1, 1, 32, 128, 128, generator=gen), None
+    sys.path.insert(0, str(HERE))
+    from harness import make_mri
+
+    y, lam, operator = make_mri(256)
+    return y, lam, operator
+
+
+def _runner(solve, data, lam, n_iter, grad: bool):
+    import torch
+
+    def forward():
+        with torch.no_grad():
+            solve(data, lam, n_iter)
+
+    def forward_backward():
+        d = data.clone().requires_grad_()
+        m = lam.clone().requires_grad_()
+        solve(d, m, n_iter).abs().square().sum().backward()
+
+    return forward_backward if grad else forward
+
+
+def run_case(case: str, threads: int, rounds: int, with_compile: bool) -> list[dict]:
+    """The rows of one case, measured in this process (call it in a fresh one)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
+    import tvfast
+    from tvfast.cli.bench import machine_name
+    from tvfast.solver.reference import pdhg_reference
+
+    data, lam, operator = _problem(case)
+    n_iter = CASES[case][1]
+    kw = {} if operator is None else {"operator": operator}
+    impls = {"default": lambda d, m, t: tvfast.pdhg(d, m, t, **kw),
+             "plain loop": lambda d, m, t: pdhg_reference(d, m, t, **kw)}
+    if with_compile:
+        impls["compile=True"] = lambda d, m, t: tvfast.pdhg(d, m, t, compile=True, **kw)
+    first_start = time.perf_counter()
+    _runner(impls["default"], data, lam, n_iter, grad=False)()
+    first = time.perf_counter() - first_start
+    import_s = first_start - start
+    machine = machine_name()
+    rows = []
+    for grad in (False, True):
+        runs = {name: _runner(solve, data, lam, n_iter, grad) for name, solve in impls.items()}
+        for run in runs.values():
+            run()  # warm-up (compilation for compile=True)
+        times = {name: [] for name in runs}
+        for _ in range(rounds):
+            for name, run in runs.items():
+                t0 = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - t0)
+        med = {name: statistics.median(t) for name, t in times.items()}
+        for name in runs:
+            if name == "plain loop":
+                continue
+            rows.append({"case": case, "pass": "forward+backward" if grad else "forward", "impl": name,
+                         "threads": threads, "n_iter": n_iter, "median_s": med[name],
+                         "plain_loop_s": med["plain loop"], "speedup": med["plain loop"] / med[name],
+                         "machine": machine, "torch": torch.__version__})
+    if case == "2d":
+        rows.append(_skimage_row(data, threads, rounds, machine=machine))
+    rows.append({"case": case, "pass": "first call (forward)", "impl": "default", "threads": threads,
+                 "n_iter": n_iter, "median_s": first, "import_s": import_s, "machine": machine,
+                 "torch": torch.__version__})
+    return rows
+
+
+def _skimage_row(data, threads, rounds, machine) -> dict:
+    """scikit-image's Chambolle TV, 256 iterations, scalar weight, forward only (its own peer: no Λ map)."""
+    import torch
+    import tvfast
+    from skimage.restoration import denoise_tv_chambolle
+
+    img = data[0, 0].numpy()
+    times = {"skimage": [], "default": []}
+    for _ in range(rounds + 1):
+        t0 = time.perf_counter()
+        denoise_tv_chambolle(img, weight=0.1, eps=0.0, max_num_iter=256)
+        times["skimage"].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            tvfast.pdhg(data, 0.1, 256)
+        times["default"].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v[1:]) for k, v in times.items()}
+    return {"case": "2d", "pass": "forward, scalar λ", "impl": "default vs scikit-image denoise_tv_chambolle",
+            "threads": threads, "n_iter": 256, "median_s": med["default"], "skimage_s": med["skimage"],
+            "speedup_vs_skimage": med["skimage"] / med["default"], "machine": machine, "torch": torch.__version__}
+
+
+def first_call_empty_cache(threads: int = 2) -> dict:
+    """Seconds of the first 2-D forward+backward in a new process whose kernel cache is empty."""
+    code = ("import time, torch; torch.set_num_threads(%d); t0 = time.perf_counter(); import tvfast; "
+            "z = torch.rand(1, 1, 256, 256, requires_grad=True); lam = torch.full((1, 1, 256, 256), 0.1, "
+            "requires_grad=True); tvfast.pdhg(z, lam, 256).square().sum().backward(); "
+            "print(time.perf_counter() - t0)" % threads)
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    from tvfast.cli.bench import machine_name
+
+    return {"case": "2d", "pass": "first call, empty kernel cache (import + forward+backward)", "impl": "default",
+            "threads": threads, "n_iter": 256, "median_s": float(out.stdout.split()[-1]), "machine": machine_name()}
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| case | pass | tvfast | threads | tvfast time | plain loop | speed-up | machine |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        plain = f"{r['plain_loop_s'] * 1e3:.1f} ms" if "plain_loop_s" in r else ""
+        if "speedup" in r:
+            ratio = f"{r['speedup']:.1f}×"
+        elif "speedup_vs_skimage" in r:
+            ratio = f"{r['speedup_vs_skimage']:.1f}× vs scikit-image ({r['skimage_s'] * 1e3:.1f} ms)"
+        else:
+            ratio = f"{r['median_s'] / r['plain_loop_s']:.1f} plain-loop calls" if "plain_loop_s" in r else ""
+        lines.append(f"| {r['case']} | {r['pass']} | {r['impl']} | {r['threads']} | {r['median_s'] * 1e3:.1f} ms "
+                     f"| {plain} | {ratio} | {r['machine']} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--case", choices=tuple(CASES), help="run one case in this process and print JSON rows")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--with-compile", action="store_true", help="add compile=True and scikit-image rows")
+    parser.add_argument("--out", type=Path, help="write the JSON rows here")
+    args = parser.parse_args(argv)
+    if args.rounds < 1 or args.threads < 1:
+        parser.error("--rounds, --threads: expected positive integers")
+    if args.case:
+        print(json.dumps(run_case(args.case, args.threads, args.rounds, args.with_compile)))
+        return 0
+    rows = []
+    for case, threads in DEFAULT_RUNS:
+        cmd = [sys.executable, __file__, "--case", case, "--threads", str(threads), "--rounds", str(args.rounds)]
+        if args.with_compile:
+            cmd.append("--with-compile")
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        rows += json.loads(out.stdout.strip().splitlines()[-1])
+        print(table(rows[-1:]).splitlines()[-1], flush=True)
+    rows.append(first_call_empty_cache())
+    print(table(rows))
+    if args.out:
+        tmp = args.out.with_suffix(args.out.suffix + ".tmp")
+        tmp.write_text(json.dumps(rows, indent=1) + "\n")
+        tmp.replace(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
