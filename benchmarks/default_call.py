@@ -162,6 +162,38 @@ def first_call_empty_cache(threads: int = 2) -> dict:
             "threads": threads, "n_iter": 256, "median_s": float(out.stdout.split()[-1]), "machine": machine_name()}
 
 
+def train_step_rows(rounds: int = 3) -> list[dict]:
+    """The seed model's training step (U-Net → Λ → solver → MSE → backward → Adam), 256², T = 256, one process:
+    the default call (now) against ``compile=True`` (what the trainer asked for before: the torch.compile path,
+    timed after its compilation) and the plain loop."""
+    import functools
+
+    import torch
+    import tvfast
+    from tvfast.cli.bench import machine_name
+    from tvfast.solver.reference import pdhg_reference
+
+    sys.path.insert(0, str(HERE))
+    from harness import make_train_step
+
+    steps = {"default": make_train_step(tvfast.pdhg, 256),
+             "compile=True (before)": make_train_step(functools.partial(tvfast.pdhg, compile=True), 256),
+             "plain loop": make_train_step(pdhg_reference, 256)}
+    for step in steps.values():
+        step()  # warm-up: the compilation of compile=True
+    times = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            t0 = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - t0)
+    med = {name: statistics.median(t) for name, t in times.items()}
+    return [{"case": "training step 256²", "pass": "U-Net → Λ → solver → MSE → Adam", "impl": name,
+             "threads": torch.get_num_threads(), "n_iter": 256, "median_s": med[name],
+             "plain_loop_s": med["plain loop"], "speedup": med["plain loop"] / med[name], "machine": machine_name(),
+             "torch": torch.__version__} for name in steps if name != "plain loop"]
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| case | pass | tvfast | threads | tvfast time | plain loop | speed-up | machine |",
              "|---|---|---|---|---|---|---|---|"]
@@ -185,11 +217,18 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--with-compile", action="store_true", help="add compile=True and scikit-image rows")
     parser.add_argument("--out", type=Path, help="write the JSON rows here")
+    parser.add_argument("--train-step", action="store_true", help="only the training-step rows, in this process")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.threads < 1:
         parser.error("--rounds, --threads: expected positive integers")
     if args.case:
         print(json.dumps(run_case(args.case, args.threads, args.rounds, args.with_compile)))
+        return 0
+    if args.train_step:
+        rows = train_step_rows(args.rounds)
+        print(table(rows))
+        if args.out:
+            _write(args.out, rows)
         return 0
     rows = []
     for case, threads in DEFAULT_RUNS:
@@ -202,10 +241,14 @@ def main(argv=None) -> int:
     rows.append(first_call_empty_cache())
     print(table(rows))
     if args.out:
-        tmp = args.out.with_suffix(args.out.suffix + ".tmp")
-        tmp.write_text(json.dumps(rows, indent=1) + "\n")
-        tmp.replace(args.out)
+        _write(args.out, rows)
     return 0
+
+
+def _write(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(rows, indent=1) + "\n")
+    tmp.replace(path)
 
 
 if __name__ == "__main__":

@@ -105,12 +105,12 @@ def make_mri(size: int, frames: int | None = None, acceleration: int = 4, noise:
 
 
 def mri_solvers(operator) -> dict:
-    """``{"tvfast": tvfast.pdhg compiled, "reference": pdhg_reference}`` with ``operator``, called as ``solve(y, Λ, T)``."""
+    """``{"tvfast": tvfast.pdhg (the default call), "reference": pdhg_reference}`` with ``operator``, as ``solve(y, Λ, T)``."""
     import tvfast
     from tvfast.solver.reference import pdhg_reference
 
     def tvfast_solve(y, lam, n_iter):
-        return tvfast.pdhg(y, lam, n_iter, operator=operator, compile=True)
+        return tvfast.pdhg(y, lam, n_iter, operator=operator)
 
     def reference_solve(y, lam, n_iter):
         return pdhg_reference(y, lam, n_iter, operator=operator)

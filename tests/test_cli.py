@@ -706,33 +706,18 @@ def test_denoise_needs_no_extra(tmp_path):
     assert (tmp_path / "b.png").is_file()
 
 
-def test_job_work_counts_channels_pixels_and_iterations(tmp_path):
-    from tvfast.cli.denoise import job_work, plan_jobs
-
-    write_png8(tmp_path / "grey.png")
-    write_png8(tmp_path / "rgb.png", shape=(H, W, 3))
-    np.save(tmp_path / "x.npy", np.zeros((7, 5), np.float32))
-    jobs = plan_jobs([str(tmp_path / n) for n in ("grey.png", "rgb.png", "x.npy")], str(tmp_path / "out"), False)
-    assert job_work(jobs, 10) == (H * W + 3 * H * W + 7 * 5) * 10
-
-
-@pytest.mark.parametrize("threshold, expected", [(1, True), (10**15, False)], ids=["large job", "small job"])
 @pytest.mark.parametrize("how", ["lambda", "model"])
-def test_denoise_asks_the_solver_to_compile_a_large_job(tmp_path, monkeypatch, tiny_weights, threshold, expected,
-                                                         how):
-    """The whole job's work against the solver's threshold decides ``compile`` for every solve of the job."""
+def test_denoise_makes_the_default_call(tmp_path, monkeypatch, tiny_weights, how):
+    """Every solve of a job is the default call (the fused CPU path; no compile request)."""
     import tvfast
     from tvfast.cli.main import main
-    from tvfast.solver import compile_policy
 
-    monkeypatch.delenv("TVFAST_COMPILE", raising=False)
-    monkeypatch.setattr(compile_policy, "COMPILE_MIN_WORK", threshold)
     asked = []
     solve = tvfast.pdhg
 
     def recording_pdhg(*args, **kwargs):
         asked.append(kwargs.get("compile"))
-        return solve(*args, **{**kwargs, "compile": False})
+        return solve(*args, **kwargs)
 
     monkeypatch.setattr(tvfast, "pdhg", recording_pdhg)
     (tmp_path / "in").mkdir()
@@ -740,4 +725,4 @@ def test_denoise_asks_the_solver_to_compile_a_large_job(tmp_path, monkeypatch, t
         write_png8(tmp_path / "in" / f"{seed}.png", seed=seed)
     how_args = ["--lambda", "0.05"] if how == "lambda" else ["--weights", str(tiny_weights)]
     assert main(["denoise", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--iters", "4", *how_args]) == 0
-    assert asked == [expected, expected]
+    assert asked == [None, None]

@@ -490,3 +490,27 @@ def test_cuda_triton_matches_reference_256(dtype):
         err = (ours.double() - ref).norm() / ref.norm()
         limit = 1e-3 if dtype == torch.float32 else 1e-9
         assert err < limit, f"grad {name}: relative error {err:.3g}"
+
+
+# ---------------------------------------------------------------------------
+# The fused CPU path: no import-time cost, no change to torch's threads
+# ---------------------------------------------------------------------------
+
+
+def test_import_tvfast_does_not_load_numba():
+    code = "import sys, tvfast; assert 'numba' not in sys.modules, 'numba imported by import tvfast'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 16, 16), (1, 1, 4, 128, 300)], ids=["small", "two-threads"])
+def test_a_solve_leaves_torchs_thread_count_as_it_was(shape, gen):
+    """Numba's OpenMP layer shares the runtime with torch: a solve must not change torch.get_num_threads()."""
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, max(2, before)):
+            torch.set_num_threads(threads)
+            z = torch.rand(shape, generator=gen, requires_grad=True)
+            tvfast.pdhg(z, 0.1, 3, backend="numba").sum().backward()
+            assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)

@@ -27,7 +27,7 @@ Protocol, for a folder of clean test images and a ``ReconstructionNet``
   values strictly between the neighbours of the coarse grid's PSNR-best
   value; each grid is solved as *one* batched ``tvfast.pdhg`` call (``K``
   copies of y and x₀, Λ of shape ``(K,)``, the operator broadcasting over
-  them; ``--grid-batch`` splits it) with ``compile=True``. The reported λ
+  them; ``--grid-batch`` splits it), the default call. The reported λ
   is the PSNR-best of all values solved; the SSIM at that λ is reported
   with it, and the SSIM-best λ separately. When the PSNR-best λ is the
   smallest or the largest value of the coarse grid, the image is listed as
@@ -150,7 +150,7 @@ def solver_steps(operator, x0: torch.Tensor) -> dict:
 
 
 def solve_scalars(y: torch.Tensor, lambdas, operator, x0: torch.Tensor, n_iter: int, steps: dict,
-                  batch: int | None = None, compile: bool | None = True, backend: str = "auto") -> torch.Tensor:
+                  batch: int | None = None, compile: bool | None = None, backend: str = "auto") -> torch.Tensor:
     """TV reconstructions of one image for each scalar λ: ``(K, 1, H, W)``.
 
     ``y`` (1, …) data of ``operator``, ``x0`` (1, 1, H, W) the start,
@@ -180,7 +180,7 @@ def _log_grid(low: float, high: float, count: int) -> np.ndarray:
 
 def scalar_search(y: torch.Tensor, clean: torch.Tensor, operator, x0: torch.Tensor, n_iter: int, steps: dict, *,
                   lambda_min: float = 1e-4, lambda_max: float = 0.3, coarse_steps: int = 25, fine_steps: int = 8,
-                  batch: int | None = None, compile: bool | None = True, backend: str = "auto") -> dict:
+                  batch: int | None = None, compile: bool | None = None, backend: str = "auto") -> dict:
     """The oracle scalar λ of one image: a coarse log grid, then a finer one around its PSNR-best value.
 
     Returns a dict: ``lambdas``, ``psnr``, ``ssim``, ``stage`` (arrays over every λ solved, sorted by
@@ -488,7 +488,6 @@ def evaluate(args: argparse.Namespace) -> dict:
     if model.task != TASK_MODELS[args.task]:
         raise ValueError(f"--weights {args.weights}: a {model.task!r} model, --task {args.task} needs "
                          f"{TASK_MODELS[args.task]!r}")
-    model.solver_compile = True  # one shape for every image (TVFAST_COMPILE=0 still forbids compiling)
     T = model.n_iter if args.iters is None else args.iters
     size = args.size or DEFAULT_SIZE[args.task]
     out = Path(args.out or f"runs/evaluate_{args.task}")
@@ -523,7 +522,7 @@ def evaluate(args: argparse.Namespace) -> dict:
             steps_used = f"{steps['tau']:.6g}"
             search = scalar_search(y, clean, operator, x0, T, steps, lambda_min=args.lambda_min,
                                    lambda_max=args.lambda_max, coarse_steps=args.lambda_steps,
-                                   fine_steps=args.fine_steps, batch=args.grid_batch, compile=True,
+                                   fine_steps=args.fine_steps, batch=args.grid_batch,
                                    backend=model.solver_backend)
             x_learned, lam, _ = model.solve(y, operator, n_iter=T)
         p_start, s_start = _scores(clean, x0)

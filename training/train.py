@@ -13,8 +13,7 @@ The learning-rate schedule comes from ``--recipe`` (:data:`RECIPES`):
 linear warm-up over 5 epochs to a peak of 1e-3, then a cosine decay to 1e-5;
 ``seed`` is the original constant 1e-4. ``--lr``, ``--lr-schedule`` and
 ``--warmup-epochs`` override single values of the recipe. The solver runs
-with ``compile=True`` (thousands of solves of one shape amortise the
-compilation).
+as the default call (the fused CPU path on CPU tensors, Triton on CUDA).
 
 Usage::
 
@@ -294,7 +293,7 @@ def _build_model(args: argparse.Namespace, ckpt: dict | None, env: ProcessGroup)
     torch.manual_seed(args.seed)
     # Training runs thousands of solves of one shape: one compilation of the PyTorch path serves them all
     # (the Triton kernels ignore the flag; TVFAST_COMPILE=0 still turns it off).
-    solver = {"solver_backend": args.solver_backend, "solver_compile": True}
+    solver = {"solver_backend": args.solver_backend, "solver_compile": None}  # the fused CPU path needs no compile
     kind = ckpt.get("model_kind", "lambdanet") if ckpt is not None else (
         "reconstruction" if args.task != "denoise" else "lambdanet3d" if args.sequences else "lambdanet")
     if kind == "reconstruction":

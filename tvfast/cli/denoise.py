@@ -17,7 +17,7 @@ import tvfast
 from tvfast.io.images import IMAGE_SUFFIXES, read_image, write_image
 from tvfast.io.volumes import read_volume, write_volume
 
-__all__ = ["UsageError", "DenoiseJob", "plan_jobs", "job_work", "denoise_job", "load_lambda_map",
+__all__ = ["UsageError", "DenoiseJob", "plan_jobs", "denoise_job", "load_lambda_map",
            "load_volume_lambda", "denoise_volume"]
 
 
@@ -102,35 +102,6 @@ def plan_jobs(inputs: list[str], output: str, force: bool, sidecars: tuple[str, 
             if target.exists() and not force:
                 raise UsageError(f"{target}: exists; pass --force to overwrite")
     return jobs
-
-
-def _samples(path: Path) -> int:
-    """Channels × H × W of an image file, from its header (0 when unreadable: reading it reports why)."""
-    try:
-        suffix = path.suffix.lower()
-        if suffix == ".npy":
-            return int(np.load(path, mmap_mode="r", allow_pickle=False).size)
-        if suffix in (".tif", ".tiff"):
-            import tifffile
-
-            with tifffile.TiffFile(path) as tif:
-                return int(np.prod(tif.series[0].shape))
-        from PIL import Image
-
-        with Image.open(path) as image:
-            return image.width * image.height * len(image.getbands())
-    except Exception:
-        return 0
-
-
-def job_work(jobs: list[DenoiseJob], n_iter: int) -> int:
-    """The solver work of a whole job in pixel-iterations: Σ over inputs of channels × H × W × ``n_iter``.
-
-    Every channel is one image of the solver's batch, so this is the ``B·N·T``
-    of the solver's compile rule summed over the calls; the files' headers
-    give the sizes (alpha channels are counted, an overestimate of at most ⅓).
-    """
-    return sum(_samples(job.source) for job in jobs) * n_iter
 
 
 def load_lambda_map(path: str) -> np.ndarray:

@@ -51,7 +51,7 @@ _BENCH_EXAMPLES = """examples:
   tvfast bench --quick            128², T = 64, 3 rounds
   tvfast bench                    256², T = 256, 5 rounds (the RESULTS.md rows)
 
-Forward and forward+backward of tvfast.pdhg (compiled) against the reference
+Forward and forward+backward of tvfast.pdhg (the default call) against the reference
 loop, in this process, on the same inputs; ratio of medians. Peak memory and
 the training step: the benchmark suite in benchmarks/ (python -m pytest benchmarks)."""
 
@@ -120,8 +120,7 @@ def _load_model(weights: str | None, device, precision: str = "auto"):
 
 
 def _cmd_denoise(args) -> int:
-    from tvfast.cli.denoise import UsageError, denoise_job, job_work, load_lambda_map, plan_jobs
-    from tvfast.solver.compile_policy import should_compile
+    from tvfast.cli.denoise import UsageError, denoise_job, load_lambda_map, plan_jobs
 
     if args.iters < 0:
         raise UsageError(f"--iters: expected a non-negative integer, got {args.iters}")
@@ -141,11 +140,6 @@ def _cmd_denoise(args) -> int:
         model = _load_model(args.weights, device, args.precision)
     elif args.weights:
         raise UsageError("--weights: only used with the learned model, not with --lambda / --lambda-map")
-    # One compilation of the solver's step serves every image of a job; it pays when the whole job's
-    # work (channels × pixels × iterations, summed over the inputs) passes the solver's threshold.
-    compile_solver = should_compile(job_work(jobs, args.iters))
-    if model is not None:
-        model.solver_compile = compile_solver
     progress = jobs
     if len(jobs) > 1:
         from tqdm import tqdm
@@ -153,7 +147,7 @@ def _cmd_denoise(args) -> int:
         progress = tqdm(jobs, desc="denoise", unit="image")
     for job in progress:
         denoise_job(job, model=model, lam_value=args.lam, lam_map=lam_map, n_iter=args.iters,
-                    save_lambda=args.save_lambda, compare=args.compare, device=device, compile=compile_solver)
+                    save_lambda=args.save_lambda, compare=args.compare, device=device)
         if len(jobs) == 1:
             print(f"wrote {job.target}")
     return 0

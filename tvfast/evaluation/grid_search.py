@@ -2,9 +2,8 @@
 
 This is the baseline the learned map is measured against (docs/method.md §8):
 for each image the best λ of the grid is chosen *with* the clean image, so it
-is an upper bound for any scalar-λ method. A search runs many solves of one
-shape (a grid per image, usually many images), so it asks the solver to
-compile its step (``compile=True``; ``TVFAST_COMPILE=0`` still forbids it).
+is an upper bound for any scalar-λ method. Each grid is one batched default
+call of :func:`tvfast.pdhg` (the fused CPU path on CPU tensors).
 """
 
 from __future__ import annotations
@@ -54,8 +53,7 @@ def lambda_grid_search(
     with torch.no_grad():
         for start in range(0, K, batch):
             lam = lambdas[start : start + batch].to(z4)
-            xs = tvfast.pdhg(z4.expand(lam.numel(), 1, *z4.shape[-2:]).contiguous(), lam, n_iter=n_iter,
-                             compile=True)
+            xs = tvfast.pdhg(z4.expand(lam.numel(), 1, *z4.shape[-2:]).contiguous(), lam, n_iter=n_iter)
             xs = xs.cpu()
             for j in range(lam.numel()):
                 k = start + j
