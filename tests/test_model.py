@@ -354,7 +354,7 @@ def test_pretrained_paths():
     ({"directional": 1}, ValueError, "directional: expected True or False"),
     ({"spatial_dims": 4}, ValueError, "spatial_dims: expected 2 or 3, got 4"),
     ({"spatial_dims": 3}, ValueError, "spatial_dims: got 3, but the unet is 2-D"),
-    ({"solver_backend": "cuda"}, ValueError, r"solver_backend: expected one of \('auto', 'triton', 'torch'\)"),
+    ({"solver_backend": "cuda"}, ValueError, r"solver_backend: expected one of \('auto', 'numba', 'triton', 'torch'\)"),
     ({"solver_compile": "auto"}, ValueError, "solver_compile: expected None, True or False, got 'auto'"),
 ])
 def test_bad_arguments_are_named(kw, error, message):

@@ -1,8 +1,7 @@
 """Trainer: tiny runs, learning, recipes, checkpoints, exact resume, time limit, torchrun/gloo.
 
-The trainer asks the solver to compile (``solver_compile=True``); these tiny runs set
-``TVFAST_COMPILE=0`` so that they stay eager (compiling costs seconds per shape). The compiled
-solver itself is tested by the solver's tests.
+The trainer makes the solver's default call (``solver_compile=None``: the fused CPU path);
+these tiny runs also set ``TVFAST_COMPILE=0``, so that nothing compiles with torch.compile.
 """
 
 import json
@@ -68,8 +67,8 @@ def test_tiny_training_run(data, tmp_path):
     assert model.n_iter == 4
     assert any(p.name.startswith("events.out.tfevents") for p in (out / "tensorboard").iterdir())
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
-    # the trainer asks the solver to compile; the model file leaves that choice to whoever loads it
-    assert ck["model_config"]["solver_compile"] is True and model.solver_compile is None
+    # the trainer makes the default call; so does the model file
+    assert ck["model_config"]["solver_compile"] is None and model.solver_compile is None
     assert ck["args"]["recipe"] == "best" and ck["args"]["lr"] == 1e-3 and ck["args"]["lr_schedule"] == "cosine"
 
 
