@@ -259,6 +259,15 @@ def adjoint_primal2d(gx, gxb, gp, gq0, gq1, data, denoise, prm):
 
 
 @njit(**_INLINE)
+def _voxel_row(row, depth, height):
+    """(b, d, i) of row ``row`` of the B·D·H rows of a volume batch."""
+    b = row // (depth * height)
+    rest = row - b * depth * height
+    d = rest // height
+    return b, d, rest - d * height
+
+
+@njit(**_INLINE)
 def _dual_px3(xb, q0, q1, q2, lam, b, d, d1, i, i1, j, j1, sigma):
     xh = xb[b, d, i, j]
     u0 = q0[b, d, i, j] + sigma * (xb[b, d1, i, j] - xh)
@@ -279,10 +288,7 @@ def dual3d(xb, q0, q1, q2, lam, record, write_states, prm):
     sigma = prm[1]
     n_img, depth, height, width = xb.shape
     for row in prange(n_img * depth * height):
-        b = row // (depth * height)
-        rest = row - b * depth * height
-        d = rest // height
-        i = rest - d * height
+        b, d, i = _voxel_row(row, depth, height)
         d1 = d + 1 if d + 1 < depth else 0
         i1 = i + 1 if i + 1 < height else 0
         if write_states:
@@ -316,10 +322,7 @@ def _primal_px3(x, xb, p, q0, q1, q2, z, b, d, d0, i, i0, j, j0, prm):
 def primal3d(x, xb, p, q0, q1, q2, z, prm):
     n_img, depth, height, width = x.shape
     for row in prange(n_img * depth * height):
-        b = row // (depth * height)
-        rest = row - b * depth * height
-        d = rest // height
-        i = rest - d * height
+        b, d, i = _voxel_row(row, depth, height)
         d0 = d - 1 if d > 0 else depth - 1
         i0 = i - 1 if i > 0 else height - 1
         _primal_px3(x, xb, p, q0, q1, q2, z, b, d, d0, i, i0, 0, width - 1, prm)
@@ -342,10 +345,7 @@ def primal3d_data(x, xb, data, q0, q1, q2, prm):
     n_img, depth, height, width = x.shape
     per_part = data.shape[1]
     for row in prange(n_img * depth * height):
-        b = row // (depth * height)
-        rest = row - b * depth * height
-        d = rest // height
-        i = rest - d * height
+        b, d, i = _voxel_row(row, depth, height)
         c = b // per_part
         bb = b - c * per_part
         d0 = d - 1 if d > 0 else depth - 1
@@ -393,10 +393,7 @@ def adjoint_dual3d(gx, gxb, gp, gq0, gq1, gq2, gz, glam, record, need_glam, deno
     n_img, depth, height, width = gx.shape
     shared = glam.shape[1] == 1
     for row in prange(n_img * depth * height):
-        b = row // (depth * height)
-        rest = row - b * depth * height
-        d = rest // height
-        i = rest - d * height
+        b, d, i = _voxel_row(row, depth, height)
         d1 = d + 1 if d + 1 < depth else 0
         i1 = i + 1 if i + 1 < height else 0
         for j in range(width - 1):
@@ -426,10 +423,7 @@ def adjoint_primal3d(gx, gxb, gp, gq0, gq1, gq2, data, denoise, prm):
     n_img, depth, height, width = gx.shape
     per_part = data.shape[1]
     for row in prange(n_img * depth * height):
-        b = row // (depth * height)
-        rest = row - b * depth * height
-        d = rest // height
-        i = rest - d * height
+        b, d, i = _voxel_row(row, depth, height)
         c = b // per_part
         bb = b - c * per_part
         d0 = d - 1 if d > 0 else depth - 1
