@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -61,19 +60,17 @@ def _problem(case: str):
     return y, lam, operator
 
 
-def _runner(solve, data, lam, n_iter, grad: bool):
+def _call(solve, data, lam, n_iter, grad: bool) -> None:
+    """One forward, or one forward+backward of L = Σ |x|² with respect to the data and Λ."""
     import torch
 
-    def forward():
+    if not grad:
         with torch.no_grad():
             solve(data, lam, n_iter)
-
-    def forward_backward():
-        d = data.clone().requires_grad_()
-        m = lam.clone().requires_grad_()
-        solve(d, m, n_iter).abs().square().sum().backward()
-
-    return forward_backward if grad else forward
+        return
+    d = data.clone().requires_grad_()
+    m = lam.clone().requires_grad_()
+    solve(d, m, n_iter).abs().square().sum().backward()
 
 
 def run_case(case: str, threads: int, rounds: int, with_compile: bool) -> list[dict]:
@@ -83,7 +80,7 @@ def run_case(case: str, threads: int, rounds: int, with_compile: bool) -> list[d
     torch.set_num_threads(threads)
     start = time.perf_counter()
     import tvfast
-    from tvfast.cli.bench import machine_name
+    from tvfast.cli.bench import machine_name, paired_medians
     from tvfast.solver.reference import pdhg_reference
 
     data, lam, operator = _problem(case)
@@ -94,23 +91,15 @@ def run_case(case: str, threads: int, rounds: int, with_compile: bool) -> list[d
     if with_compile:
         impls["compile=True"] = lambda d, m, t: tvfast.pdhg(d, m, t, compile=True, **kw)
     first_start = time.perf_counter()
-    _runner(impls["default"], data, lam, n_iter, grad=False)()
+    _call(impls["default"], data, lam, n_iter, grad=False)
     first = time.perf_counter() - first_start
     import_s = first_start - start
     machine = machine_name()
     rows = []
     for grad in (False, True):
-        runs = {name: _runner(solve, data, lam, n_iter, grad) for name, solve in impls.items()}
-        for run in runs.values():
-            run()  # warm-up (compilation for compile=True)
-        times = {name: [] for name in runs}
-        for _ in range(rounds):
-            for name, run in runs.items():
-                t0 = time.perf_counter()
-                run()
-                times[name].append(time.perf_counter() - t0)
-        med = {name: statistics.median(t) for name, t in times.items()}
-        for name in runs:
+        # one warm-up each (the compilation for compile=True), then alternating rounds
+        med = paired_medians(lambda solve: _call(solve, data, lam, n_iter, grad), impls, rounds)
+        for name in impls:
             if name == "plain loop":
                 continue
             rows.append({"case": case, "pass": "forward+backward" if grad else "forward", "impl": name,
@@ -130,18 +119,12 @@ def _skimage_row(data, threads, rounds, machine) -> dict:
     import torch
     import tvfast
     from skimage.restoration import denoise_tv_chambolle
+    from tvfast.cli.bench import paired_medians
 
     img = data[0, 0].numpy()
-    times = {"skimage": [], "default": []}
-    for _ in range(rounds + 1):
-        t0 = time.perf_counter()
-        denoise_tv_chambolle(img, weight=0.1, eps=0.0, max_num_iter=256)
-        times["skimage"].append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            tvfast.pdhg(data, 0.1, 256)
-        times["default"].append(time.perf_counter() - t0)
-    med = {k: statistics.median(v[1:]) for k, v in times.items()}
+    impls = {"skimage": lambda: denoise_tv_chambolle(img, weight=0.1, eps=0.0, max_num_iter=256),
+             "default": lambda: _call(lambda d, m, t: tvfast.pdhg(d, m, t), data, 0.1, 256, grad=False)}
+    med = paired_medians(lambda run: run(), impls, rounds)
     return {"case": "2d", "pass": "forward, scalar λ", "impl": "default vs scikit-image denoise_tv_chambolle",
             "threads": threads, "n_iter": 256, "median_s": med["default"], "skimage_s": med["skimage"],
             "speedup_vs_skimage": med["skimage"] / med["default"], "machine": machine, "torch": torch.__version__}
@@ -170,7 +153,7 @@ def train_step_rows(rounds: int = 3) -> list[dict]:
 
     import torch
     import tvfast
-    from tvfast.cli.bench import machine_name
+    from tvfast.cli.bench import machine_name, paired_medians
     from tvfast.solver.reference import pdhg_reference
 
     sys.path.insert(0, str(HERE))
@@ -179,15 +162,7 @@ def train_step_rows(rounds: int = 3) -> list[dict]:
     steps = {"default": make_train_step(tvfast.pdhg, 256),
              "compile=True (before)": make_train_step(functools.partial(tvfast.pdhg, compile=True), 256),
              "plain loop": make_train_step(pdhg_reference, 256)}
-    for step in steps.values():
-        step()  # warm-up: the compilation of compile=True
-    times = {name: [] for name in steps}
-    for _ in range(rounds):
-        for name, step in steps.items():
-            t0 = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - t0)
-    med = {name: statistics.median(t) for name, t in times.items()}
+    med = paired_medians(lambda step: step(), steps, rounds)  # the warm-up holds compile=True's compilation
     return [{"case": "training step 256²", "pass": "U-Net → Λ → solver → MSE → Adam", "impl": name,
              "threads": torch.get_num_threads(), "n_iter": 256, "median_s": med[name],
              "plain_loop_s": med["plain loop"], "speedup": med["plain loop"] / med[name], "machine": machine_name(),

@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="U-Net arithmetic: bf16 autocast (+ channels-last) where the hardware is faster with it "
                         "(auto), or forced; the solver, weights and Adam state are always float32")
     g.add_argument("--solver-backend", choices=("auto", "numba", "triton", "torch"), default="auto",
-                   help="tvfast.pdhg backend (auto: Triton on CUDA, PyTorch on CPU)")
+                   help="tvfast.pdhg backend (auto: Triton on CUDA, the fused CPU path on CPU)")
 
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=500, help="total number of epochs")
@@ -291,9 +291,9 @@ class RunState:
 def _build_model(args: argparse.Namespace, ckpt: dict | None, env: ProcessGroup) -> LambdaNet:
     """The model of a new run (seeded: identical on every rank) or of the checkpoint, on the device."""
     torch.manual_seed(args.seed)
-    # Training runs thousands of solves of one shape: one compilation of the PyTorch path serves them all
-    # (the Triton kernels ignore the flag; TVFAST_COMPILE=0 still turns it off).
-    solver = {"solver_backend": args.solver_backend, "solver_compile": None}  # the fused CPU path needs no compile
+    # The solver's default call (the fused CPU path needs no compilation); None also replaces the True that
+    # checkpoints of earlier versions stored, so a resumed run leaves the torch.compile path too.
+    solver = {"solver_backend": args.solver_backend, "solver_compile": None}
     kind = ckpt.get("model_kind", "lambdanet") if ckpt is not None else (
         "reconstruction" if args.task != "denoise" else "lambdanet3d" if args.sequences else "lambdanet")
     if kind == "reconstruction":
@@ -505,13 +505,8 @@ class _Trainer:
         save_checkpoint(self.out / CHECKPOINT, _checkpoint(self.model, self.optimizer, self.state, self.args))
 
     def _save_best(self) -> None:
-        """Write best.safetensors + best.json. The file leaves ``solver_compile`` to the solver (None): compiling
-        pays for training's thousands of solves, not for whoever later denoises one image with the model."""
-        training_choice, self.model.solver_compile = self.model.solver_compile, None
-        try:
-            self.model.save_pretrained(self.out / BEST)
-        finally:
-            self.model.solver_compile = training_choice
+        """Write best.safetensors + best.json (the model trains with the solver's default call, and ships with it)."""
+        self.model.save_pretrained(self.out / BEST)
 
     def run(self) -> dict:
         previous_handler = None

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from tvfast.physics import LinearOperator, as_operator, operator_norm
+from tvfast.solver import compile_policy
 from tvfast.solver.differences import BOUNDARIES
 
 __all__ = ["PDHGArguments", "check_arguments", "default_step", "operator_norm_squared", "OPERATOR_NORM_SQUARED",
@@ -223,12 +224,6 @@ def check_arguments(z, Lambda, n_iter, tau, sigma, theta, backend, compile=None)
     )
 
 
-def _compile_forced() -> bool:
-    import os
-
-    return os.environ.get("TVFAST_COMPILE", "").strip().lower() in ("1", "true", "yes")
-
-
 def resolve_backend(backend: str, device: torch.device, compile: bool | None) -> str:
     """The solver of a checked ``backend`` for tensors on ``device``: "numba", "triton" or "torch".
 
@@ -240,7 +235,7 @@ def resolve_backend(backend: str, device: torch.device, compile: bool | None) ->
     if backend == "auto":
         if device.type == "cuda" and _triton_available():
             return "triton"
-        if device.type != "cpu" or compile is True or _compile_forced():
+        if device.type != "cpu" or compile is True or compile_policy.env_compile() is True:
             return "torch"
         backend = "numba"
     if backend == "triton":

@@ -47,7 +47,7 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["COMPILE_MIN_WORK", "MAX_GRAPHS", "should_compile", "StepRunner", "step_runner"]
+__all__ = ["COMPILE_MIN_WORK", "MAX_GRAPHS", "env_compile", "should_compile", "StepRunner", "step_runner"]
 
 # Pixel-iterations (B·N·T) from which a call compiles by default (derivation in the module docstring).
 COMPILE_MIN_WORK = 2**30
@@ -58,6 +58,16 @@ COMPILE_MIN_WORK = 2**30
 MAX_GRAPHS = 128
 
 
+def env_compile() -> bool | None:
+    """``TVFAST_COMPILE``: True for 1/true/yes, False for 0/false/no, None when unset or anything else."""
+    flag = os.environ.get("TVFAST_COMPILE", "").strip().lower()
+    if flag in ("0", "false", "no"):
+        return False
+    if flag in ("1", "true", "yes"):
+        return True
+    return None
+
+
 def should_compile(work: int, requested: bool | None = None) -> bool:
     """Whether a call doing ``work`` pixel-iterations runs its steps compiled.
 
@@ -66,11 +76,9 @@ def should_compile(work: int, requested: bool | None = None) -> bool:
     compiles when ``work`` ≥ :data:`COMPILE_MIN_WORK`. The CPU path passes
     the work of all calls of the same graph so far (:meth:`StepRunner.add_work`).
     """
-    flag = os.environ.get("TVFAST_COMPILE", "").strip().lower()
-    if flag in ("0", "false", "no"):
-        return False
-    if flag in ("1", "true", "yes"):
-        return True
+    flag = env_compile()
+    if flag is not None:
+        return flag
     if requested is not None:
         return bool(requested)
     return work >= COMPILE_MIN_WORK

@@ -14,7 +14,7 @@ Numba is imported on the first solve (:func:`available`), never by
 ``import tvfast``; its compiled kernels are cached on disk, so only the
 first solve on a machine pays the compilation (a few seconds), and a new
 process loads them in well under a second. Where Numba cannot be imported
-:mod:`tvfast.solver.backends` falls back to the PyTorch path with one warning.
+:func:`tvfast.solver.arguments.resolve_backend` falls back to the PyTorch path with one warning.
 
 Threads: each solve runs its passes on up to ``torch.get_num_threads()``
 threads (capped by Numba's pool), so ``torch.set_num_threads`` governs
@@ -89,9 +89,14 @@ class _Threads:
         return False
 
 
+def _kind(dtype: torch.dtype):
+    """The NumPy scalar type of a real solve's dtype (float32 or float64)."""
+    return np.float32 if dtype == torch.float32 else np.float64
+
+
 def _params(dtype: torch.dtype, tau: float, sigma: float, theta: float) -> np.ndarray:
     """(τ, σ, θ, 1+σ, σ/(1+σ), 1+θ, 0) in the solve's dtype; 1+σ is added in that dtype, as the Triton kernels do."""
-    kind = np.float32 if dtype == torch.float32 else np.float64
+    kind = _kind(dtype)
     one_sigma = kind(1.0) + kind(sigma)
     return np.array([tau, sigma, theta, one_sigma, sigma / (1.0 + sigma), 1.0 + theta, 0.0], dtype=kind)
 
@@ -118,10 +123,6 @@ def _as_parts(t: torch.Tensor, n_axes: int) -> np.ndarray:
     if t.dim() == n_axes + 1:
         t = t.unsqueeze(0)
     return t.numpy()
-
-
-def _dummy_data(n_axes: int, dtype: torch.dtype) -> np.ndarray:
-    return np.zeros((1,) * (n_axes + 2), dtype=np.float32 if dtype == torch.float32 else np.float64)
 
 
 def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, need_mask: bool, data_step=None,
@@ -184,7 +185,7 @@ def solve_backward(grad_x, clip_states, lam_channels: int, need_glam: bool, tau:
     gqn = [t.numpy() for t in gq]
     records = clip_states.numpy()
     denoise = data_step is None
-    no_data = _dummy_data(n_axes, dtype)
+    no_data = np.zeros((1,) * (n_axes + 2), dtype=_kind(dtype))  # denoising reads no handed data term
     adjoint_dual = k.adjoint_dual2d if n_axes == 2 else k.adjoint_dual3d
     adjoint_primal = k.adjoint_primal2d if n_axes == 2 else k.adjoint_primal3d
     with torch.no_grad(), _Threads(gx.numel()):
@@ -209,16 +210,12 @@ def _rows(t: torch.Tensor, parts: int) -> np.ndarray:
     return t.reshape(parts, -1, *t.shape[-2:]).numpy()
 
 
-def _kind(t: torch.Tensor):
-    return np.float32 if t.dtype == torch.float32 else np.float64
-
-
 def data_dual(P: torch.Tensor, normal: torch.Tensor, adjoint_y: torch.Tensor, sigma: float) -> None:
     """P ← (P + σ(normal − Aᴴy))/(1+σ) in place, the data term's image-space dual step (docs/method.md §10).
 
     P and Aᴴy: contiguous real TV batches (C·B, *S); ``normal`` = AᴴA x̄ as
     (C, B, *S) or (B, *S), any strides."""
-    k, kind = _loaded(), _kind(P)
+    k, kind = _loaded(), _kind(P.dtype)
     parts = normal.shape[0] if normal.dim() == P.dim() + 1 else 1
     normal = normal.contiguous()  # torch's copy reads a transposed layout faster than a strided loop
     k.data_dual(_rows(P, parts), _rows(normal, parts), _rows(adjoint_y, parts), kind(sigma),
@@ -228,7 +225,7 @@ def data_dual(P: torch.Tensor, normal: torch.Tensor, adjoint_y: torch.Tensor, si
 def data_adjoint(r: torch.Tensor, a: torch.Tensor, r_sum: torch.Tensor | None, tau: float, sigma: float) -> None:
     """r ← r/(1+σ) − τa in place, and r_sum += r: the adjoint's image-space recursion (docs/method.md §10).
     Contiguous real tensors of one shape."""
-    k, kind = _loaded(), _kind(r)
+    k, kind = _loaded(), _kind(r.dtype)
     keep = r_sum is not None
     k.data_adjoint(_flat(r), _flat(a.contiguous()), _flat(r_sum if keep else r), keep, kind(tau),
                    kind(1.0 / (1.0 + sigma)))
@@ -236,6 +233,6 @@ def data_adjoint(r: torch.Tensor, a: torch.Tensor, r_sum: torch.Tensor | None, t
 
 def scaled(out: torch.Tensor, source: torch.Tensor, factor: float) -> torch.Tensor:
     """out ← factor·source for a contiguous TV batch ``out`` and ``source`` as in :func:`data_dual`'s ``normal``."""
-    k, kind = _loaded(), _kind(out)
+    k, kind = _loaded(), _kind(out.dtype)
     k.scale_into(_flat(out), _flat(source.contiguous()), kind(factor))  # torch's copy reads a transposed layout best
     return out

@@ -92,6 +92,14 @@ def _lam_adjoint(g, s, zero):
 
 
 @njit(**_INLINE)
+def _image_row(row, height, per_part):
+    """(b, i) of row ``row`` of the B·H rows, and (c, b') of image b in a handed (C, B/C, H, W) data term."""
+    b = row // height
+    c = b // per_part
+    return b, row - b * height, c, b - c * per_part
+
+
+@njit(**_INLINE)
 def _dual_px2(xb, q0, q1, lam, b, i, i1, j, j1, sigma):
     """q_a ← clip(u_a, ±Λ_a) at (b, i, j); returns the pixel's nibble s₀ | s₁ << 2."""
     xh = xb[b, i, j]
@@ -168,10 +176,7 @@ def primal2d_data(x, xb, data, q0, q1, prm):
     n_img, height, width = x.shape
     per_part = data.shape[1]
     for row in prange(n_img * height):
-        b = row // height
-        i = row - b * height
-        c = b // per_part
-        bb = b - c * per_part
+        b, i, c, bb = _image_row(row, height, per_part)
         i0 = i - 1 if i > 0 else height - 1
         _primal_data_px2(x, xb, data, q0, q1, c, bb, b, i, i0, 0, width - 1, prm)
         for j in range(1, width):
@@ -243,10 +248,7 @@ def adjoint_primal2d(gx, gxb, gp, gq0, gq1, data, denoise, prm):
     n_img, height, width = gx.shape
     per_part = data.shape[1]
     for row in prange(n_img * height):
-        b = row // height
-        i = row - b * height
-        c = b // per_part
-        bb = b - c * per_part
+        b, i, c, bb = _image_row(row, height, per_part)
         i0 = i - 1 if i > 0 else height - 1
         _adjoint_primal_px2(gx, gxb, gp, gq0, gq1, data, c, bb, b, i, i0, 0, width - 1, denoise, prm)
         for j in range(1, width):

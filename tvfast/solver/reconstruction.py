@@ -180,9 +180,9 @@ class _DualAdjointStep:
 class _FusedDualStep:
     """:class:`_DualStep` for the fused CPU path: P_k held in the TV layout, its update one compiled pass.
 
-    The real TV batch (B or 2B, *S) is what the fused kernels read fastest;
-    AᴴA x̄_k is read where the operator put it (a transposed or interleaved
-    complex layout), so no copy but x̄_k's into a complex image is made.
+    The real TV batch (B or 2B, *S) is what the fused kernels read fastest:
+    P_k and Aᴴy are kept in it, and AᴴA x̄_k (complex, or transposed by 1-D
+    FFTs) is copied into it once per iteration by :func:`fused.data_dual`.
     """
 
     def __init__(self, problem: ReconstructionProblem, adjoint_y: torch.Tensor):
@@ -217,6 +217,18 @@ class _FusedDualAdjointStep:
         return self.problem.from_tv(self.r_sum)
 
 
+def _dual_step(problem: ReconstructionProblem, adjoint_y: torch.Tensor):
+    """The data term's forward step for the problem's backend."""
+    return (_FusedDualStep if problem.backend == "numba" else _DualStep)(problem, adjoint_y)
+
+
+def _dual_adjoint_step(problem: ReconstructionProblem, grad_tv: torch.Tensor, need_gy: bool):
+    """The data term's adjoint step for the problem's backend (``grad_tv``: ∂ℓ/∂x_T in the TV layout)."""
+    if problem.backend == "numba":
+        return _FusedDualAdjointStep(problem, grad_tv, need_gy)
+    return _DualAdjointStep(problem, grad_tv.device, need_gy)
+
+
 def _solve(y, lam, x0, problem: ReconstructionProblem, need_mask: bool, adjoint_y: torch.Tensor | None = None):
     """The forward solve; ``adjoint_y`` is Aᴴy when the caller has it already (the argument check does)."""
     if adjoint_y is None:
@@ -226,7 +238,7 @@ def _solve(y, lam, x0, problem: ReconstructionProblem, need_mask: bool, adjoint_
     solver, options = solver_for(problem.backend, problem.compile)
     x_tv, states = solver.solve_forward(
         problem.to_tv(start.to(problem.x_dtype)), problem.lam_tv(lam), problem.n_iter, problem.tau, problem.sigma,
-        problem.theta, need_mask=need_mask, data_step=(_FusedDualStep if problem.backend == "numba" else _DualStep)(problem, adjoint_y), **options,
+        problem.theta, need_mask=need_mask, data_step=_dual_step(problem, adjoint_y), **options,
     )
     return problem.from_tv(x_tv), states
 
@@ -247,10 +259,7 @@ class ReconstructionFunction(torch.autograd.Function):
         problem, lam_shape, lam_dtype, y_shape, y_dtype, start_is_adjoint = ctx.config
         need_gy, need_glam, need_gx0 = ctx.needs_input_grad[:3]
         grad_tv = problem.to_tv(grad_x)
-        if problem.backend == "numba":
-            dual = _FusedDualAdjointStep(problem, grad_tv, need_gy)
-        else:
-            dual = _DualAdjointStep(problem, grad_x.device, need_gy)
+        dual = _dual_adjoint_step(problem, grad_tv, need_gy)
         solver, options = solver_for(problem.backend, problem.compile)
         g_start_tv, glam = solver.solve_backward(
             grad_tv, states, lam_shape[1], need_glam, problem.tau, problem.sigma, problem.theta,
