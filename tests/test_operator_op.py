@@ -23,6 +23,11 @@ def _mask(*shape, density=0.5):
     return torch.rand(*shape) < density
 
 
+def _row_mask(*shape, density=0.5):
+    """A mask of whole rows (…, H, 1): the phase-encode lines of Cartesian MRI (1-D transforms in AᴴA)."""
+    return torch.rand(*shape[:-1], 1) < density
+
+
 def _partial_fourier(like):
     """A real → complex operator from its forward alone: the first rows of the unitary 2-D DFT."""
     return LinearOperator.from_forward(lambda t: torch.fft.fft2(t, norm="ortho")[..., :4, :], like=like)
@@ -160,6 +165,13 @@ CASES = {
                         "periodic", False),
     "complex3d-mri-frames-neumann": (C128, (2, 1, 3, 5, 7), (2, 1, 3, 5, 7),
                                      lambda s: MaskedFFT(_mask(*s[-3:])), "neumann", True),
+    # masks of whole rows: the solver holds its images with H and W swapped (ReconstructionProblem.swap_hw)
+    "complex2d-mri-rows-2ch": (C128, (2, 1, 7, 9), (2, 2, 7, 9), lambda s: MaskedFFT(_row_mask(*s[-2:])),
+                               "periodic", False),
+    "real2d-mri-rows-neumann": (F64, (1, 1, 8, 6), (1, 1, 8, 6), lambda s: MaskedFFT(_row_mask(*s[-2:])),
+                                "neumann", False),
+    "complex3d-mri-rows-3ch": (C128, (1, 1, 3, 5, 7), (1, 3, 3, 5, 7), lambda s: MaskedFFT(_row_mask(*s[-3:])),
+                               "periodic", False),
 }
 
 
@@ -172,6 +184,30 @@ def test_matches_reference(case):
     lam = 0.1 * torch.rand(lam_shape, dtype=F64) + 0.01
     x0 = torch.randn(shape, dtype=dtype) if with_x0 else None
     _compare(y, lam, 12, operator=op, x0=x0, boundary=boundary)
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("case", ["complex2d-mri-rows-2ch", "complex3d-mri-rows-3ch"])
+def test_swapped_frame_matches_reference(case, backend):
+    """Row masks: each backend solves with H and W swapped in memory; x and its gradients are the reference's."""
+    dtype, shape, lam_shape, make_op, boundary, _ = CASES[case]
+    op = make_op(shape)
+    assert op.gram_axis == -2
+    truth = torch.randn(shape, dtype=dtype)
+    y = op(truth) + 0.05 * torch.randn_like(op(truth))
+    _compare(y, 0.1 * torch.rand(lam_shape, dtype=F64) + 0.01, 12, operator=op, backend=backend)
+    assert tvfast.pdhg(y, 0.05, 3, operator=op, backend=backend).is_contiguous()
+
+
+def test_gram_axis_names_the_one_dimensional_transforms():
+    assert repr(MaskedFFT(_row_mask(6, 8))).startswith("MaskedFFT(forward=MaskedFFT._apply")
+    assert MaskedFFT(_row_mask(6, 8)).gram_axis == -2
+    assert MaskedFFT(torch.rand(1, 8) < 0.5).gram_axis == -1
+    assert MaskedFFT(torch.ones(6, 8)).gram_axis == -2  # constant along W (and H): rows
+    mask = torch.zeros(6, 8, dtype=torch.bool)
+    mask[0, 0] = True
+    assert MaskedFFT(mask).gram_axis is None
+    assert Blur(torch.rand(3, 3)).gram_axis is None
 
 
 @pytest.mark.parametrize("shape,lam_shape", [((2, 1, 7, 9), (2, 2, 7, 9)), ((2, 1, 3, 5, 6), (1, 3, 3, 5, 6))])
@@ -307,6 +343,10 @@ DEVICES = [
 TRITON_CASES = {
     # name: (x dtype, x shape, Λ shape, operator factory, boundary, x0 given); odd widths pad the packed states
     "complex2d-mri-2ch": (C128, (2, 1, 7, 9), (2, 2, 7, 9), lambda s: MaskedFFT(_mask(*s[-2:])), "periodic", False),
+    "complex2d-mri-rows-2ch": (C128, (2, 1, 7, 9), (2, 2, 7, 9), lambda s: MaskedFFT(_row_mask(*s[-2:])),
+                               "periodic", False),
+    "complex3d-mri-rows-1ch": (C128, (2, 1, 3, 5, 7), (1, 1, 3, 5, 7), lambda s: MaskedFFT(_row_mask(*s[-3:])),
+                               "periodic", True),
     "real2d-blur-1ch-x0": (F64, (2, 1, 8, 6), (1, 1, 8, 6), lambda s: Blur(torch.rand(3, 3, dtype=F64)),
                            "periodic", True),
     "real2d-mri-neumann": (F64, (1, 1, 6, 5), (1, 2, 6, 5), lambda s: MaskedFFT(_mask(*s[-2:])), "neumann", False),

@@ -88,6 +88,17 @@ class LinearOperator:
         return _single(self._gram(x), "gram")
 
     @property
+    def gram_axis(self) -> int | None:
+        """The image axis (−2 or −1) along which :meth:`gram` runs its transforms when they are 1-D, else None.
+
+        A solver may hold its images with that axis contiguous in memory
+        (:class:`tvfast.solver.reconstruction.ReconstructionProblem`'s ``swap_hw``
+        for −2). Plain operators have none; :class:`~tvfast.physics.MaskedFFT`
+        with a mask of whole rows has −2.
+        """
+        return None
+
+    @property
     def H(self) -> LinearOperator:
         """The adjoint operator Aᴴ (callable: ``op.H(y)``)."""
         if self._H is None:
@@ -119,7 +130,10 @@ class LinearOperator:
         return cls(forward, adjoint)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(forward={self._forward!r}, adjoint={self._adjoint!r})"
+        def name(f):  # a bound method of this operator by its name: its repr would recurse into this one
+            return getattr(f, "__qualname__", None) or repr(f)
+
+        return f"{type(self).__name__}(forward={name(self._forward)}, adjoint={name(self._adjoint)})"
 
 
 def as_operator(obj) -> LinearOperator:

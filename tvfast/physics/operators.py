@@ -71,6 +71,11 @@ class MaskedFFT(LinearOperator):
         self._gram_axis = -2 if rows else -1 if columns else None
         super().__init__(self._apply, self._apply_adjoint, self._apply_gram)
 
+    @property
+    def gram_axis(self) -> int | None:
+        """−2 for a mask of whole rows (1-D transforms along H in :meth:`gram`), −1 for whole columns, else None."""
+        return self._gram_axis
+
     def _mask_for(self, t: torch.Tensor) -> torch.Tensor:
         """The mask as a complex tensor of ``t``'s precision and device (made once per dtype and device:
         a complex × complex product is several times faster here than a real mask promoted in every call)."""

@@ -28,7 +28,7 @@ import torch
 
 from tvfast.solver.clip_states import packed_width
 
-__all__ = ["available", "solve_forward", "solve_backward", "data_dual", "data_adjoint", "scaled"]
+__all__ = ["available", "solve_forward", "solve_backward", "to_complex", "data_dual", "data_adjoint", "scaled"]
 
 _kernels = None
 _import_error: BaseException | None = None
@@ -112,8 +112,8 @@ def _check(t: torch.Tensor, name: str) -> int:
 
 
 def _lambda_full(lam: torch.Tensor, shape: torch.Size, n_axes: int, dtype: torch.dtype) -> np.ndarray:
-    """Λ (Bl, 1|n, *Sl), broadcastable, → a C-contiguous (B, n, *S) array."""
-    full = lam.detach().to(dtype).expand(shape[0], n_axes, *shape[1:])
+    """Λ (Bl, 1|n, *Sl), broadcastable, → a C-contiguous (Bl, n, *S) array (Bl = 1: one Λ for the whole batch)."""
+    full = lam.detach().to(dtype).expand(lam.shape[0], n_axes, *shape[1:])
     return full.contiguous().numpy()
 
 
@@ -123,6 +123,11 @@ def _as_parts(t: torch.Tensor, n_axes: int) -> np.ndarray:
     if t.dim() == n_axes + 1:
         t = t.unsqueeze(0)
     return t.numpy()
+
+
+def _nibble_rows(shape) -> np.ndarray:
+    """A (B·H, W) byte scratch in which the 2-D kernels (un)pack one row of clip-state nibbles (reused every iteration)."""
+    return np.empty((shape[0] * shape[1], shape[2]), dtype=np.uint8)
 
 
 def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, need_mask: bool, data_step=None,
@@ -152,17 +157,25 @@ def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, n
         else:
             record = torch.empty(n_iter, *shape, dtype=torch.uint8)
         record_np = record.numpy()
-    no_record = np.zeros((1,) * (n_axes + 1), dtype=np.uint8)
-    dual = k.dual2d if n_axes == 2 else k.dual3d
+    if not need_mask:
+        def dual(it):
+            (k.dual2d if n_axes == 2 else k.dual3d)(xbn, *qn, lam_np, prm)
+    elif n_axes == 2:
+        scratch = _nibble_rows(shape)
+
+        def dual(it):
+            k.dual2d_states(xbn, *qn, lam_np, record_np[it], scratch, prm)
+    else:
+        def dual(it):
+            k.dual3d_states(xbn, *qn, lam_np, record_np[it], prm)
     with torch.no_grad(), _Threads(z.numel()):
         for it in range(n_iter):
-            out = record_np[it] if need_mask else no_record
             if data_step is None:
-                dual(xbn, *qn, lam_np, out, need_mask, prm)
+                dual(it)
                 (k.primal2d if n_axes == 2 else k.primal3d)(xn, xbn, pn, *qn, zn, prm)
             else:
                 data = _as_parts(data_step(x_bar), n_axes)  # Aᴴp_{k+1} from x̄_k, before x̄ changes
-                dual(xbn, *qn, lam_np, out, need_mask, prm)
+                dual(it)
                 (k.primal2d_data if n_axes == 2 else k.primal3d_data)(xn, xbn, data, *qn, prm)
     return x, record
 
@@ -179,22 +192,28 @@ def solve_backward(grad_x, clip_states, lam_channels: int, need_glam: bool, tau:
     gp = torch.zeros_like(gx)
     gz = torch.zeros_like(gx)
     gq = [torch.zeros_like(gx) for _ in range(n_axes)]
-    glam = gx.new_zeros(shape[0], lam_channels, *shape[1:]) if need_glam else gx.new_zeros((1,) * (n_axes + 2))
+    glam = gx.new_zeros(shape[0], lam_channels, *shape[1:])  # the kernels accumulate it whether needed or not
     prm = _params(dtype, tau, sigma, theta)
     gxn, gxbn, gpn, gzn, glamn = gx.numpy(), gx_bar.numpy(), gp.numpy(), gz.numpy(), glam.numpy()
     gqn = [t.numpy() for t in gq]
     records = clip_states.numpy()
-    denoise = data_step is None
-    no_data = np.zeros((1,) * (n_axes + 2), dtype=_kind(dtype))  # denoising reads no handed data term
-    adjoint_dual = k.adjoint_dual2d if n_axes == 2 else k.adjoint_dual3d
-    adjoint_primal = k.adjoint_primal2d if n_axes == 2 else k.adjoint_primal3d
+    if n_axes == 2:
+        scratch = _nibble_rows(shape)
+
+        def adjoint_dual(record):
+            k.adjoint_dual2d(gxn, gxbn, *gqn, glamn, record, scratch, prm)
+    else:
+        def adjoint_dual(record):
+            k.adjoint_dual3d(gxn, gxbn, *gqn, glamn, record, prm)
     with torch.no_grad(), _Threads(gx.numel()):
         for step in range(n_iter):
-            data = no_data
-            if not denoise:  # a = gx + (1+θ)gx̄, before the passes change them
+            if data_step is None:
+                adjoint_dual(records[n_iter - 1 - step])
+                (k.adjoint_primal2d if n_axes == 2 else k.adjoint_primal3d)(gxn, gxbn, gpn, gzn, *gqn, prm)
+            else:  # a = gx + (1+θ)gx̄, before the passes change them
                 data = _as_parts(data_step(torch.add(gx, gx_bar, alpha=1.0 + theta)), n_axes)
-            adjoint_dual(gxn, gxbn, gpn, *gqn, gzn, glamn, records[n_iter - 1 - step], need_glam, denoise, prm)
-            adjoint_primal(gxn, gxbn, gpn, *gqn, data, denoise, prm)
+                adjoint_dual(records[n_iter - 1 - step])
+                (k.adjoint_primal2d_data if n_axes == 2 else k.adjoint_primal3d_data)(gxn, gxbn, data, *gqn, prm)
         gz.add_(gx).add_(gx_bar)
     return gz, (glam if need_glam else None)
 
@@ -210,16 +229,40 @@ def _rows(t: torch.Tensor, parts: int) -> np.ndarray:
     return t.reshape(parts, -1, *t.shape[-2:]).numpy()
 
 
+def _pairs(t: torch.Tensor) -> np.ndarray:
+    """A contiguous complex (B, *S) tensor as its (B·…, H, W, 2) array of (re, im) pairs (a view)."""
+    return torch.view_as_real(t.detach()).reshape(-1, *t.shape[-2:], 2).numpy()
+
+
+def _interleaved(t: torch.Tensor) -> bool:
+    """Whether a complex image (B, *S) can be read as contiguous (re, im) pairs, in the TV batch's order."""
+    return t.is_complex() and not t.is_conj() and t.is_contiguous()
+
+
+def to_complex(out: torch.Tensor, tv: torch.Tensor) -> torch.Tensor:
+    """out (B, *S) complex, contiguous ← the real TV batch (2B, *S) (real parts first), in one compiled pass."""
+    _loaded().to_pairs(_pairs(out), _rows(tv, 2))
+    return out
+
+
 def data_dual(P: torch.Tensor, normal: torch.Tensor, adjoint_y: torch.Tensor, sigma: float) -> None:
     """P ← (P + σ(normal − Aᴴy))/(1+σ) in place, the data term's image-space dual step (docs/method.md §10).
 
-    P and Aᴴy: contiguous real TV batches (C·B, *S); ``normal`` = AᴴA x̄ as
-    (C, B, *S) or (B, *S), any strides."""
+    P and Aᴴy: contiguous real TV batches (C·B, *S); ``normal`` = AᴴA x̄ in
+    the TV frame, (B, *S) real or complex, any strides. A contiguous complex
+    ``normal`` is read as (re, im) pairs in the same pass; other layouts are
+    copied into the TV layout first (torch's copy reads a transposed layout
+    faster than a strided loop)."""
     k, kind = _loaded(), _kind(P.dtype)
-    parts = normal.shape[0] if normal.dim() == P.dim() + 1 else 1
-    normal = normal.contiguous()  # torch's copy reads a transposed layout faster than a strided loop
-    k.data_dual(_rows(P, parts), _rows(normal, parts), _rows(adjoint_y, parts), kind(sigma),
-                kind(1.0 / (1.0 + sigma)))
+    step = (kind(sigma), kind(1.0 / (1.0 + sigma)))
+    if _interleaved(normal):
+        k.data_dual_pairs(_rows(P, 2), _pairs(normal), _rows(adjoint_y, 2), *step)
+        return
+    parts = 2 if normal.is_complex() else 1
+    if normal.is_complex():
+        normal = torch.view_as_real(normal.resolve_conj()).movedim(-1, 0)
+    normal = normal.contiguous()
+    k.data_dual(_rows(P, parts), _rows(normal, parts), _rows(adjoint_y, parts), *step)
 
 
 def data_adjoint(r: torch.Tensor, a: torch.Tensor, r_sum: torch.Tensor | None, tau: float, sigma: float) -> None:
@@ -234,5 +277,10 @@ def data_adjoint(r: torch.Tensor, a: torch.Tensor, r_sum: torch.Tensor | None, t
 def scaled(out: torch.Tensor, source: torch.Tensor, factor: float) -> torch.Tensor:
     """out ← factor·source for a contiguous TV batch ``out`` and ``source`` as in :func:`data_dual`'s ``normal``."""
     k, kind = _loaded(), _kind(out.dtype)
+    if _interleaved(source):
+        k.scale_pairs(_rows(out, 2), _pairs(source), kind(factor))
+        return out
+    if source.is_complex():
+        source = torch.view_as_real(source.resolve_conj()).movedim(-1, 0)
     k.scale_into(_flat(out), _flat(source.contiguous()), kind(factor))  # torch's copy reads a transposed layout best
     return out

@@ -49,8 +49,10 @@ from __future__ import annotations
 
 from numba import njit, prange
 
-__all__ = ["dual2d", "primal2d", "primal2d_data", "adjoint_dual2d", "adjoint_primal2d",
-           "dual3d", "primal3d", "primal3d_data", "adjoint_dual3d", "adjoint_primal3d"]
+__all__ = ["dual2d", "dual2d_states", "primal2d", "primal2d_data", "adjoint_dual2d", "adjoint_primal2d",
+           "adjoint_primal2d_data", "dual3d", "dual3d_states", "primal3d", "primal3d_data", "adjoint_dual3d",
+           "adjoint_primal3d", "adjoint_primal3d_data", "data_dual", "data_adjoint", "scale_into", "to_pairs",
+           "data_dual_pairs", "scale_pairs"]
 
 # No FMA contraction, no reassociation, no reciprocal: the Triton kernels' rounding, step for step.
 # Inputs are finite (checked by the op), so min/max may ignore NaN and the sign of zero.
@@ -100,39 +102,62 @@ def _image_row(row, height, per_part):
 
 
 @njit(**_INLINE)
-def _dual_px2(xb, q0, q1, lam, b, i, i1, j, j1, sigma):
-    """q_a ← clip(u_a, ±Λ_a) at (b, i, j); returns the pixel's nibble s₀ | s₁ << 2."""
+def _image_minor_row(row, n_img, shared):
+    """(i, b, Λ's batch index) of row ``row`` of the B·H rows taken image-minor: with one Λ for the whole batch
+    (``shared``; the real and imaginary parts of a complex image share theirs) each Λ row is read from memory once
+    and from cache for the batch's other images."""
+    i = row // n_img
+    b = row - i * n_img
+    return i, b, 0 if shared else b
+
+
+@njit(**_INLINE)
+def _dual_px2(xb, q0, q1, lam, b, lb, i, i1, j, j1, sigma):
+    """q_a ← clip(u_a, ±Λ_a) at (b, i, j), Λ of batch entry ``lb``; returns the pixel's nibble s₀ | s₁ << 2."""
     xh = xb[b, i, j]
     u0 = q0[b, i, j] + sigma * (xb[b, i1, j] - xh)
     u1 = q1[b, i, j] + sigma * (xb[b, i, j1] - xh)
-    l0 = lam[b, 0, i, j]
-    l1 = lam[b, 1, i, j]
+    l0 = lam[lb, 0, i, j]
+    l1 = lam[lb, 1, i, j]
     q0[b, i, j] = _clip(u0, l0)
     q1[b, i, j] = _clip(u1, l1)
     return _state(u0, l0) | (_state(u1, l1) << 2)
 
 
 @njit(**_JIT)
-def dual2d(xb, q0, q1, lam, record, write_states, prm):
-    """Pass 1: q_a ← clip(q_a + σ∂_a x̄, ±Λ_a) in place; with ``write_states`` the packed states into ``record``."""
+def dual2d(xb, q0, q1, lam, prm):
+    """Pass 1: q_a ← clip(q_a + σ∂_a x̄, ±Λ_a) in place (no clip states: a solve without a backward)."""
     sigma = prm[1]
     n_img, height, width = xb.shape
+    shared = lam.shape[0] == 1
     for row in prange(n_img * height):
-        b = row // height
-        i = row - b * height
+        i, b, lb = _image_minor_row(row, n_img, shared)
         i1 = i + 1 if i + 1 < height else 0
-        if write_states:
-            for m in range(width // 2):
-                j = 2 * m
-                lo = _dual_px2(xb, q0, q1, lam, b, i, i1, j, j + 1, sigma)
-                hi = _dual_px2(xb, q0, q1, lam, b, i, i1, j + 1, j + 2 if j + 2 < width else 0, sigma)
-                record[b, i, m] = lo | (hi << 4)
-            if width % 2:
-                record[b, i, width // 2] = _dual_px2(xb, q0, q1, lam, b, i, i1, width - 1, 0, sigma)
-        else:
-            for j in range(width - 1):
-                _dual_px2(xb, q0, q1, lam, b, i, i1, j, j + 1, sigma)
-            _dual_px2(xb, q0, q1, lam, b, i, i1, width - 1, 0, sigma)
+        for j in range(width - 1):
+            _dual_px2(xb, q0, q1, lam, b, lb, i, i1, j, j + 1, sigma)
+        _dual_px2(xb, q0, q1, lam, b, lb, i, i1, width - 1, 0, sigma)
+
+
+@njit(**_JIT)
+def dual2d_states(xb, q0, q1, lam, record, scratch, prm):
+    """Pass 1 and the clip states, packed two pixels to a byte, into this iteration's ``record`` (B, H, ⌈W/2⌉).
+
+    ``scratch`` (B·H, W) bytes: each row's nibbles are written there in the vectorised loop and packed two to a
+    byte afterwards (packing pairs of pixels inside the loop kept it from vectorising: 1.6× slower)."""
+    sigma = prm[1]
+    n_img, height, width = xb.shape
+    shared = lam.shape[0] == 1
+    for row in prange(n_img * height):
+        i, b, lb = _image_minor_row(row, n_img, shared)
+        i1 = i + 1 if i + 1 < height else 0
+        nibbles = scratch[row]
+        for j in range(width - 1):
+            nibbles[j] = _dual_px2(xb, q0, q1, lam, b, lb, i, i1, j, j + 1, sigma)
+        nibbles[width - 1] = _dual_px2(xb, q0, q1, lam, b, lb, i, i1, width - 1, 0, sigma)
+        for m in range(width // 2):
+            record[b, i, m] = nibbles[2 * m] | (nibbles[2 * m + 1] << 4)
+        if width % 2:
+            record[b, i, width // 2] = nibbles[width - 1]
 
 
 @njit(**_INLINE)
@@ -184,8 +209,8 @@ def primal2d_data(x, xb, data, q0, q1, prm):
 
 
 @njit(**_INLINE)
-def _adjoint_dual_px2(gx, gxb, gp, gq0, gq1, gz, glam, nibble, b, i, i1, j, j1, need_glam, shared, denoise, prm):
-    tau, ratio, one_theta, zero = prm[0], prm[4], prm[5], prm[6]
+def _adjoint_dual_px2(gx, gxb, gq0, gq1, glam, nibble, b, i, i1, j, j1, shared, prm):
+    tau, one_theta, zero = prm[0], prm[5], prm[6]
     a = gx[b, i, j] + one_theta * gxb[b, i, j]
     a_down = gx[b, i1, j] + one_theta * gxb[b, i1, j]
     a_right = gx[b, i, j1] + one_theta * gxb[b, i, j1]
@@ -195,64 +220,88 @@ def _adjoint_dual_px2(gx, gxb, gp, gq0, gq1, gz, glam, nibble, b, i, i1, j, j1, 
     s1 = nibble >> 2
     gq0[b, i, j] = _pass_if(g0, s0 == INSIDE, zero)
     gq1[b, i, j] = _pass_if(g1, s1 == INSIDE, zero)
-    if need_glam:
-        d0 = _lam_adjoint(g0, s0, zero)
-        d1 = _lam_adjoint(g1, s1, zero)
-        if shared:
-            glam[b, 0, i, j] += d0 + d1
-        else:
-            glam[b, 0, i, j] += d0
-            glam[b, 1, i, j] += d1
-    if denoise:
-        gp_new = gp[b, i, j] - tau * a
-        gp[b, i, j] = gp_new
-        gz[b, i, j] -= ratio * gp_new
+    d0 = _lam_adjoint(g0, s0, zero)
+    d1 = _lam_adjoint(g1, s1, zero)
+    if shared:
+        glam[b, 0, i, j] += d0 + d1
+    else:
+        glam[b, 0, i, j] += d0
+        glam[b, 1, i, j] += d1
 
 
 @njit(**_JIT)
-def adjoint_dual2d(gx, gxb, gp, gq0, gq1, gz, glam, record, need_glam, denoise, prm):
-    """Pass A of the adjoint: gu_a into gq_a, gΛ, and (denoising) gp'' into gp and gz −= σ/(1+σ)·gp''."""
+def adjoint_dual2d(gx, gxb, gq0, gq1, glam, record, scratch, prm):
+    """Pass A of the adjoint: gu_a into gq_a, and gΛ (always: a flag would double the compiled loops; gΛ costs
+    under a tenth of the pass).
+
+    Each row's nibbles are unpacked into ``scratch`` (B·H, W) first, so the main loop reads one byte per pixel
+    at a fixed offset (a per-pixel shift kept it from vectorising: 1.3× slower)."""
     n_img, height, width = gx.shape
     shared = glam.shape[1] == 1
     for row in prange(n_img * height):
         b = row // height
         i = row - b * height
         i1 = i + 1 if i + 1 < height else 0
+        nibbles = scratch[row]
+        for m in range(width // 2):
+            byte = record[b, i, m]
+            nibbles[2 * m] = byte & 15
+            nibbles[2 * m + 1] = byte >> 4
+        if width % 2:
+            nibbles[width - 1] = record[b, i, width // 2] & 15
         for j in range(width - 1):
-            nibble = (record[b, i, j >> 1] >> ((j & 1) << 2)) & 15
-            _adjoint_dual_px2(gx, gxb, gp, gq0, gq1, gz, glam, nibble, b, i, i1, j, j + 1, need_glam, shared,
-                              denoise, prm)
-        j = width - 1
-        nibble = (record[b, i, j >> 1] >> ((j & 1) << 2)) & 15
-        _adjoint_dual_px2(gx, gxb, gp, gq0, gq1, gz, glam, nibble, b, i, i1, j, 0, need_glam, shared, denoise, prm)
+            _adjoint_dual_px2(gx, gxb, gq0, gq1, glam, nibbles[j], b, i, i1, j, j + 1, shared, prm)
+        _adjoint_dual_px2(gx, gxb, gq0, gq1, glam, nibbles[width - 1], b, i, i1, width - 1, 0, shared, prm)
 
 
 @njit(**_INLINE)
-def _adjoint_primal_px2(gx, gxb, gp, gq0, gq1, data, c, bb, b, i, i0, j, j0, denoise, prm):
-    sigma, theta, one_sigma, ratio, one_theta = prm[1], prm[2], prm[3], prm[4], prm[5]
+def _adjoint_primal_px2(gx, gxb, gp, gz, gq0, gq1, b, i, i0, j, j0, prm):
+    tau, sigma, theta, one_sigma, ratio, one_theta = prm[0], prm[1], prm[2], prm[3], prm[4], prm[5]
     gxb_old = gxb[b, i, j]
     a = gx[b, i, j] + one_theta * gxb_old
+    gp_new = gp[b, i, j] - tau * a
+    gz[b, i, j] -= ratio * gp_new
     grad_t_gu = (gq0[b, i0, j] - gq0[b, i, j]) + (gq1[b, i, j0] - gq1[b, i, j])
-    if denoise:
-        gp_new = gp[b, i, j]
-        gxb[b, i, j] = sigma * grad_t_gu + ratio * gp_new
-        gp[b, i, j] = gp_new / one_sigma
-    else:
-        gxb[b, i, j] = sigma * grad_t_gu + data[c, bb, i, j]
+    gxb[b, i, j] = sigma * grad_t_gu + ratio * gp_new
+    gp[b, i, j] = gp_new / one_sigma
     gx[b, i, j] = a - theta * gxb_old
 
 
 @njit(**_JIT)
-def adjoint_primal2d(gx, gxb, gp, gq0, gq1, data, denoise, prm):
-    """Pass B of the adjoint: gx̄ ← σ∇ᵀgu + σ/(1+σ)·gp'' (or ``data``), gx ← a − θgx̄', gp ← gp''/(1+σ)."""
+def adjoint_primal2d(gx, gxb, gp, gz, gq0, gq1, prm):
+    """Pass B of denoising's adjoint: gp'' = gp − τa, gz −= σ/(1+σ)·gp'', gx̄ ← σ∇ᵀgu + σ/(1+σ)·gp'',
+    gp ← gp''/(1+σ), gx ← a − θgx̄'."""
+    n_img, height, width = gx.shape
+    for row in prange(n_img * height):
+        b = row // height
+        i = row - b * height
+        i0 = i - 1 if i > 0 else height - 1
+        _adjoint_primal_px2(gx, gxb, gp, gz, gq0, gq1, b, i, i0, 0, width - 1, prm)
+        for j in range(1, width):
+            _adjoint_primal_px2(gx, gxb, gp, gz, gq0, gq1, b, i, i0, j, j - 1, prm)
+
+
+@njit(**_INLINE)
+def _adjoint_primal_data_px2(gx, gxb, data, gq0, gq1, c, bb, b, i, i0, j, j0, prm):
+    sigma, theta, one_theta = prm[1], prm[2], prm[5]
+    gxb_old = gxb[b, i, j]
+    a = gx[b, i, j] + one_theta * gxb_old
+    grad_t_gu = (gq0[b, i0, j] - gq0[b, i, j]) + (gq1[b, i, j0] - gq1[b, i, j])
+    gxb[b, i, j] = sigma * grad_t_gu + data[c, bb, i, j]
+    gx[b, i, j] = a - theta * gxb_old
+
+
+@njit(**_JIT)
+def adjoint_primal2d_data(gx, gxb, data, gq0, gq1, prm):
+    """Pass B with a forward operator: gx̄ ← σ∇ᵀgu + ``data`` (σ/(1+σ)·AᴴA r_k, (C, B/C, H, W)), gx ← a − θgx̄'."""
     n_img, height, width = gx.shape
     per_part = data.shape[1]
     for row in prange(n_img * height):
         b, i, c, bb = _image_row(row, height, per_part)
         i0 = i - 1 if i > 0 else height - 1
-        _adjoint_primal_px2(gx, gxb, gp, gq0, gq1, data, c, bb, b, i, i0, 0, width - 1, denoise, prm)
+        _adjoint_primal_data_px2(gx, gxb, data, gq0, gq1, c, bb, b, i, i0, 0, width - 1, prm)
         for j in range(1, width):
-            _adjoint_primal_px2(gx, gxb, gp, gq0, gq1, data, c, bb, b, i, i0, j, j - 1, denoise, prm)
+            _adjoint_primal_data_px2(gx, gxb, data, gq0, gq1, c, bb, b, i, i0, j, j - 1, prm)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -270,14 +319,23 @@ def _voxel_row(row, depth, height):
 
 
 @njit(**_INLINE)
-def _dual_px3(xb, q0, q1, q2, lam, b, d, d1, i, i1, j, j1, sigma):
+def _voxel_minor_row(row, n_img, height, shared):
+    """(d, i, b, Λ's batch index) of row ``row`` of the B·D·H rows taken image-minor (see :func:`_image_minor_row`)."""
+    b_rest = row // n_img
+    b = row - b_rest * n_img
+    d = b_rest // height
+    return d, b_rest - d * height, b, 0 if shared else b
+
+
+@njit(**_INLINE)
+def _dual_px3(xb, q0, q1, q2, lam, b, lb, d, d1, i, i1, j, j1, sigma):
     xh = xb[b, d, i, j]
     u0 = q0[b, d, i, j] + sigma * (xb[b, d1, i, j] - xh)
     u1 = q1[b, d, i, j] + sigma * (xb[b, d, i1, j] - xh)
     u2 = q2[b, d, i, j] + sigma * (xb[b, d, i, j1] - xh)
-    l0 = lam[b, 0, d, i, j]
-    l1 = lam[b, 1, d, i, j]
-    l2 = lam[b, 2, d, i, j]
+    l0 = lam[lb, 0, d, i, j]
+    l1 = lam[lb, 1, d, i, j]
+    l2 = lam[lb, 2, d, i, j]
     q0[b, d, i, j] = _clip(u0, l0)
     q1[b, d, i, j] = _clip(u1, l1)
     q2[b, d, i, j] = _clip(u2, l2)
@@ -285,22 +343,33 @@ def _dual_px3(xb, q0, q1, q2, lam, b, d, d1, i, i1, j, j1, sigma):
 
 
 @njit(**_JIT)
-def dual3d(xb, q0, q1, q2, lam, record, write_states, prm):
-    """Pass 1 for volumes; ``record`` (B, D, H, W) bytes s₀ | s₁ << 2 | s₂ << 4."""
+def dual3d(xb, q0, q1, q2, lam, prm):
+    """Pass 1 for volumes (no clip states)."""
     sigma = prm[1]
     n_img, depth, height, width = xb.shape
+    shared = lam.shape[0] == 1
     for row in prange(n_img * depth * height):
-        b, d, i = _voxel_row(row, depth, height)
+        d, i, b, lb = _voxel_minor_row(row, n_img, height, shared)
         d1 = d + 1 if d + 1 < depth else 0
         i1 = i + 1 if i + 1 < height else 0
-        if write_states:
-            for j in range(width - 1):
-                record[b, d, i, j] = _dual_px3(xb, q0, q1, q2, lam, b, d, d1, i, i1, j, j + 1, sigma)
-            record[b, d, i, width - 1] = _dual_px3(xb, q0, q1, q2, lam, b, d, d1, i, i1, width - 1, 0, sigma)
-        else:
-            for j in range(width - 1):
-                _dual_px3(xb, q0, q1, q2, lam, b, d, d1, i, i1, j, j + 1, sigma)
-            _dual_px3(xb, q0, q1, q2, lam, b, d, d1, i, i1, width - 1, 0, sigma)
+        for j in range(width - 1):
+            _dual_px3(xb, q0, q1, q2, lam, b, lb, d, d1, i, i1, j, j + 1, sigma)
+        _dual_px3(xb, q0, q1, q2, lam, b, lb, d, d1, i, i1, width - 1, 0, sigma)
+
+
+@njit(**_JIT)
+def dual3d_states(xb, q0, q1, q2, lam, record, prm):
+    """Pass 1 for volumes and the clip states into ``record`` (B, D, H, W), one byte s₀ | s₁ << 2 | s₂ << 4."""
+    sigma = prm[1]
+    n_img, depth, height, width = xb.shape
+    shared = lam.shape[0] == 1
+    for row in prange(n_img * depth * height):
+        d, i, b, lb = _voxel_minor_row(row, n_img, height, shared)
+        d1 = d + 1 if d + 1 < depth else 0
+        i1 = i + 1 if i + 1 < height else 0
+        for j in range(width - 1):
+            record[b, d, i, j] = _dual_px3(xb, q0, q1, q2, lam, b, lb, d, d1, i, i1, j, j + 1, sigma)
+        record[b, d, i, width - 1] = _dual_px3(xb, q0, q1, q2, lam, b, lb, d, d1, i, i1, width - 1, 0, sigma)
 
 
 @njit(**_INLINE)
@@ -358,9 +427,8 @@ def primal3d_data(x, xb, data, q0, q1, q2, prm):
 
 
 @njit(**_INLINE)
-def _adjoint_dual_px3(gx, gxb, gp, gq0, gq1, gq2, gz, glam, byte, b, d, d1, i, i1, j, j1, need_glam, shared, denoise,
-                      prm):
-    tau, ratio, one_theta, zero = prm[0], prm[4], prm[5], prm[6]
+def _adjoint_dual_px3(gx, gxb, gq0, gq1, gq2, glam, byte, b, d, d1, i, i1, j, j1, shared, prm):
+    tau, one_theta, zero = prm[0], prm[5], prm[6]
     a = gx[b, d, i, j] + one_theta * gxb[b, d, i, j]
     a0 = gx[b, d1, i, j] + one_theta * gxb[b, d1, i, j]
     a1 = gx[b, d, i1, j] + one_theta * gxb[b, d, i1, j]
@@ -374,24 +442,20 @@ def _adjoint_dual_px3(gx, gxb, gp, gq0, gq1, gq2, gz, glam, byte, b, d, d1, i, i
     gq0[b, d, i, j] = _pass_if(g0, s0 == INSIDE, zero)
     gq1[b, d, i, j] = _pass_if(g1, s1 == INSIDE, zero)
     gq2[b, d, i, j] = _pass_if(g2, s2 == INSIDE, zero)
-    if need_glam:
-        d0 = _lam_adjoint(g0, s0, zero)
-        d1_ = _lam_adjoint(g1, s1, zero)
-        d2 = _lam_adjoint(g2, s2, zero)
-        if shared:
-            glam[b, 0, d, i, j] += (d0 + d1_) + d2
-        else:
-            glam[b, 0, d, i, j] += d0
-            glam[b, 1, d, i, j] += d1_
-            glam[b, 2, d, i, j] += d2
-    if denoise:
-        gp_new = gp[b, d, i, j] - tau * a
-        gp[b, d, i, j] = gp_new
-        gz[b, d, i, j] -= ratio * gp_new
+    d0 = _lam_adjoint(g0, s0, zero)
+    d1_ = _lam_adjoint(g1, s1, zero)
+    d2 = _lam_adjoint(g2, s2, zero)
+    if shared:
+        glam[b, 0, d, i, j] += (d0 + d1_) + d2
+    else:
+        glam[b, 0, d, i, j] += d0
+        glam[b, 1, d, i, j] += d1_
+        glam[b, 2, d, i, j] += d2
 
 
 @njit(**_JIT)
-def adjoint_dual3d(gx, gxb, gp, gq0, gq1, gq2, gz, glam, record, need_glam, denoise, prm):
+def adjoint_dual3d(gx, gxb, gq0, gq1, gq2, glam, record, prm):
+    """Pass A for volumes: gu_a into gq_a, and gΛ (always, as :func:`adjoint_dual2d`)."""
     n_img, depth, height, width = gx.shape
     shared = glam.shape[1] == 1
     for row in prange(n_img * depth * height):
@@ -399,29 +463,51 @@ def adjoint_dual3d(gx, gxb, gp, gq0, gq1, gq2, gz, glam, record, need_glam, deno
         d1 = d + 1 if d + 1 < depth else 0
         i1 = i + 1 if i + 1 < height else 0
         for j in range(width - 1):
-            _adjoint_dual_px3(gx, gxb, gp, gq0, gq1, gq2, gz, glam, record[b, d, i, j], b, d, d1, i, i1, j, j + 1,
-                              need_glam, shared, denoise, prm)
-        _adjoint_dual_px3(gx, gxb, gp, gq0, gq1, gq2, gz, glam, record[b, d, i, width - 1], b, d, d1, i, i1,
-                          width - 1, 0, need_glam, shared, denoise, prm)
+            _adjoint_dual_px3(gx, gxb, gq0, gq1, gq2, glam, record[b, d, i, j], b, d, d1, i, i1, j, j + 1, shared,
+                              prm)
+        _adjoint_dual_px3(gx, gxb, gq0, gq1, gq2, glam, record[b, d, i, width - 1], b, d, d1, i, i1, width - 1, 0,
+                          shared, prm)
 
 
 @njit(**_INLINE)
-def _adjoint_primal_px3(gx, gxb, gp, gq0, gq1, gq2, data, c, bb, b, d, d0, i, i0, j, j0, denoise, prm):
-    sigma, theta, one_sigma, ratio, one_theta = prm[1], prm[2], prm[3], prm[4], prm[5]
+def _adjoint_primal_px3(gx, gxb, gp, gz, gq0, gq1, gq2, b, d, d0, i, i0, j, j0, prm):
+    tau, sigma, theta, one_sigma, ratio, one_theta = prm[0], prm[1], prm[2], prm[3], prm[4], prm[5]
     gxb_old = gxb[b, d, i, j]
     a = gx[b, d, i, j] + one_theta * gxb_old
+    gp_new = gp[b, d, i, j] - tau * a
+    gz[b, d, i, j] -= ratio * gp_new
     grad_t_gu = _grad_t3(gq0, gq1, gq2, b, d, d0, i, i0, j, j0)
-    if denoise:
-        gp_new = gp[b, d, i, j]
-        gxb[b, d, i, j] = sigma * grad_t_gu + ratio * gp_new
-        gp[b, d, i, j] = gp_new / one_sigma
-    else:
-        gxb[b, d, i, j] = sigma * grad_t_gu + data[c, bb, d, i, j]
+    gxb[b, d, i, j] = sigma * grad_t_gu + ratio * gp_new
+    gp[b, d, i, j] = gp_new / one_sigma
     gx[b, d, i, j] = a - theta * gxb_old
 
 
 @njit(**_JIT)
-def adjoint_primal3d(gx, gxb, gp, gq0, gq1, gq2, data, denoise, prm):
+def adjoint_primal3d(gx, gxb, gp, gz, gq0, gq1, gq2, prm):
+    """Pass B of denoising's adjoint for volumes (see :func:`adjoint_primal2d`)."""
+    n_img, depth, height, width = gx.shape
+    for row in prange(n_img * depth * height):
+        b, d, i = _voxel_row(row, depth, height)
+        d0 = d - 1 if d > 0 else depth - 1
+        i0 = i - 1 if i > 0 else height - 1
+        _adjoint_primal_px3(gx, gxb, gp, gz, gq0, gq1, gq2, b, d, d0, i, i0, 0, width - 1, prm)
+        for j in range(1, width):
+            _adjoint_primal_px3(gx, gxb, gp, gz, gq0, gq1, gq2, b, d, d0, i, i0, j, j - 1, prm)
+
+
+@njit(**_INLINE)
+def _adjoint_primal_data_px3(gx, gxb, data, gq0, gq1, gq2, c, bb, b, d, d0, i, i0, j, j0, prm):
+    sigma, theta, one_theta = prm[1], prm[2], prm[5]
+    gxb_old = gxb[b, d, i, j]
+    a = gx[b, d, i, j] + one_theta * gxb_old
+    grad_t_gu = _grad_t3(gq0, gq1, gq2, b, d, d0, i, i0, j, j0)
+    gxb[b, d, i, j] = sigma * grad_t_gu + data[c, bb, d, i, j]
+    gx[b, d, i, j] = a - theta * gxb_old
+
+
+@njit(**_JIT)
+def adjoint_primal3d_data(gx, gxb, data, gq0, gq1, gq2, prm):
+    """Pass B with a forward operator for volumes (see :func:`adjoint_primal2d_data`)."""
     n_img, depth, height, width = gx.shape
     per_part = data.shape[1]
     for row in prange(n_img * depth * height):
@@ -430,9 +516,9 @@ def adjoint_primal3d(gx, gxb, gp, gq0, gq1, gq2, data, denoise, prm):
         bb = b - c * per_part
         d0 = d - 1 if d > 0 else depth - 1
         i0 = i - 1 if i > 0 else height - 1
-        _adjoint_primal_px3(gx, gxb, gp, gq0, gq1, gq2, data, c, bb, b, d, d0, i, i0, 0, width - 1, denoise, prm)
+        _adjoint_primal_data_px3(gx, gxb, data, gq0, gq1, gq2, c, bb, b, d, d0, i, i0, 0, width - 1, prm)
         for j in range(1, width):
-            _adjoint_primal_px3(gx, gxb, gp, gq0, gq1, gq2, data, c, bb, b, d, d0, i, i0, j, j - 1, denoise, prm)
+            _adjoint_primal_data_px3(gx, gxb, data, gq0, gq1, gq2, c, bb, b, d, d0, i, i0, j, j - 1, prm)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -472,3 +558,43 @@ def scale_into(out, source, factor):
     """out ← factor·source; flat arrays."""
     for n in range(out.size):
         out[n] = factor * source[n]
+
+
+# Complex images, interleaved (re, im) pairs as (N, H, W, 2) arrays, against the planar TV batch (2, N, H, W): the
+# operator reads and writes the first, the TV passes the second; these passes convert while they compute.
+
+
+@njit(fastmath=_FLAGS, cache=True, nogil=True, error_model="numpy")
+def to_pairs(pairs, parts):
+    """pairs[n, i, j, c] ← parts[c, n, i, j]: a complex image from the TV batch's real and imaginary parts."""
+    _, n_img, height, width = parts.shape
+    for row in range(n_img * height):
+        n = row // height
+        i = row - n * height
+        for j in range(width):
+            pairs[n, i, j, 0] = parts[0, n, i, j]
+            pairs[n, i, j, 1] = parts[1, n, i, j]
+
+
+@njit(fastmath=_FLAGS, cache=True, nogil=True, error_model="numpy")
+def data_dual_pairs(P, normal, adjoint_y, sigma, inv_one_sigma):
+    """:func:`data_dual` with AᴴA x̄ a complex image (N, H, W, 2); P and Aᴴy planar (2, N, H, W)."""
+    _, n_img, height, width = P.shape
+    for row in range(n_img * height):
+        n = row // height
+        i = row - n * height
+        for j in range(width):
+            P[0, n, i, j] = (P[0, n, i, j] + sigma * (normal[n, i, j, 0] - adjoint_y[0, n, i, j])) * inv_one_sigma
+            P[1, n, i, j] = (P[1, n, i, j] + sigma * (normal[n, i, j, 1] - adjoint_y[1, n, i, j])) * inv_one_sigma
+
+
+@njit(fastmath=_FLAGS, cache=True, nogil=True, error_model="numpy")
+def scale_pairs(out, source, factor):
+    """out[c, n, i, j] ← factor·source[n, i, j, c]: a complex image (N, H, W, 2), scaled, into a planar TV batch."""
+    _, n_img, height, width = out.shape
+    for row in range(n_img * height):
+        n = row // height
+        i = row - n * height
+        for j in range(width):
+            out[0, n, i, j] = factor * source[n, i, j, 0]
+            out[1, n, i, j] = factor * source[n, i, j, 1]

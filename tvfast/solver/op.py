@@ -139,7 +139,7 @@ def pdhg(
     if operator is not None:
         rec = check_operator_arguments(z, Lambda, n_iter, operator, x0, tau, sigma, theta, backend, compile)
         problem = ReconstructionProblem(rec.operator, rec.x_shape, rec.x_dtype, rec.n_iter, rec.tau, rec.sigma,
-                                        rec.theta, rec.compile, rec.backend)
+                                        rec.theta, rec.compile, rec.backend, swap_hw=rec.operator.gram_axis == -2)
         lam = _with_boundary(rec.lam, rec.x_shape[2:], boundary)
         return reconstruct(rec.y, lam, rec.x0, problem, adjoint_y=rec.adjoint_y)
     if x0 is not None:
