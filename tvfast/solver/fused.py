@@ -112,8 +112,9 @@ def _check(t: torch.Tensor, name: str) -> int:
 
 
 def _lambda_full(lam: torch.Tensor, shape: torch.Size, n_axes: int, dtype: torch.dtype) -> np.ndarray:
-    """Λ (Bl, 1|n, *Sl), broadcastable, → a C-contiguous (Bl, n, *S) array (Bl = 1: one Λ for the whole batch)."""
-    full = lam.detach().to(dtype).expand(lam.shape[0], n_axes, *shape[1:])
+    """Λ (Bl, 1|n, *Sl), broadcastable, → a C-contiguous (Bl, 1|n, *S) array (Bl = 1: one Λ for the whole batch;
+    one channel: the same Λ for every axis, read from one plane)."""
+    full = lam.detach().to(dtype).expand(lam.shape[0], lam.shape[1], *shape[1:])
     return full.contiguous().numpy()
 
 

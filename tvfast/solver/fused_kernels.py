@@ -28,11 +28,17 @@ reassociation), so float results and clip states are bit-identical to them.
 
 Adjoint, iteration k = T−1 … 0, with a = gx' + (1+θ)gx̄' recomputed where needed:
 
-* pass A: gq''_a = gq'_a − τ(a(· + e_a) − a), gu_a = [s_a = INSIDE]·gq''_a
-  into gq in place, gΛ += ±gq''_a on HIGH/LOW entries; for denoising
-  gp'' = gp − τa into gp and gz −= σ/(1+σ)·gp'';
-* pass B: gx̄ ← σ∇ᵀgu + σ/(1+σ)·gp'' (or the caller's σ/(1+σ)·Aᴴgp''),
-  gx ← a − θgx̄', gp ← gp''/(1+σ).
+* pass A (the TV part, the same with or without an operator):
+  gq''_a = gq'_a − τ(a(· + e_a) − a), gu_a = [s_a = INSIDE]·gq''_a into gq
+  in place, gΛ += ±gq''_a on HIGH/LOW entries;
+* pass B: for denoising gp'' = gp − τa, gz −= σ/(1+σ)·gp'',
+  gx̄ ← σ∇ᵀgu + σ/(1+σ)·gp'', gp ← gp''/(1+σ); with an operator
+  gx̄ ← σ∇ᵀgu + the caller's σ/(1+σ)·AᴴA r_k; then gx ← a − θgx̄'.
+
+Each variant is its own kernel (``dual2d`` / ``dual2d_states``,
+``adjoint_primal2d`` / ``adjoint_primal2d_data``, …) rather than one kernel
+with flags: LLVM unswitches a flag into a copy of the vectorised loop per
+value, and a first call on a new machine compiles only what it runs.
 
 Work is split over image rows (B·H rows, or B·D·H for volumes) with
 ``prange``; each row's inner loop runs over W with the periodic wrap peeled
@@ -40,7 +46,9 @@ off, so it vectorises. Clip-state records: a (B, H, ⌈W/2⌉) byte array per
 iteration for images (nibble s₀ | s₁ << 2, even column low), a (B, D, H, W)
 byte array for volumes (s₀ | s₁ << 2 | s₂ << 4).
 
-Arrays: x, x̄, p, q_a, z (B, *S) C-contiguous; Λ (B, n, *S) C-contiguous;
+Arrays: x, x̄, p, q_a, z (B, *S) C-contiguous; Λ (Bl, n, *S) C-contiguous
+with Bl = B or 1 (one Λ for the batch, whose rows the dual pass then visits
+image-minor so each Λ row is read once);
 the handed-in data term ``P`` (C, B/C, *S) of any strides (C = 2: the real
 view of a complex image, batch image c·B/C + b is P[c, b]).
 """
@@ -112,13 +120,14 @@ def _image_minor_row(row, n_img, shared):
 
 
 @njit(**_INLINE)
-def _dual_px2(xb, q0, q1, lam, b, lb, i, i1, j, j1, sigma):
-    """q_a ← clip(u_a, ±Λ_a) at (b, i, j), Λ of batch entry ``lb``; returns the pixel's nibble s₀ | s₁ << 2."""
+def _dual_px2(xb, q0, q1, lam, b, lb, a1, i, i1, j, j1, sigma):
+    """q_a ← clip(u_a, ±Λ_a) at (b, i, j), Λ of batch entry ``lb`` (Λ₁ its channel ``a1``: 1, or 0 for one Λ for
+    both axes); returns the pixel's nibble s₀ | s₁ << 2."""
     xh = xb[b, i, j]
     u0 = q0[b, i, j] + sigma * (xb[b, i1, j] - xh)
     u1 = q1[b, i, j] + sigma * (xb[b, i, j1] - xh)
     l0 = lam[lb, 0, i, j]
-    l1 = lam[lb, 1, i, j]
+    l1 = lam[lb, a1, i, j]
     q0[b, i, j] = _clip(u0, l0)
     q1[b, i, j] = _clip(u1, l1)
     return _state(u0, l0) | (_state(u1, l1) << 2)
@@ -130,12 +139,13 @@ def dual2d(xb, q0, q1, lam, prm):
     sigma = prm[1]
     n_img, height, width = xb.shape
     shared = lam.shape[0] == 1
+    a1 = 1 if lam.shape[1] > 1 else 0  # one Λ channel: read for every axis
     for row in prange(n_img * height):
         i, b, lb = _image_minor_row(row, n_img, shared)
         i1 = i + 1 if i + 1 < height else 0
         for j in range(width - 1):
-            _dual_px2(xb, q0, q1, lam, b, lb, i, i1, j, j + 1, sigma)
-        _dual_px2(xb, q0, q1, lam, b, lb, i, i1, width - 1, 0, sigma)
+            _dual_px2(xb, q0, q1, lam, b, lb, a1, i, i1, j, j + 1, sigma)
+        _dual_px2(xb, q0, q1, lam, b, lb, a1, i, i1, width - 1, 0, sigma)
 
 
 @njit(**_JIT)
@@ -147,13 +157,14 @@ def dual2d_states(xb, q0, q1, lam, record, scratch, prm):
     sigma = prm[1]
     n_img, height, width = xb.shape
     shared = lam.shape[0] == 1
+    a1 = 1 if lam.shape[1] > 1 else 0  # one Λ channel: read for every axis
     for row in prange(n_img * height):
         i, b, lb = _image_minor_row(row, n_img, shared)
         i1 = i + 1 if i + 1 < height else 0
         nibbles = scratch[row]
         for j in range(width - 1):
-            nibbles[j] = _dual_px2(xb, q0, q1, lam, b, lb, i, i1, j, j + 1, sigma)
-        nibbles[width - 1] = _dual_px2(xb, q0, q1, lam, b, lb, i, i1, width - 1, 0, sigma)
+            nibbles[j] = _dual_px2(xb, q0, q1, lam, b, lb, a1, i, i1, j, j + 1, sigma)
+        nibbles[width - 1] = _dual_px2(xb, q0, q1, lam, b, lb, a1, i, i1, width - 1, 0, sigma)
         for m in range(width // 2):
             record[b, i, m] = nibbles[2 * m] | (nibbles[2 * m + 1] << 4)
         if width % 2:
@@ -328,14 +339,14 @@ def _voxel_minor_row(row, n_img, height, shared):
 
 
 @njit(**_INLINE)
-def _dual_px3(xb, q0, q1, q2, lam, b, lb, d, d1, i, i1, j, j1, sigma):
+def _dual_px3(xb, q0, q1, q2, lam, b, lb, a1, d, d1, i, i1, j, j1, sigma):
     xh = xb[b, d, i, j]
     u0 = q0[b, d, i, j] + sigma * (xb[b, d1, i, j] - xh)
     u1 = q1[b, d, i, j] + sigma * (xb[b, d, i1, j] - xh)
     u2 = q2[b, d, i, j] + sigma * (xb[b, d, i, j1] - xh)
     l0 = lam[lb, 0, d, i, j]
-    l1 = lam[lb, 1, d, i, j]
-    l2 = lam[lb, 2, d, i, j]
+    l1 = lam[lb, a1, d, i, j]
+    l2 = lam[lb, 2 * a1, d, i, j]
     q0[b, d, i, j] = _clip(u0, l0)
     q1[b, d, i, j] = _clip(u1, l1)
     q2[b, d, i, j] = _clip(u2, l2)
@@ -348,13 +359,14 @@ def dual3d(xb, q0, q1, q2, lam, prm):
     sigma = prm[1]
     n_img, depth, height, width = xb.shape
     shared = lam.shape[0] == 1
+    a1 = 1 if lam.shape[1] > 1 else 0  # one Λ channel: read for every axis
     for row in prange(n_img * depth * height):
         d, i, b, lb = _voxel_minor_row(row, n_img, height, shared)
         d1 = d + 1 if d + 1 < depth else 0
         i1 = i + 1 if i + 1 < height else 0
         for j in range(width - 1):
-            _dual_px3(xb, q0, q1, q2, lam, b, lb, d, d1, i, i1, j, j + 1, sigma)
-        _dual_px3(xb, q0, q1, q2, lam, b, lb, d, d1, i, i1, width - 1, 0, sigma)
+            _dual_px3(xb, q0, q1, q2, lam, b, lb, a1, d, d1, i, i1, j, j + 1, sigma)
+        _dual_px3(xb, q0, q1, q2, lam, b, lb, a1, d, d1, i, i1, width - 1, 0, sigma)
 
 
 @njit(**_JIT)
@@ -363,13 +375,14 @@ def dual3d_states(xb, q0, q1, q2, lam, record, prm):
     sigma = prm[1]
     n_img, depth, height, width = xb.shape
     shared = lam.shape[0] == 1
+    a1 = 1 if lam.shape[1] > 1 else 0  # one Λ channel: read for every axis
     for row in prange(n_img * depth * height):
         d, i, b, lb = _voxel_minor_row(row, n_img, height, shared)
         d1 = d + 1 if d + 1 < depth else 0
         i1 = i + 1 if i + 1 < height else 0
         for j in range(width - 1):
-            record[b, d, i, j] = _dual_px3(xb, q0, q1, q2, lam, b, lb, d, d1, i, i1, j, j + 1, sigma)
-        record[b, d, i, width - 1] = _dual_px3(xb, q0, q1, q2, lam, b, lb, d, d1, i, i1, width - 1, 0, sigma)
+            record[b, d, i, j] = _dual_px3(xb, q0, q1, q2, lam, b, lb, a1, d, d1, i, i1, j, j + 1, sigma)
+        record[b, d, i, width - 1] = _dual_px3(xb, q0, q1, q2, lam, b, lb, a1, d, d1, i, i1, width - 1, 0, sigma)
 
 
 @njit(**_INLINE)
