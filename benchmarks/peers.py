@@ -1,4 +1,4 @@
-"""tvfast beside MRpro and DeepInverse: forward+backward time and peak RSS, each case in a fresh process.
+"""tvfast beside MRpro, DeepInverse and scikit-image: forward and forward+backward time and peak RSS, fresh processes.
 
     /path/to/venv/bin/python benchmarks/peers.py [--size 256] [--iters 256] [--rounds 3]
 
@@ -24,11 +24,14 @@ Cases (loss L = Σ |x|², gradients with respect to the data and to Λ):
   ``optim`` framework has no per-pixel-weighted TV with an operator), whose
   threshold is one number per image: a real 256² image, scalar λ = 0.05,
   ``TVDenoiser(n_it_max=T, crit=−1)`` (no early stop, its default
-  over-relaxation) against ``tvfast.pdhg(z, λ, T)`` (the default call).
+  over-relaxation) against ``tvfast.pdhg(z, λ, T)`` (the default call);
+  scikit-image's ``denoise_tv_chambolle(weight=λ, max_num_iter=T, eps=0)``
+  (forward only: it is not differentiable).
 
 Every case runs in a fresh process (``--case NAME``): a 2-iteration warm-up
-(compilation for tvfast), one forward+backward under a peak-RSS sampler, then
-``rounds − 1`` more; the row gives the median time and the peak extra RSS.
+(loading the kernels for tvfast), then ``rounds`` forwards (no gradient) and
+one forward+backward under a peak-RSS sampler, then ``rounds − 1`` more; the
+row gives the median times and the peak extra RSS.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ CASES = {  # name: (problem, implementation, the modules it needs)
     "mrpro-mri": ("mri", "MRpro", ("mrpro",)),
     "tvfast-denoise": ("denoise", "tvfast", ()),
     "deepinv-denoise": ("denoise", "DeepInverse", ("deepinv",)),
+    "skimage-denoise": ("denoise", "scikit-image", ("skimage",)),
 }
 DENOISE_LAMBDA = 0.05
 
@@ -122,6 +126,10 @@ def _run_case(name: str, size: int, n_iter: int, rounds: int) -> dict:
         data, lam, operator = make_mri(size)
         solve = (tvfast_mri_solver if impl == "tvfast" else mrpro_mri_solver)(operator)
 
+        def forward(iters):
+            with torch.no_grad():
+                solve(data, lam, iters)
+
         def run(iters):
             mri_forward_backward(solve, data, lam, iters)
     else:
@@ -132,18 +140,39 @@ def _run_case(name: str, size: int, n_iter: int, rounds: int) -> dict:
 
             def solve(z, lam, iters):
                 return tvfast.pdhg(z, lam, iters)
-        else:
+        elif impl == "DeepInverse":
             import deepinv
 
             def solve(z, lam, iters):
                 return deepinv.models.TVDenoiser(n_it_max=iters, crit=-1.0)(z, ths=lam)
+        else:
+            from skimage.restoration import denoise_tv_chambolle
+
+            image = data[0, 0].double().numpy()
+
+            def solve(z, lam, iters):
+                return denoise_tv_chambolle(image, weight=float(lam), max_num_iter=iters, eps=0.0)
+
+        def forward(iters):
+            with torch.no_grad():
+                solve(data, torch.tensor(DENOISE_LAMBDA), iters)
 
         def run(iters):
             z = data.clone().requires_grad_()
             lam = torch.tensor(DENOISE_LAMBDA, requires_grad=True)
             solve(z, lam, iters).square().sum().backward()
 
-    run(2)
+    differentiable = impl != "scikit-image"
+    (run if differentiable else forward)(2)
+    forwards = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        forward(n_iter)
+        forwards.append(time.perf_counter() - start)
+    row = {"case": name, "impl": impl, "problem": problem, "size": size, "iters": n_iter, "rounds": rounds,
+           "forward_s": statistics.median(forwards), "torch": torch.__version__}
+    if not differentiable:
+        return row
     times = []
     with PeakRSS() as probe:
         start = time.perf_counter()
@@ -153,8 +182,7 @@ def _run_case(name: str, size: int, n_iter: int, rounds: int) -> dict:
         start = time.perf_counter()
         run(n_iter)
         times.append(time.perf_counter() - start)
-    return {"case": name, "impl": impl, "problem": problem, "size": size, "iters": n_iter, "rounds": rounds,
-            "median_s": statistics.median(times), "extra_bytes": probe.extra, "torch": torch.__version__}
+    return {**row, "median_s": statistics.median(times), "extra_bytes": probe.extra}
 
 
 def measure(name: str, size: int, n_iter: int, rounds: int) -> dict:
@@ -170,22 +198,26 @@ def measure(name: str, size: int, n_iter: int, rounds: int) -> dict:
 
 
 def table(results: list[dict], machine: str) -> str:
-    """Markdown rows: problem, implementation, time, peak extra RSS, and the ratios to tvfast on the same problem."""
+    """Markdown rows: problem, implementation, times, peak extra RSS, and the ratios to tvfast on the same problem."""
     fast = {r["problem"]: r for r in results if r.get("impl") == "tvfast" and "skipped" not in r}
-    lines = ["| machine | problem | implementation | forward+backward | peak extra RSS | vs tvfast |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| machine | problem | implementation | forward | forward+backward | peak extra RSS | vs tvfast |",
+             "|---|---|---|---|---|---|---|"]
     for r in results:
         problem = CASES[r["case"]][0]
         if "skipped" in r:
-            lines.append(f"| {machine} | {problem} | {r['impl']} | skipped: {r['skipped']} | | |")
+            lines.append(f"| {machine} | {problem} | {r['impl']} | skipped: {r['skipped']} | | | |")
             continue
         ref = fast.get(problem)
-        versus = ""
+        versus = []
         if ref is not None and r is not ref:
-            versus = (f"{r['median_s'] / ref['median_s']:.1f}× slower, "
-                      f"{r['extra_bytes'] / max(ref['extra_bytes'], 1):.0f}× more memory")
+            versus.append(f"forward {r['forward_s'] / ref['forward_s']:.1f}× slower")
+            if "median_s" in r:
+                versus.append(f"forward+backward {r['median_s'] / ref['median_s']:.1f}× slower, "
+                              f"{r['extra_bytes'] / max(ref['extra_bytes'], 1):.0f}× more memory")
+        both = (f"{r['median_s'] * 1e3:.0f} ms | {r['extra_bytes'] / 2**20:.1f} MiB" if "median_s" in r
+                else "not differentiable | ")
         lines.append(f"| {machine} | {problem} {r['size']}² T={r['iters']} | {r['impl']} | "
-                     f"{r['median_s'] * 1e3:.0f} ms | {r['extra_bytes'] / 2**20:.1f} MiB | {versus} |")
+                     f"{r['forward_s'] * 1e3:.1f} ms | {both} | {'; '.join(versus)} |")
     return "\n".join(lines)
 
 
