@@ -2,7 +2,7 @@
 
 Forward and both gradients, float64, odd sizes, B = 2, per-pixel 2-channel Λ,
 T = 30. Prints the largest differences; exits 1 on a mismatch or an error, so a
-script can fall back to another backend (``training/gpu_train.sh`` does).
+script can fall back to another backend (``experiments/gpu_train.sh`` does).
 
 Usage: ``python benchmarks/cuda_check.py [triton|torch] [cuda|cpu]`` (``cpu`` with
 ``TRITON_INTERPRET=1`` tries the script itself without a GPU).

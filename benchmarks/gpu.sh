@@ -9,7 +9,7 @@
 # exits non-zero if either failed.
 # Usage (repository root, on a CUDA machine that already has torch and triton):
 #   bash benchmarks/gpu.sh [OUTPUT_DIR]      # default: $OUT if set, else gpu_results/
-# Both steps last ran on an NVIDIA H200 on 2026-11-26 (inside training/gpu_train.sh), before the kernels were
+# Both steps last ran on an NVIDIA H200 on 2026-11-26 (inside experiments/gpu_train.sh), before the kernels were
 # split into kernels/pdhg2d.py, pdhg3d.py and launch.py and tests/test_kernels.py was added: 30 CUDA tests passed;
 # the benchmark's figures are in benchmarks/RESULTS.md (gpu_h200.json).
 set -uo pipefail

@@ -148,7 +148,7 @@ def _run_case(name: str, size: int, n_iter: int, rounds: int) -> dict:
         else:
             from skimage.restoration import denoise_tv_chambolle
 
-            image = data[0, 0].double().numpy()
+            image = data[0, 0].numpy()  # float32, as tvfast solves it
 
             def solve(z, lam, iters):
                 return denoise_tv_chambolle(image, weight=float(lam), max_num_iter=iters, eps=0.0)

@@ -9,7 +9,7 @@ Validation images get fixed noise (seeded per image); the best weights are
 selected on mean validation PSNR.
 
 The learning-rate schedule comes from ``--recipe`` (:data:`RECIPES`):
-``best`` (the default, the shipped model's recipe, docs/training.md §1) is a
+``best`` (the default, the shipped model's recipe, experiments/training_log.md §1) is a
 linear warm-up over 5 epochs to a peak of 1e-3, then a cosine decay to 1e-5;
 ``seed`` is the original constant 1e-4. ``--lr``, ``--lr-schedule`` and
 ``--warmup-epochs`` override single values of the recipe. The solver runs
@@ -80,7 +80,7 @@ CHECKPOINT = "last.pt"
 _now = time.monotonic  # the trainer's clock (time limits, budgets, elapsed times)
 BEST = "best.safetensors"
 
-# The learning-rate recipes of --recipe: "best" won the ablation of docs/training.md §1 and trained the
+# The learning-rate recipes of --recipe: "best" won the ablation of experiments/training_log.md §1 and trained the
 # shipped model; "seed" is the original recipe (constant 1e-4, no warm-up).
 RECIPES: dict[str, dict[str, float | str]] = {
     "best": {"lr": 1e-3, "lr_schedule": "cosine", "warmup_epochs": 5.0},
@@ -89,7 +89,7 @@ RECIPES: dict[str, dict[str, float | str]] = {
 RECIPE_OPTIONS = ("lr", "lr_schedule", "warmup_epochs")
 
 _RECIPES_HELP = """recipes (--recipe; --lr, --lr-schedule and --warmup-epochs override single values):
-  best   --lr-schedule cosine --lr 1e-3 --warmup-epochs 5     the shipped model's recipe (docs/training.md)
+  best   --lr-schedule cosine --lr 1e-3 --warmup-epochs 5     the shipped model's recipe (experiments/training_log.md)
   seed   --lr-schedule constant --lr 1e-4 --warmup-epochs 0   the seed's original recipe"""
 
 
@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--task", choices=TASKS, default="denoise",
                    help="denoise: noisy images (LambdaNet); mri4x: 4x-accelerated single-coil Cartesian MRI, ct60: "
                         "60-view parallel-beam CT, both simulated from the clean images (ReconstructionNet, "
-                        "docs/training.md)")
+                        "experiments/training_log.md)")
     g.add_argument("--data", required=True, help="folder of training images (PNG/JPEG/TIFF)")
     g.add_argument("--val", default=None, help="folder of validation images (fixed noise)")
     g.add_argument("--size", type=int, default=256,

@@ -64,7 +64,7 @@ def pretrained(name: str = "xray-denoise", device: str | torch.device = "cpu"):
       trained on grayscale chest X-rays with Gaussian noise and beats the
       best scalar λ there; on other images, natural photographs for instance,
       it can be worse than a well-chosen scalar λ
-      (docs/evaluation/natural_images.md): use ``tvfast.pdhg(z, λ)`` or train
+      (experiments/results/natural_images.md): use ``tvfast.pdhg(z, λ)`` or train
       a model on your own images.
     * ``"mri4x"``: :class:`~tvfast.models.reconstruction_net.ReconstructionNet`;
       ``model.reconstruct(y, mask)`` for complex k-space y (B, 1, H, W)

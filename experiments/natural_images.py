@@ -8,7 +8,7 @@ centre-cropped to a square and resized to 256², and writes a table.
 
 Usage::
 
-    python -m tvfast.training.natural_images --out docs/evaluation/natural_images.md [--weights W]
+    python experiments/natural_images.py --out experiments/results/natural_images.md [--weights W]
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def _markdown(rows: list[dict], noise_level: float, weights: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = CommandParser(prog="python -m tvfast.training.natural_images",
+    p = CommandParser(prog="python experiments/natural_images.py",
                       description="Evaluate a Λ-map model on scikit-image's grey test images.")
     p.add_argument("--weights", default=None, help="LambdaNet weights (default: the shipped model)")
     p.add_argument("--noise-level", type=float, default=0.5, help="relative noise level s")

@@ -16,7 +16,7 @@ Outputs in ``--out``:
 
 Usage::
 
-    python -m tvfast.training.ablation --data DATA/train --val DATA/val --out runs/ablation --budget-min 5
+    python experiments/ablation.py --data DATA/train --val DATA/val --out runs/ablation --budget-min 5
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ RECIPES: dict[str, list[str]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     p = CommandParser(
-        prog="python -m tvfast.training.ablation",
+        prog="python experiments/ablation.py",
         description="Train several recipes with the same time budget and compare them on validation.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

@@ -2,14 +2,14 @@
 # One GPU session, about 9 minutes on an H100/H200, that does everything a GPU is needed for:
 #   1. checks the compiled Triton kernels against the reference loop (forward and both
 #      gradients; falls back to the PyTorch backend if they fail);
-#   2. runs the recipe ablation (training/ablation.py): 8 recipes trained concurrently on
+#   2. runs the recipe ablation (experiments/ablation.py): 8 recipes trained concurrently on
 #      the one GPU, BUDGET minutes each, while the CUDA test suite runs beside them;
 #   3. evaluates the winner (best validation PSNR) on the test split at s = 0.5, 0.3, 0.1;
 #   4. runs the GPU benchmark (benchmarks/test_gpu.py) alone on the GPU;
 #   5. packs the tables, curves, logs, the winner's weights and the evaluation into
 #      OUT/results.tar.gz.
 # Usage (repository root, CUDA machine with torch, triton, scikit-image, safetensors):
-#   DATA=path/to/chest_xray BUDGET=4.5 bash training/gpu_train.sh [OUT]
+#   DATA=path/to/chest_xray BUDGET=4.5 bash experiments/gpu_train.sh [OUT]
 # DATA holds train/, val/ and test/ (default .data/chest_xray, a copy of the data set).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -62,7 +62,7 @@ stamp "solver backend for training: $backend"
 tests_pid=$!
 
 stamp "ablation, $budget min per recipe"
-python -m tvfast.training.ablation --data "$data/train" --val "$data/val" --out "$runs/ablation" \
+python experiments/ablation.py --data "$data/train" --val "$data/val" --out "$runs/ablation" \
     --budget-min "$budget" --extra --solver-backend "$backend" 2>&1 | tee "$logs/ablation.log"
 wait "$tests_pid"
 tail -3 "$logs/tests.log"

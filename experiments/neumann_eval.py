@@ -1,4 +1,4 @@
-"""The shipped model's Λ with periodic and with Neumann differences (docs/evaluation/neumann.md).
+"""The shipped model's Λ with periodic and with Neumann differences (experiments/results/neumann.md).
 
 For each test image x (centre-cropped and resized to 256², as in
 ``tvfast.training.evaluate``) and relative noise z = x + s·std(x)·n with the
@@ -14,7 +14,7 @@ of Λ is reported on the first and last row and column and on the interior
 (the image less its one-pixel border): the model was trained with periodic
 differences, whose last row and column couple the image's opposite edges.
 
-    python -m tvfast.training.neumann_eval --data ../shared/data/chest_xray/test --limit 20
+    python experiments/neumann_eval.py --data ../shared/data/chest_xray/test --limit 20
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ BOUNDARIES = ("periodic", "neumann")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tvfast.training.neumann_eval",
+    p = argparse.ArgumentParser(prog="python experiments/neumann_eval.py",
                                 description="PSNR/SSIM of the shipped model's Λ with periodic vs Neumann differences.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", required=True, help="folder of test images")
