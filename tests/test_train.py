@@ -194,7 +194,7 @@ def test_learning_rate_schedules():
     assert scheduled_lr(args, 10.0, 10) == pytest.approx(1e-5)  # 1 % of the peak at the end
     lrs = [scheduled_lr(args, e / 4, 10) for e in range(8, 41)]
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))
-    const = apply_recipe(build_parser().parse_args(["--data", "x", "--recipe", "seed", "--lr", "3e-4"]))
+    const = apply_recipe(build_parser().parse_args(["--data", "x", "--recipe", "original", "--lr", "3e-4"]))
     assert scheduled_lr(const, 0.0, 10) == scheduled_lr(const, 9.5, 10) == 3e-4
 
 
@@ -338,42 +338,43 @@ def test_training_lowers_the_loss(tmp_path, one_thread):
 
 
 # ---------------------------------------------------------------- recipes
-def test_recipes_default_seed_and_overrides():
+def test_recipes_default_original_and_overrides():
     parse = build_parser().parse_args
     best = apply_recipe(parse(["--data", "x"]))
     assert (best.recipe, best.lr, best.lr_schedule, best.warmup_epochs) == ("best", 1e-3, "cosine", 5.0)
-    seed = apply_recipe(parse(["--data", "x", "--recipe", "seed"]))
-    assert (seed.lr, seed.lr_schedule, seed.warmup_epochs) == (1e-4, "constant", 0.0)
-    mixed = apply_recipe(parse(["--data", "x", "--recipe", "seed", "--lr-schedule", "cosine", "--lr", "2e-4"]))
+    original = apply_recipe(parse(["--data", "x", "--recipe", "original"]))
+    assert (original.lr, original.lr_schedule, original.warmup_epochs) == (1e-4, "constant", 0.0)
+    mixed = apply_recipe(parse(["--data", "x", "--recipe", "original", "--lr-schedule", "cosine", "--lr", "2e-4"]))
     assert (mixed.lr, mixed.lr_schedule, mixed.warmup_epochs) == (2e-4, "cosine", 0.0)
-    assert set(RECIPES) == {"best", "seed"}
-    text = build_parser().format_help()
-    assert "--recipe" in text and "--lr-schedule cosine --lr 1e-3 --warmup-epochs 5" in text
-    assert "(default: None)" not in text
+    assert set(RECIPES) == {"best", "original"}
+    with pytest.raises(SystemExit):  # the old name, which read like --seed, is not an option any more
+        parse(["--data", "x", "--recipe", "seed"])
 
 
 def test_resume_takes_the_recipe_from_the_checkpoint_unless_given():
     parser = build_parser()
-    saved = vars(apply_recipe(parser.parse_args(["--data", "x", "--recipe", "seed", "--lr", "5e-5"])))
+    saved = vars(apply_recipe(parser.parse_args(["--data", "x", "--recipe", "original", "--lr", "5e-5"])))
 
     def resumed(*options):
         argv = ["--data", "x", "--resume", *options]
         return apply_recipe(resumed_arguments(parser.parse_args(argv), saved, explicit_options(parser, argv)))
 
     kept = resumed()
-    assert (kept.recipe, kept.lr, kept.lr_schedule, kept.warmup_epochs) == ("seed", 5e-5, "constant", 0.0)
+    assert (kept.recipe, kept.lr, kept.lr_schedule, kept.warmup_epochs) == ("original", 5e-5, "constant", 0.0)
     lr_only = resumed("--lr", "1e-5")
-    assert (lr_only.recipe, lr_only.lr, lr_only.lr_schedule) == ("seed", 1e-5, "constant")
+    assert (lr_only.recipe, lr_only.lr, lr_only.lr_schedule) == ("original", 1e-5, "constant")
     other = resumed("--recipe", "best")  # an explicit recipe brings its own values, not the checkpoint's
     assert (other.lr, other.lr_schedule, other.warmup_epochs) == (1e-3, "cosine", 5.0)
+    saved["recipe"] = "seed"  # a checkpoint written before the recipe was renamed still resumes
+    assert resumed().recipe == "original"
 
 
-def test_seed_recipe_runs_and_resumes_with_its_schedule(data, tmp_path):
+def test_original_recipe_runs_and_resumes_with_its_schedule(data, tmp_path):
     out = tmp_path / "run"
-    run(data, out, "--epochs", "1", "--recipe", "seed")
+    run(data, out, "--epochs", "1", "--recipe", "original")
     run(data, out, "--epochs", "2", "--resume")
     ck = load(out)
-    assert ck["epoch"] == 2 and ck["args"]["recipe"] == "seed"
+    assert ck["epoch"] == 2 and ck["args"]["recipe"] == "original"
     assert [h["lr"] for h in ck["history"]] == [1e-4, 1e-4]
 
 

@@ -25,7 +25,7 @@ Usage::
     python -m tvfast.training.evaluate --data DATA/test --weights W.safetensors --out runs/eval
 
 ``--task mri4x`` / ``--task ct60`` evaluate a reconstruction model instead
-(:mod:`tvfast.training.evaluate_tasks`, which parses the whole command line);
+(:mod:`tvfast.training.evaluate_reconstruction`, which parses the whole command line);
 ``--task denoise`` is this evaluation.
 """
 
@@ -56,7 +56,7 @@ from tvfast.training.figures import plot_lambda_curves, plot_metric_differences
 
 __all__ = ["build_parser", "evaluate", "main"]
 
-_RECONSTRUCTION_TASKS = ("mri4x", "ct60")  # evaluated by tvfast.training.evaluate_tasks
+_RECONSTRUCTION_TASKS = ("mri4x", "ct60")  # evaluated by tvfast.training.evaluate_reconstruction
 _TASKS = ("denoise", *_RECONSTRUCTION_TASKS)
 
 CSV_COLUMNS = [
@@ -264,9 +264,9 @@ def main(argv: list[str] | None = None, *, default_weights: str | None = None) -
         shipped weights).
     """
     if _requested_task(argv) in _RECONSTRUCTION_TASKS:  # a reconstruction model: its own evaluation and options
-        from tvfast.training import evaluate_tasks
+        from tvfast.training import evaluate_reconstruction
 
-        return evaluate_tasks.main(argv)
+        return evaluate_reconstruction.main(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     weights = args.weights or default_weights

@@ -81,16 +81,18 @@ _now = time.monotonic  # the trainer's clock (time limits, budgets, elapsed time
 BEST = "best.safetensors"
 
 # The learning-rate recipes of --recipe: "best" won the ablation of experiments/training_log.md §1 and trained the
-# shipped model; "seed" is the original recipe (constant 1e-4, no warm-up).
+# shipped model; "original" is the recipe of the work this project started from (constant 1e-4, no warm-up).
 RECIPES: dict[str, dict[str, float | str]] = {
     "best": {"lr": 1e-3, "lr_schedule": "cosine", "warmup_epochs": 5.0},
-    "seed": {"lr": 1e-4, "lr_schedule": "constant", "warmup_epochs": 0.0},
+    "original": {"lr": 1e-4, "lr_schedule": "constant", "warmup_epochs": 0.0},
 }
+# Recipes renamed since checkpoints were written with them (``--recipe seed`` read like ``--seed``).
+_RENAMED_RECIPES = {"seed": "original"}
 RECIPE_OPTIONS = ("lr", "lr_schedule", "warmup_epochs")
 
 _RECIPES_HELP = """recipes (--recipe; --lr, --lr-schedule and --warmup-epochs override single values):
   best   --lr-schedule cosine --lr 1e-3 --warmup-epochs 5     the shipped model's recipe (experiments/training_log.md)
-  seed   --lr-schedule constant --lr 1e-4 --warmup-epochs 0   the seed's original recipe"""
+  original --lr-schedule constant --lr 1e-4 --warmup-epochs 0  the original work's recipe"""
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -176,8 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--epochs", type=int, default=500, help="total number of epochs")
     g.add_argument("--batch-size", type=int, default=1, help="images per step (per process)")
     g.add_argument("--recipe", choices=tuple(RECIPES), default="best",
-                   help="learning-rate recipe: best (cosine, peak 1e-3, 5 warm-up epochs) or seed (constant "
-                        "1e-4); see below")
+                   help="learning-rate recipe: best (cosine, peak 1e-3, 5 warm-up epochs) or original "
+                        "(constant 1e-4); see below")
     g.add_argument("--lr", type=float, default=None,
                    help="Adam learning rate, the peak with a schedule (default: the recipe's, 1e-3 / 1e-4)")
     g.add_argument("--lr-schedule", choices=("constant", "cosine"), default=None,
@@ -237,6 +239,7 @@ def resumed_arguments(args: argparse.Namespace, saved: dict, explicit: set[str])
     for key in SCHEDULE_OPTIONS:
         if key in saved and key not in explicit and not (key in RECIPE_OPTIONS and "recipe" in explicit):
             setattr(merged, key, saved[key])
+    merged.recipe = _RENAMED_RECIPES.get(merged.recipe, merged.recipe)  # a checkpoint of before the rename
     return merged
 
 

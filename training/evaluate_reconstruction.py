@@ -56,7 +56,7 @@ Usage::
 
     tvfast evaluate --task mri4x --data DATA/test --weights runs/mri/best.safetensors --out runs/eval_mri
     tvfast evaluate --task ct60 --data DATA/test --weights runs/ct/best.safetensors --limit 20 --iters 128
-    python -m tvfast.training.evaluate_tasks --task mri4x ...   (the same)
+    python -m tvfast.training.evaluate_reconstruction --task mri4x ...   (the same)
 """
 
 from __future__ import annotations
@@ -587,7 +587,7 @@ def evaluate(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``tvfast evaluate --task mri4x|ct60`` and ``python -m tvfast.training.evaluate_tasks``."""
+    """Entry point of ``tvfast evaluate --task mri4x|ct60`` and ``python -m tvfast.training.evaluate_reconstruction``."""
     parser = build_parser()
     args = parser.parse_args(argv)
     _check_arguments(parser, args)

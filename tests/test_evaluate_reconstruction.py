@@ -15,7 +15,7 @@ from tvfast.models.reconstruction_net import ReconstructionNet
 from tvfast.models.unet import UNet
 from tvfast.physics import MaskedFFT
 from tvfast.training import evaluate as denoise_evaluate
-from tvfast.training.evaluate_tasks import (CSV_COLUMNS, GRID_COLUMNS, main, scalar_search, solve_scalars,
+from tvfast.training.evaluate_reconstruction import (CSV_COLUMNS, GRID_COLUMNS, main, scalar_search, solve_scalars,
                                             solver_steps)
 from tvfast.training.tasks import TaskDataset
 
