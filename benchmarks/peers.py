@@ -75,7 +75,9 @@ def missing_modules(modules) -> list[str]:
 
 
 def _mri_steps():
-    return 0.99 / (1.0 + 8.0) ** 0.5  # ‖A‖ = 1 for a 0/1 mask
+    from tvfast.solver.arguments import operator_step
+
+    return operator_step(1.0, 2)  # ‖A‖ = 1 for a 0/1 mask
 
 
 def mrpro_mri_solver(operator):

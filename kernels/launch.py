@@ -118,12 +118,12 @@ def _handed_in(value, buffer: torch.Tensor) -> torch.Tensor:
     return buffer.copy_(value)
 
 
-def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, need_mask: bool, data_step=None):
+def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, keep_states: bool, data_step=None):
     """Run ``n_iter`` fused iterations on contiguous z: (B, H, W) images or (B, D, H, W) volumes.
 
     ``lam`` is broadcastable to the duals' shape (B, C, *spatial) — C = 2 for
     images, 3 for volumes — with 1 or C channels. Returns x_T and, with
-    ``need_mask``, the clip states of every iteration: (T, B, H, ⌈W/2⌉)
+    ``keep_states``, the clip states of every iteration: (T, B, H, ⌈W/2⌉)
     packed nibbles for images, (T, B, D, H, W) bytes for volumes (else None).
 
     ``data_step`` None: denoising, x₀ = z and the data term ½‖x − z‖². Else
@@ -143,7 +143,7 @@ def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, n
     p = torch.zeros_like(z)
     x_bar = [z.clone(), torch.empty_like(z)]
     q = [z.new_zeros(plan.dual_shape), z.new_empty(plan.dual_shape)]
-    states = torch.empty(n_iter if need_mask else 1, *plan.states_shape, dtype=torch.uint8, device=z.device)
+    states = torch.empty(n_iter if keep_states else 1, *plan.states_shape, dtype=torch.uint8, device=z.device)
     params = _step_sizes(tau, sigma, theta, z)
     p_in = p  # p_k, or Aᴴp_{k+1} from data_step
     with torch.no_grad():  # data_step runs the caller's operator; nothing here is differentiated by autograd
@@ -152,12 +152,12 @@ def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, n
             if data_step is not None:
                 p_in = _handed_in(data_step(x_bar[src]), p)
             plan.forward[plan.grid](
-                x, x_bar[src], x_bar[dst], p_in, q[src], q[dst], z, lam_full, states[it if need_mask else 0],
+                x, x_bar[src], x_bar[dst], p_in, q[src], q[dst], z, lam_full, states[it if keep_states else 0],
                 *plan.sizes, *lam_full.stride(), params,
-                WRITE_STATES=need_mask, DATA_STEP=data_step is not None, BLOCK_H=plan.block_h,
+                WRITE_STATES=keep_states, DATA_STEP=data_step is not None, BLOCK_H=plan.block_h,
                 BLOCK_W=plan.block_w, num_warps=plan.num_warps,
             )  # fmt: skip
-    return x, (states if need_mask else None)
+    return x, (states if keep_states else None)
 
 
 def solve_backward(grad_x, clip_states, lam_channels: int, need_glam: bool, tau: float, sigma: float, theta: float,

@@ -90,7 +90,7 @@ def test_every_recorded_state_is_the_reference_branch_2d(solver, shape, gen):
     n_iter = 6
     z = torch.rand(batch, height, width, generator=gen, dtype=torch.float64)
     lam = 0.02 + 0.1 * torch.rand(batch, 2, height, width, generator=gen, dtype=torch.float64)
-    _, record = solver.solve_forward(z, lam, n_iter, 1 / 3, 1 / 3, 1.0, need_mask=True)
+    _, record = solver.solve_forward(z, lam, n_iter, 1 / 3, 1 / 3, 1.0, keep_states=True)
     assert record.shape == (n_iter, batch, height, (width + 1) // 2) and record.dtype == torch.uint8
     if width % 2:
         assert bool((record[..., -1] >> 4 == 0).all())  # the nibble past the edge is zero
@@ -109,7 +109,7 @@ def test_every_recorded_state_is_the_reference_branch_3d(shape, gen):
     z = torch.rand(shape, generator=gen, dtype=torch.float64)
     lam = 0.02 + 0.1 * torch.rand(shape[0], 3, *shape[1:], generator=gen, dtype=torch.float64)
     step = 13**-0.5
-    _, record = cpu.solve_forward(z, lam, n_iter, step, step, 1.0, need_mask=True)
+    _, record = cpu.solve_forward(z, lam, n_iter, step, step, 1.0, keep_states=True)
     assert record.shape == (n_iter, *shape) and record.dtype == torch.uint8
     for k, it in enumerate(pdhg_reference_iterates(z[:, None], lam, n_iter)):
         expected = _branch(it.u, lam, it.q)  # (B, 3, D, H, W)
@@ -130,7 +130,7 @@ def test_exact_ties_in_the_solvers(solver):
     j = torch.arange(width).reshape(1, -1)
     z = torch.stack([((i + j) % 2).float(), ((i * j) % 2).float()])  # (2, H, W)
     lam = torch.where((i + 2 * j) % 3 == 0, 0.0, 0.5).float().expand(1, 2, height, width).contiguous()
-    _, record = solver.solve_forward(z.contiguous(), lam, 1, 0.2, 0.5, 1.0, need_mask=True)
+    _, record = solver.solve_forward(z.contiguous(), lam, 1, 0.2, 0.5, 1.0, keep_states=True)
     states = _unpack_by_bits(record[0], width)
     u = 0.5 * torch.stack([torch.roll(z, -1, -2) - z, torch.roll(z, -1, -1) - z], dim=-1)
     lam_last = lam[0].movedim(0, -1)
@@ -146,7 +146,7 @@ def test_zero_lambda_on_constant_image_is_all_high(solver):
     """Λ = 0, u = 0 → HIGH in both directions: every nibble 0b0101, padding nibble 0."""
     z = torch.full((2, 3, 5), 0.25)
     lam = torch.zeros(1, 1, 1, 1)
-    x, record = solver.solve_forward(z, lam, 3, 1 / 3, 1 / 3, 1.0, need_mask=True)
+    x, record = solver.solve_forward(z, lam, 3, 1 / 3, 1 / 3, 1.0, keep_states=True)
     assert torch.equal(x, z)
     assert record.shape == (3, 2, 3, 3)
     assert torch.equal(record[..., :2], torch.full_like(record[..., :2], 0x55))

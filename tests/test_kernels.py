@@ -54,9 +54,9 @@ def test_kernels_record_the_cpu_paths_states(shape, device):
     n_axes = z.dim() - 1
     lam = torch.stack([lam_map, lam_map.flip(-1), lam_map.flip(-2)][:n_axes], dim=1)  # one map per direction
     n_iter, tau, sigma = 3, 0.2, 0.5
-    x_k, states_k = launch.solve_forward(z.to(device), lam.to(device), n_iter, tau, sigma, 1.0, need_mask=True)
+    x_k, states_k = launch.solve_forward(z.to(device), lam.to(device), n_iter, tau, sigma, 1.0, keep_states=True)
     x_k, states_k = x_k.cpu(), states_k.cpu()
-    x_t, states_t = cpu.solve_forward(z, lam, n_iter, tau, sigma, 1.0, need_mask=True, compile=False)
+    x_t, states_t = cpu.solve_forward(z, lam, n_iter, tau, sigma, 1.0, keep_states=True, compile=False)
     assert states_k.dtype == states_t.dtype == torch.uint8
     assert states_k.shape == states_t.shape
     assert torch.equal(states_k, states_t)
@@ -81,8 +81,8 @@ def test_2d_and_3d_kernels_agree_on_depth_one(gen, device):
     z = torch.rand(batch, height, width, generator=gen, dtype=torch.float64).to(device)
     lam = (0.02 + 0.2 * torch.rand(batch, 2, height, width, generator=gen, dtype=torch.float64)).to(device)
     lam3 = torch.cat([torch.full_like(lam[:, :1], 0.1), lam], dim=1)[:, :, None]  # (B, 3, 1, H, W)
-    x2, states2 = launch.solve_forward(z, lam, n_iter, STEP3D, STEP3D, 1.0, need_mask=True)
-    x3, states3 = launch.solve_forward(z[:, None], lam3, n_iter, STEP3D, STEP3D, 1.0, need_mask=True)
+    x2, states2 = launch.solve_forward(z, lam, n_iter, STEP3D, STEP3D, 1.0, keep_states=True)
+    x3, states3 = launch.solve_forward(z[:, None], lam3, n_iter, STEP3D, STEP3D, 1.0, keep_states=True)
     _assert_same(x3[:, 0], x2)
     assert states3.shape == (n_iter, batch, 1, height, width)
     assert torch.equal(states3[:, :, 0] & common.STATE_FIELD.value, torch.zeros_like(states3[:, :, 0]))  # INSIDE
@@ -107,16 +107,16 @@ def test_launcher_refuses_shapes_the_kernels_cannot_address(shape, message):
     z = torch.empty(shape, device="meta")  # checked before anything is allocated or launched
     lam = torch.empty(1, 1, *[1] * (len(shape) - 1), device="meta")
     with pytest.raises(ValueError, match=message):
-        launch.solve_forward(z, lam, 1, 0.3, 0.3, 1.0, need_mask=False)
+        launch.solve_forward(z, lam, 1, 0.3, 0.3, 1.0, keep_states=False)
 
 
 def test_launcher_argument_errors(gen):
     z = torch.rand(2, 5, 6, generator=gen)
     with pytest.raises(ValueError, match=r"^z: expected a contiguous tensor"):
-        launch.solve_forward(z.transpose(1, 2), torch.full((1, 1, 1, 1), 0.1), 1, 0.3, 0.3, 1.0, need_mask=False)
+        launch.solve_forward(z.transpose(1, 2), torch.full((1, 1, 1, 1), 0.1), 1, 0.3, 0.3, 1.0, keep_states=False)
     with pytest.raises(ValueError, match=r"^lam: expected a 4-D tensor broadcastable to \(2, 2, 5, 6\) with 1 or 2"):
-        launch.solve_forward(z, torch.full((1, 3, 1, 1), 0.1), 1, 0.3, 0.3, 1.0, need_mask=False)
-    _, states = launch.solve_forward(z, torch.full((1, 1, 1, 1), 0.1), 2, 0.3, 0.3, 1.0, need_mask=True)
+        launch.solve_forward(z, torch.full((1, 3, 1, 1), 0.1), 1, 0.3, 0.3, 1.0, keep_states=False)
+    _, states = launch.solve_forward(z, torch.full((1, 1, 1, 1), 0.1), 2, 0.3, 0.3, 1.0, keep_states=True)
     message = r"^clip_states: expected uint8 of shape \(T, 2, 4, 3\) for grad_x of shape \(2, 4, 6\), got torch.uint8 "
     with pytest.raises(ValueError, match=message + r"\(2, 2, 5, 3\)"):
         launch.solve_backward(z[:, :4].contiguous(), states, 1, True, 0.3, 0.3, 1.0)
@@ -163,11 +163,11 @@ def test_handed_in_data_step_reproduces_denoising(shape, device, gen):
     lam = (0.02 + 0.2 * torch.rand(shape[0], n_axes, *shape[1:], generator=gen, dtype=torch.float64)).to(device)
     grad = torch.randn(shape, generator=gen, dtype=torch.float64).to(device)
     n_iter, tau, sigma, theta = 4, 0.25, 0.3, 0.8
-    x_ref, states_ref = launch.solve_forward(z, lam, n_iter, tau, sigma, theta, need_mask=True)
+    x_ref, states_ref = launch.solve_forward(z, lam, n_iter, tau, sigma, theta, keep_states=True)
     gz_ref, glam_ref = launch.solve_backward(grad, states_ref, n_axes, True, tau, sigma, theta)
 
     data = _IdentityData(z, sigma, strided=True)
-    x, states = launch.solve_forward(z, lam, n_iter, tau, sigma, theta, need_mask=True, data_step=data.forward)
+    x, states = launch.solve_forward(z, lam, n_iter, tau, sigma, theta, keep_states=True, data_step=data.forward)
     assert torch.equal(states, states_ref)
     _assert_same(x, x_ref)
     data_bwd = _IdentityData(z, sigma, tau)
@@ -177,7 +177,7 @@ def test_handed_in_data_step_reproduces_denoising(shape, device, gen):
     assert (g_start - gz_ref).abs().max() > 1e-3  # the data's share is the data step's, not the kernels'
 
     cpu_data, cpu_data_bwd = _IdentityData(z.cpu(), sigma), _IdentityData(z.cpu(), sigma, tau)
-    x_cpu, states_cpu = cpu.solve_forward(z.cpu(), lam.cpu(), n_iter, tau, sigma, theta, need_mask=True,
+    x_cpu, states_cpu = cpu.solve_forward(z.cpu(), lam.cpu(), n_iter, tau, sigma, theta, keep_states=True,
                                           compile=False, data_step=cpu_data.forward)
     g_cpu, _ = cpu.solve_backward(grad.cpu(), states_cpu, n_axes, True, tau, sigma, theta, compile=False,
                                   data_step=cpu_data_bwd.adjoint)
@@ -193,7 +193,7 @@ def test_data_step_result_of_the_wrong_shape_is_refused(gen):
     z = torch.rand(2, 5, 6, generator=gen)
     lam = torch.full((1, 1, 1, 1), 0.1)
     with pytest.raises(ValueError, match=r"^data_step: expected a tensor of shape \(2, 5, 6\), got shape \(2, 5, 5\)"):
-        launch.solve_forward(z, lam, 2, 0.3, 0.3, 1.0, need_mask=False, data_step=lambda x_bar: x_bar[..., :5])
-    _, states = launch.solve_forward(z, lam, 2, 0.3, 0.3, 1.0, need_mask=True)
+        launch.solve_forward(z, lam, 2, 0.3, 0.3, 1.0, keep_states=False, data_step=lambda x_bar: x_bar[..., :5])
+    _, states = launch.solve_forward(z, lam, 2, 0.3, 0.3, 1.0, keep_states=True)
     with pytest.raises(ValueError, match=r"^data_step: expected a tensor of shape \(2, 5, 6\), got float"):
         launch.solve_backward(z, states, 1, True, 0.3, 0.3, 1.0, data_step=lambda a: 0.0)

@@ -245,8 +245,8 @@ def test_masks_identical_between_backends(shape, channels, gen):
     n_iter = 4
     z = torch.rand(batch, depth, height, width, generator=gen, dtype=torch.float64)
     lam = 0.02 + 0.2 * torch.rand(batch, channels, depth, height, width, generator=gen, dtype=torch.float64)
-    x_t, mask_t = cpu.solve_forward(z, lam, n_iter, STEP3D, STEP3D, 1.0, need_mask=True)
-    x_k, mask_k = launch.solve_forward(z, lam, n_iter, STEP3D, STEP3D, 1.0, need_mask=True)
+    x_t, mask_t = cpu.solve_forward(z, lam, n_iter, STEP3D, STEP3D, 1.0, keep_states=True)
+    x_k, mask_k = launch.solve_forward(z, lam, n_iter, STEP3D, STEP3D, 1.0, keep_states=True)
     assert mask_t.shape == mask_k.shape == (n_iter, batch, depth, height, width)
     assert mask_t.dtype == mask_k.dtype == torch.uint8
     assert torch.equal(mask_t, mask_k)
@@ -265,7 +265,7 @@ def test_exact_ties_follow_the_2d_rule(backend):
     z = torch.stack([((d + i + j) % 2).float(), ((d * i + j) % 2).float()])
     lam = torch.where((d + i + 2 * j) % 3 == 0, 0.0, 0.5).float().expand(1, 3, depth, height, width).contiguous()
     sigma = 0.5
-    _, mask = SOLVERS3D[backend].solve_forward(z.contiguous(), lam, 1, 0.2, sigma, 1.0, need_mask=True)
+    _, mask = SOLVERS3D[backend].solve_forward(z.contiguous(), lam, 1, 0.2, sigma, 1.0, keep_states=True)
     u = sigma * gradient3d(z)
     lam3 = lam.expand(2, 3, depth, height, width)
     expected = (clip_state(u[:, 0], lam3[:, 0]) | (clip_state(u[:, 1], lam3[:, 1]) << 2)
@@ -278,9 +278,9 @@ def test_exact_ties_follow_the_2d_rule(backend):
 def test_no_mask_when_not_needed(backend, gen):
     z = torch.rand(2, 2, 3, 4, generator=gen)
     lam = torch.full((1, 1, 1, 1, 1), 0.1)
-    x, mask = SOLVERS3D[backend].solve_forward(z, lam, 2, STEP3D, STEP3D, 1.0, need_mask=False)
+    x, mask = SOLVERS3D[backend].solve_forward(z, lam, 2, STEP3D, STEP3D, 1.0, keep_states=False)
     assert mask is None
-    x2, mask2 = SOLVERS3D[backend].solve_forward(z, lam, 2, STEP3D, STEP3D, 1.0, need_mask=True)
+    x2, mask2 = SOLVERS3D[backend].solve_forward(z, lam, 2, STEP3D, STEP3D, 1.0, keep_states=True)
     assert torch.equal(x, x2) and mask2.shape == (2, 2, 2, 3, 4)
 
 
@@ -352,7 +352,7 @@ def test_no_mask_and_no_function_without_grad(case, monkeypatch, gen):
     real = fused.solve_forward  # the default CPU path
 
     def solve_forward(*args, **kwargs):
-        calls.append(kwargs.get("need_mask"))
+        calls.append(kwargs.get("keep_states"))
         return real(*args, **kwargs)
 
     def fail(*args, **kwargs):
@@ -442,7 +442,7 @@ def test_2d_defaults_unchanged(shape, gen):
     assert torch.equal(tvfast.pdhg(z, 0.1, 5), tvfast.pdhg(z, 0.1, 5, tau=1 / 3, sigma=1 / 3))
     z4 = z.reshape(-1, 1, *shape[-2:])
     assert torch.equal(pdhg_reference(z4, 0.1, 5), pdhg_reference(z4, 0.1, 5, 1 / 3, 1 / 3))
-    with pytest.raises(ValueError, match=r"L\^2 = 9 for images"):
+    with pytest.raises(ValueError, match=r"\|\|K\|\|\^2 = 9 for images"):
         tvfast.pdhg(z, 0.1, 2, tau=0.3, sigma=0.4)
 
 
@@ -536,7 +536,8 @@ def test_lambda_bad_values_and_types():
 @pytest.mark.usefixtures("no_solver_runs")
 @pytest.mark.parametrize("tau, sigma", [(1 / 3, 1 / 3), (0.3, 0.3), (STEP3D + 1e-6, STEP3D), (1.0, 0.1)])
 def test_step_sizes_violate_the_3d_bound(tau, sigma):
-    with pytest.raises(ValueError, match=r"^tau, sigma: PDHG converges for tau\*sigma\*L\^2 <= 1 with L\^2 = 13"):
+    bound = r"^tau, sigma: PDHG converges for tau\*sigma\*\|\|K\|\|\^2 <= 1 with \|\|K\|\|\^2 = 13"
+    with pytest.raises(ValueError, match=bound):
         tvfast.pdhg(torch.rand(B, 1, D, H, W), 0.1, 2, tau=tau, sigma=sigma)
 
 
@@ -639,7 +640,7 @@ def test_cuda_triton_3d_odd_shapes_and_layouts(shape, kind, gen):
 def test_cuda_triton_3d_masks_match_the_torch_path(gen):
     z = torch.rand(2, 6, 33, 70, generator=gen, dtype=torch.float64)
     lam = 0.02 + 0.2 * torch.rand(2, 3, 6, 33, 70, generator=gen, dtype=torch.float64)
-    x_t, mask_t = cpu.solve_forward(z, lam, 5, STEP3D, STEP3D, 1.0, need_mask=True)
-    x_k, mask_k = launch.solve_forward(z.cuda(), lam.cuda(), 5, STEP3D, STEP3D, 1.0, need_mask=True)
+    x_t, mask_t = cpu.solve_forward(z, lam, 5, STEP3D, STEP3D, 1.0, keep_states=True)
+    x_k, mask_k = launch.solve_forward(z.cuda(), lam.cuda(), 5, STEP3D, STEP3D, 1.0, keep_states=True)
     assert torch.equal(mask_k.cpu(), mask_t)
     torch.testing.assert_close(x_k.cpu(), x_t, atol=1e-12, rtol=0)

@@ -138,7 +138,8 @@ def test_n_iter_not_an_int(z, n_iter):
 
 @pytest.mark.parametrize("tau, sigma", [(1.0, 1.0), (0.5, 0.5), (1 / 3 + 1e-6, 1 / 3), (1.0, 1 / 3)])
 def test_step_sizes_violate_convergence_bound(z, tau, sigma):
-    with pytest.raises(ValueError, match=r"^tau, sigma: PDHG converges for tau\*sigma\*L\^2 <= 1"):
+    bound = r"^tau, sigma: PDHG converges for tau\*sigma\*\|\|K\|\|\^2 <= 1 with \|\|K\|\|\^2 = 9 for images"
+    with pytest.raises(ValueError, match=bound):
         tvfast.pdhg(z, 0.1, 4, tau=tau, sigma=sigma)
 
 

@@ -210,9 +210,9 @@ def test_clip_states_identical_between_backends(shape, channels, gen):
     n_iter = 6
     z = torch.rand(batch, height, width, generator=gen, dtype=torch.float64)
     lam = 0.02 + 0.2 * torch.rand(batch, channels, height, width, generator=gen, dtype=torch.float64)
-    x_t, states_t = cpu.solve_forward(z, lam, n_iter, 1 / 3, 1 / 3, 1.0, need_mask=True)
-    x_k, states_k = launch.solve_forward(z, lam, n_iter, 1 / 3, 1 / 3, 1.0, need_mask=True)
-    x_f, states_f = fused.solve_forward(z, lam, n_iter, 1 / 3, 1 / 3, 1.0, need_mask=True)
+    x_t, states_t = cpu.solve_forward(z, lam, n_iter, 1 / 3, 1 / 3, 1.0, keep_states=True)
+    x_k, states_k = launch.solve_forward(z, lam, n_iter, 1 / 3, 1 / 3, 1.0, keep_states=True)
+    x_f, states_f = fused.solve_forward(z, lam, n_iter, 1 / 3, 1 / 3, 1.0, keep_states=True)
     assert torch.equal(states_f, states_k)
     torch.testing.assert_close(x_f, x_k, atol=1e-12, rtol=0)
     assert states_t.shape == states_k.shape == (n_iter, batch, height, (width + 1) // 2)
@@ -229,9 +229,9 @@ def test_clip_states_identical_between_backends(shape, channels, gen):
 def test_no_clip_states_when_not_needed(solver, gen):
     z = torch.rand(2, 7, 9, generator=gen)
     lam = torch.full((1, 1, 1, 1), 0.1)
-    x, states = solver.solve_forward(z, lam, 3, 1 / 3, 1 / 3, 1.0, need_mask=False)
+    x, states = solver.solve_forward(z, lam, 3, 1 / 3, 1 / 3, 1.0, keep_states=False)
     assert states is None
-    x2, states2 = solver.solve_forward(z, lam, 3, 1 / 3, 1 / 3, 1.0, need_mask=True)
+    x2, states2 = solver.solve_forward(z, lam, 3, 1 / 3, 1 / 3, 1.0, keep_states=True)
     assert torch.equal(x, x2) and states2 is not None
 
 

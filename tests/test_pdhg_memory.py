@@ -151,11 +151,11 @@ def test_tvfast_keeps_at_most_one_byte_per_voxel_iteration(shape, gen):
 
 class _Recorder:
     def __init__(self, monkeypatch, module):
-        self.need_mask = []
+        self.keep_states = []
         real = module.solve_forward
 
         def solve_forward(*args, **kwargs):
-            self.need_mask.append(kwargs.get("need_mask"))
+            self.keep_states.append(kwargs.get("keep_states"))
             x, mask = real(*args, **kwargs)
             self.masks = mask
             return x, mask
@@ -178,7 +178,7 @@ def test_no_mask_without_grad(backend, case, monkeypatch, gen):
                 x = tvfast.pdhg(z, lam, 4, backend=backend)
         else:
             x = tvfast.pdhg(z, lam, 4, backend=backend)
-    assert recorder.need_mask == [False]
+    assert recorder.keep_states == [False]
     assert recorder.masks is None
     assert x.grad_fn is None and not x.requires_grad
     assert packed == []

@@ -85,7 +85,7 @@ from tvfast.models.files import read_model_config
 from tvfast.models.reconstruction_net import FORMAT, ReconstructionNet, mri_steps
 from tvfast.physics import MaskedFFT
 from tvfast.physics.linear import operator_norm
-from tvfast.solver.arguments import STEP_SAFETY
+from tvfast.solver.arguments import operator_step
 from tvfast.training.data import list_images
 from tvfast.training.tasks import TASK_NOISE, TaskDataset
 
@@ -145,7 +145,7 @@ def solver_steps(operator, x0: torch.Tensor) -> dict:
         return steps
     with torch.no_grad():
         norm = operator_norm(operator, x0)
-    step = STEP_SAFETY / math.sqrt(norm * norm + 4.0 * (x0.dim() - 2))
+    step = operator_step(norm, x0.dim() - 2)
     return {"tau": step, "sigma": step}
 
 

@@ -40,7 +40,6 @@ anything), so τ = σ = 0.99/√(‖A‖² + 8) without a power iteration per ma
 
 from __future__ import annotations
 
-import math
 import os
 from numbers import Integral
 from pathlib import Path
@@ -53,6 +52,7 @@ import tvfast
 from tvfast.models.files import load_model_weights, read_model_config, save_model_files
 from tvfast.models.precision import Precision
 from tvfast.models.unet import UNet, pad_mode
+from tvfast.solver.arguments import operator_step
 
 __all__ = ["ReconstructionNet", "TASKS", "FORMAT", "mri_steps"]
 
@@ -71,8 +71,7 @@ def mri_steps(operator) -> dict:
 
     if not isinstance(operator, MaskedFFT):
         return {}
-    norm = float(operator.mask.abs().max())
-    step = 0.99 / math.sqrt(norm * norm + 8.0)
+    step = operator_step(float(operator.mask.abs().max()), 2)
     return {"tau": step, "sigma": step}
 
 

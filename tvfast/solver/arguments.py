@@ -23,7 +23,7 @@ from tvfast.physics import LinearOperator, as_operator, operator_norm
 from tvfast.solver import compile_policy
 from tvfast.solver.differences import BOUNDARIES
 
-__all__ = ["PDHGArguments", "check_arguments", "default_step", "operator_norm_squared", "OPERATOR_NORM_SQUARED",
+__all__ = ["PDHGArguments", "check_arguments", "default_step", "operator_step", "operator_norm_squared", "OPERATOR_NORM_SQUARED",
            "OPERATOR_NORM_SQUARED_3D", "ReconstructionArguments", "check_operator_arguments", "check_boundary",
            "STEP_SAFETY"]
 
@@ -41,6 +41,12 @@ def operator_norm_squared(spatial_dims: int) -> float:
 def default_step(spatial_dims: int) -> float:
     """The default τ = σ = 1/‖[I; ∇]‖: 1/3 for images, 1/√13 for volumes (docs/method.md §3, §9)."""
     return 1.0 / math.sqrt(operator_norm_squared(spatial_dims))
+
+
+def operator_step(norm: float, spatial_dims: int) -> float:
+    """The default τ = σ with a forward operator: STEP_SAFETY/‖K‖, ‖K‖² = ‖A‖² + 4·d for ``norm`` = ‖A‖ and d
+    spatial dimensions (‖∇‖² ≤ 4d; docs/method.md §10). The one place this step is computed."""
+    return STEP_SAFETY / math.sqrt(norm * norm + 4.0 * spatial_dims)
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _BACKENDS = ("auto", "numba", "triton", "torch")
@@ -170,6 +176,36 @@ def _lambda_5d(Lambda, volumes: torch.Tensor, dtype: torch.dtype) -> torch.Tenso
     return lam.to(dtype)
 
 
+def _check_options(n_iter, theta, backend, compile) -> tuple[int, float]:
+    """The options of every solve, with or without an operator: ``n_iter`` ≥ 0, 0 ≤ θ ≤ 1, a known ``backend``
+    and ``compile`` True/False/None. Returns (n_iter, θ) as int and float."""
+    if isinstance(n_iter, bool) or not isinstance(n_iter, numbers.Integral):
+        raise TypeError(f"n_iter: expected an int, got {type(n_iter).__name__}")
+    if n_iter < 0:
+        raise ValueError(f"n_iter: expected n_iter >= 0, got {n_iter}")
+    theta = _check_step("theta", theta)
+    if not 0.0 <= theta <= 1.0:
+        raise ValueError(f"theta: expected 0 <= theta <= 1, got {theta}")
+    if backend not in _BACKENDS:
+        raise ValueError(f"backend: expected one of {_BACKENDS}, got {backend!r}")
+    if compile is not None and not isinstance(compile, bool):
+        raise TypeError(f"compile: expected True, False or None, got {type(compile).__name__}")
+    return int(n_iter), theta
+
+
+def _check_steps(tau, sigma, default: float, norm2: float, bound: str) -> tuple[float, float]:
+    """τ and σ (None: ``default``), positive and within PDHG's condition τσ‖K‖² ≤ 1 for ``norm2`` = ‖K‖²
+    (``bound`` says what ‖K‖² is, for the message)."""
+    tau = default if tau is None else _check_step("tau", tau)
+    sigma = default if sigma is None else _check_step("sigma", sigma)
+    if tau <= 0 or sigma <= 0:
+        raise ValueError(f"tau, sigma: expected positive step sizes, got tau={tau}, sigma={sigma}")
+    if tau * sigma * norm2 > 1.0 + 1e-6:
+        raise ValueError(f"tau, sigma: PDHG converges for tau*sigma*||K||^2 <= 1 with {bound}, "
+                         f"got tau*sigma*||K||^2 = {tau * sigma * norm2:.4g}")
+    return tau, sigma
+
+
 def check_arguments(z, Lambda, n_iter, tau, sigma, theta, backend, compile=None) -> PDHGArguments:
     """Validate the arguments of :func:`tvfast.pdhg` and bring them to solver form.
 
@@ -183,28 +219,10 @@ def check_arguments(z, Lambda, n_iter, tau, sigma, theta, backend, compile=None)
     with torch.no_grad():
         if not bool(torch.isfinite(z_batch).all()):
             raise ValueError("z: expected finite values, got NaN or inf")
-    if isinstance(n_iter, bool) or not isinstance(n_iter, numbers.Integral):
-        raise TypeError(f"n_iter: expected an int, got {type(n_iter).__name__}")
-    if n_iter < 0:
-        raise ValueError(f"n_iter: expected n_iter >= 0, got {n_iter}")
-    tau = default_step(spatial_dims) if tau is None else _check_step("tau", tau)
-    sigma = default_step(spatial_dims) if sigma is None else _check_step("sigma", sigma)
-    theta = _check_step("theta", theta)
-    if tau <= 0 or sigma <= 0:
-        raise ValueError(f"tau, sigma: expected positive step sizes, got tau={tau}, sigma={sigma}")
+    n_iter, theta = _check_options(n_iter, theta, backend, compile)
     norm2 = operator_norm_squared(spatial_dims)
-    if tau * sigma * norm2 > 1.0 + 1e-9:
-        what = "images" if spatial_dims == 2 else "volumes (B, 1, D, H, W)"
-        raise ValueError(
-            f"tau, sigma: PDHG converges for tau*sigma*L^2 <= 1 with L^2 = {norm2:g} for {what}, "
-            f"got tau*sigma*{norm2:g} = {tau * sigma * norm2:.4g}"
-        )
-    if not 0.0 <= theta <= 1.0:
-        raise ValueError(f"theta: expected 0 <= theta <= 1, got {theta}")
-    if backend not in _BACKENDS:
-        raise ValueError(f"backend: expected one of {_BACKENDS}, got {backend!r}")
-    if compile is not None and not isinstance(compile, bool):
-        raise TypeError(f"compile: expected True, False or None, got {type(compile).__name__}")
+    what = "images" if spatial_dims == 2 else "volumes (B, 1, D, H, W)"
+    tau, sigma = _check_steps(tau, sigma, default_step(spatial_dims), norm2, f"||K||^2 = {norm2:g} for {what}")
 
     compute_dtype = torch.float64 if z_batch.dtype == torch.float64 else torch.float32
     lam = (_lambda_4d if spatial_dims == 2 else _lambda_5d)(Lambda, z_batch, compute_dtype)
@@ -366,17 +384,7 @@ def check_operator_arguments(y, Lambda, n_iter, operator, x0, tau, sigma, theta,
     """
     op = as_operator(operator)
     y = _operator_tensor(y, "y")
-    if isinstance(n_iter, bool) or not isinstance(n_iter, numbers.Integral):
-        raise TypeError(f"n_iter: expected an int, got {type(n_iter).__name__}")
-    if n_iter < 0:
-        raise ValueError(f"n_iter: expected n_iter >= 0, got {n_iter}")
-    if backend not in _BACKENDS:
-        raise ValueError(f"backend: expected one of {_BACKENDS}, got {backend!r}")
-    if compile is not None and not isinstance(compile, bool):
-        raise TypeError(f"compile: expected True, False or None, got {type(compile).__name__}")
-    theta = _check_step("theta", theta)
-    if not 0.0 <= theta <= 1.0:
-        raise ValueError(f"theta: expected 0 <= theta <= 1, got {theta}")
+    n_iter, theta = _check_options(n_iter, theta, backend, compile)
 
     with torch.no_grad():
         adjoint_y = _apply(op.adjoint, y.detach(), "y", "the operator's adjoint")
@@ -410,16 +418,9 @@ def check_operator_arguments(y, Lambda, n_iter, operator, x0, tau, sigma, theta,
 
     spatial_dims = start.dim() - 2
     norm2 = norm**2 + 4.0 * spatial_dims
-    step = STEP_SAFETY / math.sqrt(norm2)
-    tau = step if tau is None else _check_step("tau", tau)
-    sigma = step if sigma is None else _check_step("sigma", sigma)
-    if tau <= 0 or sigma <= 0:
-        raise ValueError(f"tau, sigma: expected positive step sizes, got tau={tau}, sigma={sigma}")
-    if tau * sigma * norm2 > 1.0 + 1e-6:
-        raise ValueError(
-            f"tau, sigma: PDHG converges for tau*sigma*||K||^2 <= 1 with ||K||^2 = ||A||^2 + {4 * spatial_dims} "
-            f"= {norm2:.6g} (||A|| = {norm:.6g} by power iteration), got tau*sigma*||K||^2 = {tau * sigma * norm2:.4g}"
-        )
+    tau, sigma = _check_steps(tau, sigma, operator_step(norm, spatial_dims), norm2,
+                              f"||K||^2 = ||A||^2 + {4 * spatial_dims} = {norm2:.6g} (||A|| = {norm:.6g} by power "
+                              "iteration)")
     real_dtype = torch.float64 if start.dtype in (torch.float64, torch.complex128) else torch.float32
     lam = (_lambda_4d if spatial_dims == 2 else _lambda_5d)(Lambda, start[:, 0], real_dtype)
     backend = resolve_backend(backend, start.device, compile)  # the TV part runs where x lives

@@ -26,7 +26,7 @@ class PDHGFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, z, lam, n_iter, tau, sigma, theta, solver, options):
-        x, clip_states = solver.solve_forward(z, lam, n_iter, tau, sigma, theta, need_mask=True, **options)
+        x, clip_states = solver.solve_forward(z, lam, n_iter, tau, sigma, theta, keep_states=True, **options)
         ctx.save_for_backward(clip_states)
         ctx.config = (tuple(lam.shape), lam.dtype, tau, sigma, theta, solver, options)
         return x

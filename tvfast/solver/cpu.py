@@ -264,7 +264,7 @@ def _new_state_record(n_iter: int, shape: torch.Size, device: torch.device) -> t
     return torch.empty(n_iter, *shape, dtype=torch.uint8, device=device)
 
 
-def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, need_mask: bool,
+def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, keep_states: bool,
                   compile: bool | None = None, data_step=None):
     """Run ``n_iter`` iterations on z (B, H, W) images or (B, D, H, W) volumes. Returns (x_T, clip states or None).
 
@@ -277,7 +277,7 @@ def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, n
     as it is, without a copy).
 
     ``lam`` is broadcastable to (B, n, *S) with 1 (shared) or n channels: 4-D
-    for images, 5-D for volumes. With ``need_mask`` the clip states of every
+    for images, 5-D for volumes. With ``keep_states`` the clip states of every
     iteration are returned, as (T, B, H, ⌈W/2⌉) packed nibbles for images or
     (T, B, D, H, W) bytes for volumes. ``compile``: see
     :func:`tvfast.solver.compile_policy.should_compile`; the work it weighs is
@@ -297,7 +297,7 @@ def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, n
     q_out = tuple(qs[:-1] + (_interior(qs[-1], width),) for qs in q)
     halos = tuple(_halo_views(x_bar[buf]) + _halo_views(q[buf][-1]) for buf in (0, 1))
     record = states = pack_scratch = None
-    if need_mask:
+    if keep_states:
         record = _new_state_record(n_iter, shape, z.device)
         states = torch.empty_like(z)
         if n_axes == 2:
@@ -319,7 +319,7 @@ def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, n
         else:
             pack_float_nibbles(states, record[iteration], pack_scratch)
 
-    graph = ("forward", tuple(shape), z.dtype, tuple(lam.shape), need_mask, data_step is None)
+    graph = ("forward", tuple(shape), z.dtype, tuple(lam.shape), keep_states, data_step is None)
     compile_it = compile_policy.should_compile(compile_policy.step_runner.add_work(graph, z.numel() * n_iter), compile)
     with torch.no_grad():
         compile_policy.step_runner.run(forward_step, n_iter, compile_it, step_args, after_step)

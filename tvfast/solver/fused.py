@@ -131,7 +131,7 @@ def _nibble_rows(shape) -> np.ndarray:
     return np.empty((shape[0] * shape[1], shape[2]), dtype=np.uint8)
 
 
-def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, need_mask: bool, data_step=None,
+def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, keep_states: bool, data_step=None,
                   **_options):
     """Run ``n_iter`` iterations on z (B, H, W) or (B, D, H, W); returns (x_T, clip states or None).
 
@@ -152,13 +152,13 @@ def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, n
     xn, xbn, pn, zn = x.numpy(), x_bar.numpy(), p.numpy(), z.numpy()
     qn = [t.numpy() for t in q]
     record = None
-    if need_mask:
+    if keep_states:
         if n_axes == 2:
             record = torch.empty(n_iter, *shape[:-1], packed_width(shape[-1]), dtype=torch.uint8)
         else:
             record = torch.empty(n_iter, *shape, dtype=torch.uint8)
         record_np = record.numpy()
-    if not need_mask:
+    if not keep_states:
         def dual(it):
             (k.dual2d if n_axes == 2 else k.dual3d)(xbn, *qn, lam_np, prm)
     elif n_axes == 2:

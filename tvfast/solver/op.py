@@ -155,6 +155,6 @@ def pdhg(
     else:
         with torch.no_grad():
             x, _ = solver.solve_forward(
-                args.z, lam, args.n_iter, args.tau, args.sigma, args.theta, need_mask=False, **options
+                args.z, lam, args.n_iter, args.tau, args.sigma, args.theta, keep_states=False, **options
             )
     return x.reshape(args.out_shape).to(args.out_dtype)

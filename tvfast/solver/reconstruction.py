@@ -287,7 +287,7 @@ def _dual_adjoint_step(problem: ReconstructionProblem, grad_tv: torch.Tensor, ne
     return _DualAdjointStep(problem, grad_tv.device, need_gy)
 
 
-def _solve(y, lam, x0, problem: ReconstructionProblem, need_mask: bool, adjoint_y: torch.Tensor | None = None):
+def _solve(y, lam, x0, problem: ReconstructionProblem, keep_states: bool, adjoint_y: torch.Tensor | None = None):
     """The forward solve; ``adjoint_y`` is Aᴴy when the caller has it already (the argument check does)."""
     if adjoint_y is None:
         adjoint_y = problem.operator.adjoint(y)
@@ -296,7 +296,7 @@ def _solve(y, lam, x0, problem: ReconstructionProblem, need_mask: bool, adjoint_
     solver, options = solver_for(problem.backend, problem.compile)
     x_tv, states = solver.solve_forward(
         problem.to_tv(start.to(problem.x_dtype)), problem.lam_tv(lam), problem.n_iter, problem.tau, problem.sigma,
-        problem.theta, need_mask=need_mask, data_step=_dual_step(problem, adjoint_y), **options,
+        problem.theta, keep_states=keep_states, data_step=_dual_step(problem, adjoint_y), **options,
     )
     return problem.from_tv(x_tv).contiguous(), states
 
@@ -306,7 +306,7 @@ class ReconstructionFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, y, lam, x0, problem, adjoint_y=None):
-        x, states = _solve(y, lam, x0, problem, need_mask=True, adjoint_y=adjoint_y)
+        x, states = _solve(y, lam, x0, problem, keep_states=True, adjoint_y=adjoint_y)
         ctx.save_for_backward(states)
         ctx.config = (problem, tuple(lam.shape), lam.dtype, y.shape, y.dtype, x0 is None)
         return x
@@ -347,5 +347,5 @@ def reconstruct(y: torch.Tensor, lam: torch.Tensor, x0: torch.Tensor | None,
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
         return ReconstructionFunction.apply(y, lam, x0, problem, adjoint_y)
     with torch.no_grad():
-        x, _ = _solve(y, lam, x0, problem, need_mask=False, adjoint_y=adjoint_y)
+        x, _ = _solve(y, lam, x0, problem, keep_states=False, adjoint_y=adjoint_y)
     return x

@@ -12,14 +12,13 @@ the Neumann differences directly (not the Λ mask of the fast paths).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
 
 from tvfast.physics import as_operator, operator_norm
-from tvfast.solver.arguments import default_step
+from tvfast.solver.arguments import default_step, operator_step
 from tvfast.solver.differences import forward_differences, forward_differences_T
 
 __all__ = ["pdhg_reference", "pdhg_reference_iterates", "IterationState"]
@@ -126,8 +125,7 @@ def pdhg_reference_iterates(
         forward = adjoint = None
     else:
         op = as_operator(operator)
-        norm2 = operator_norm(op, start) ** 2 + 4.0 * spatial_dims
-        step = 0.99 / math.sqrt(norm2)
+        step = operator_step(operator_norm(op, start), spatial_dims)
         forward = lambda v: op(v.unsqueeze(1))  # noqa: E731
         adjoint = lambda p: op.adjoint(p)[:, 0]  # noqa: E731
     tau = step if tau is None else tau
