@@ -279,20 +279,19 @@ def test_compare_writes_a_figure(folder_run, name):
 
 
 def test_sidecars_of_inputs_with_the_same_stem_do_not_collide(tmp_path):
-    """a.png and a.tif would both write a_lambda.npy / a_lambda.png: refuse, or write distinct files."""
+    """a.png and a.tif would both write a_lambda.npy: the run is refused before anything is written, naming the
+    file; without the sidecars the two outputs differ (a.png, a.tif) and both are written."""
     src = tmp_path / "in"
     src.mkdir()
     write_png8(src / "a.png")
     write_tiff16(src / "a.tif")
     out = tmp_path / "out"
     r = run_cli("denoise", src, "-o", out, "--lambda", "0.05", "--iters", "2", "--save-lambda", cwd=tmp_path)
-    if r.returncode == 2:
-        assert_usage_error(r)
-        assert_no_output_files(out)
-        return
-    assert_ok(r)
-    lambda_files = sorted(p.name for p in out.iterdir() if "_lambda" in p.name)
-    assert len(lambda_files) == 4, f"one input's Λ files were silently overwritten by the other's: {lambda_files}"
+    assert_usage_error(r)
+    assert "a_lambda.npy" in r.stderr and "same name stem" in r.stderr
+    assert_no_output_files(out)
+    assert_ok(run_cli("denoise", src, "-o", out, "--lambda", "0.05", "--iters", "2", cwd=tmp_path))
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "a.tif"]
 
 
 # ---------------------------------------------------------------------------

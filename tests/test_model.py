@@ -112,11 +112,16 @@ def test_solve_pad_reflects_before_the_solve_and_crops():
     torch.testing.assert_close(net(z), x)
 
 
-def test_default_model():
+def test_default_model_is_the_shipped_architecture():
+    """LambdaNet() takes the shipped weights key for key and shape for shape, and solves with T = 256."""
+    from safetensors.torch import load_file
+
+    from tvfast.models.pretrained import pretrained_weights_path
+
     net = LambdaNet()
-    assert sum(p.numel() for p in net.parameters()) == 1_796_034
-    assert (net.spatial_dims, net.n_iter, net.directional, net.pad) == (2, 256, False, 4)
-    assert (net.solver_backend, net.solver_compile) == ("auto", None)
+    shipped = load_file(str(pretrained_weights_path()))
+    assert {k: tuple(v.shape) for k, v in shipped.items()} == {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    assert net.n_iter == 256 and not net.directional
 
 
 # ------------------------------------------------------------------ 3-D
@@ -213,22 +218,15 @@ def test_3d_default_model():
 
 
 # ------------------------------------------------------------------ solver options
-def test_solver_options_are_passed_to_pdhg(monkeypatch):
-    calls = []
-    real = tvfast.pdhg
-
-    def spy(*args, **kwargs):
-        calls.append(kwargs)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(tvfast, "pdhg", spy)
+def test_the_model_is_its_map_and_the_solver():
+    """model(z) is tvfast.pdhg(z, Λ(z), T) with the model's solver options (no padding: solve_pad 0)."""
     z = torch.rand(1, 1, 12, 12)
-    with torch.no_grad():
-        small()(z)
-        small(solver_backend="torch", solver_compile=False)(z)
-        small3d(solver_backend="torch")(torch.rand(1, 1, 2, 8, 8))
-    assert [(c["backend"], c["compile"], c["n_iter"]) for c in calls] == [
-        ("auto", None, 4), ("torch", False, 4), ("torch", None, 4)]
+    for net in (small(), small(solver_backend="torch", solver_compile=False)):
+        with torch.no_grad():
+            expected = tvfast.pdhg(z, net.lambda_map(z), net.n_iter, backend=net.solver_backend)
+            torch.testing.assert_close(net(z), expected, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="^solver_backend:"):
+        small(solver_backend="gpu")
 
 
 def test_forced_solver_options_give_the_same_result():

@@ -171,7 +171,7 @@ def test_scripts_run_by_the_readme_exist():
 
 
 def _doc_files() -> list[Path]:
-    return sorted((ROOT / "docs").rglob("*.md")) + [ROOT / "benchmarks" / "RESULTS.md"]
+    return sorted((ROOT / "docs").rglob("*.md")) + [ROOT / "benchmarks" / "RESULTS.md", ROOT / "experiments" / "README.md"]
 
 
 @pytest.mark.parametrize("doc", _doc_files(), ids=lambda p: str(p.relative_to(ROOT)))

@@ -51,7 +51,7 @@ class LinearOperator:
     mask of whole rows: two 1-D FFTs instead of two 2-D FFTs; a Toeplitz
     embedding). :meth:`gram` applies it, or ``adjoint(forward(x))`` when it
     is not given; the solver's iterations use nothing else
-    (docs/method.md §10.3).
+    (docs/method.md §10, "In image space").
 
     The object also remembers the norms :func:`operator_norm` estimated for
     it, one per input shape, dtype and device, so a solve that repeats a

@@ -164,7 +164,7 @@ def _own(out: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
 class _DualStep:
     """The data term's forward in image space: P_{k+1} = (P_k + σ(AᴴA x̄_k − Aᴴy))/(1+σ), returned in the TV layout.
 
-    P_k = Aᴴp_k (docs/method.md §10.3): applying Aᴴ to the dual update gives
+    P_k = Aᴴp_k (docs/method.md §10, "In image space"): applying Aᴴ to the dual update gives
     this recursion exactly, for any y, so one application of the normal
     operator AᴴA (:meth:`~tvfast.physics.LinearOperator.gram`) per iteration
     replaces A and Aᴴ. The operator's outputs are fresh tensors, so the
