@@ -242,11 +242,19 @@ def test_bad_arguments(images, weights, tmp_path, capsys):
     for bad in ("-0.1", "nan", "inf"):
         err = _error(capsys, lambda: main(_argv("mri4x", images, weights["mri"], out, "--noise-level", bad)))
         assert "--noise-level" in err and ">= 0" in err
-    err = _error(capsys, lambda: main(["--task", "mri4x", "--data", str(images)]))
-    assert "--weights" in err
+    err = _error(capsys, lambda: main(["--task", "ct60", "--data", str(images)]))
+    assert "--weights" in err and "no weights of the ct60 task are shipped" in err
     err = _error(capsys, lambda: denoise_evaluate.main(["--task", "mri5x", "--data", str(images)]))
     assert "--task" in err and "mri4x" in err
     assert not out.exists()
+
+
+def test_mri4x_defaults_to_the_shipped_weights(images, tmp_path):
+    out = tmp_path / "shipped"
+    assert main(["--task", "mri4x", "--data", str(images), "--out", str(out), "--size", str(SIZE), "--iters", "2",
+                 "--limit", "1", "--lambda-steps", "2", "--fine-steps", "0", "--no-figures"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["weights"].endswith("mri4x.safetensors") and summary["model_task"] == "mri"
 
 
 def test_best_lambda_at_the_grid_edge_is_reported(images, weights, tmp_path):

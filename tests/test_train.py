@@ -20,7 +20,7 @@ from tvfast.io.images import read_grayscale
 from tvfast.models.lambda_net import LambdaNet
 from tvfast.training.data import centre_square_resize
 from tvfast.training.train import (RECIPES, apply_recipe, build_parser, explicit_options, main, resumed_arguments,
-                                   scheduled_lr)
+                                   resolve_task_defaults, scheduled_lr)
 
 # Tiny everything: 32×32 images, T = 4, a 2-level U-Net of width 4.
 TINY = ["--size", "32", "--iters", "4", "--base-channels", "4", "--depth", "2", "--batch-size", "2"]
@@ -278,21 +278,26 @@ SEQ = ["--sequences", "--size", "16", "--frames", "4", "--iters", "4", "--base-c
 
 
 def test_sequences_train_resume_and_evaluate_against_the_best_pair(data, tmp_path):
+    """--task sequences (or --sequences) trains the 3-D model, resumes, and tvfast evaluate --task sequences
+    scores it against the best pair of scalars."""
     from tvfast.models.lambda_net import LambdaNet
-    from tvfast.training.evaluate3d import main as evaluate3d_main
+    from tvfast.training.evaluate import main as evaluate_main
 
     out = tmp_path / "run3d"
-    args = ["--data", str(data / "train"), "--val", str(data / "val"), "--out", str(out), *SEQ]
+    args = ["--data", str(data / "train"), "--val", str(data / "val"), "--out", str(out), "--task", "sequences",
+            *SEQ[1:]]
     assert main([*args, "--epochs", "1"]) == 0
     ck = load(out)
     assert ck["model_kind"] == "lambdanet3d" and ck["epoch"] == 1 and np.isfinite(ck["best_val_psnr"])
-    assert main([*args, "--epochs", "2", "--resume"]) == 0
+    assert ck["args"]["task"] == "sequences"
+    assert main([*args[:-len(SEQ[1:]) - 2], *SEQ, "--epochs", "2", "--resume"]) == 0  # --sequences: the same task
     assert load(out)["epoch"] == 2
     model = LambdaNet.load_pretrained(out / "best.safetensors", spatial_dims=3)
     assert model.n_iter == 4
     ev = tmp_path / "eval3d"
-    assert evaluate3d_main(["--data", str(data / "val"), "--weights", str(out / "best.safetensors"), "--out", str(ev),
-                            "--frames", "4", "--size", "16", "--iters", "4", "--grid", "3"]) == 0
+    assert evaluate_main(["--task", "sequences", "--data", str(data / "val"), "--weights",
+                          str(out / "best.safetensors"), "--out", str(ev), "--frames", "4", "--size", "16",
+                          "--iters", "4", "--grid", "3"]) == 0
     summary = json.loads((ev / "summary.json").read_text())["levels"]["0.5"]
     assert summary["count"] == 2 and summary["psnr_best_pair"][0] > summary["psnr_noisy"][0]
     assert (ev / "sequence0_s0.5.png").is_file() and (ev / "sequence0_s0.5_lambda.png").is_file()
@@ -367,6 +372,28 @@ def test_resume_takes_the_recipe_from_the_checkpoint_unless_given():
     assert (other.lr, other.lr_schedule, other.warmup_epochs) == (1e-3, "cosine", 5.0)
     saved["recipe"] = "seed"  # a checkpoint written before the recipe was renamed still resumes
     assert resumed().recipe == "original"
+    saved.update(task="denoise", sequences=True)  # a sequence run of before --task sequences
+    assert resumed().task == "sequences"
+
+
+def test_every_task_of_the_registry_builds_its_model_and_names_its_evaluation():
+    from tvfast.training.tasks import TASKS, task_spec
+
+    parser = build_parser()
+    kinds = {"lambdanet": (LambdaNet, 2), "lambdanet3d": (LambdaNet, 3)}
+    for name, spec in TASKS.items():
+        args = resolve_task_defaults(parser.parse_args(["--data", "x", "--task", name, "--base-channels", "4",
+                                                        "--depth", "1"]))
+        assert (args.iters, (args.noise_min, args.noise_max)) == (spec.n_iter, spec.train_noise)
+        model = spec.new_model(args)
+        if spec.model_kind == "reconstruction":
+            assert model.task == spec.operator
+        else:
+            cls, dims = kinds[spec.model_kind]
+            assert isinstance(model, cls) and model.spatial_dims == dims
+        assert callable(spec.evaluate) and spec.description
+    with pytest.raises(ValueError, match="^task: expected one of"):
+        task_spec("mri8x")
 
 
 def test_original_recipe_runs_and_resumes_with_its_schedule(data, tmp_path):

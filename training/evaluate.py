@@ -24,9 +24,10 @@ Usage::
 
     python -m tvfast.training.evaluate --data DATA/test --weights W.safetensors --out runs/eval
 
-``--task mri4x`` / ``--task ct60`` evaluate a reconstruction model instead
-(:mod:`tvfast.training.evaluate_reconstruction`, which parses the whole command line);
-``--task denoise`` is this evaluation.
+``--task denoise`` is this evaluation; every other task of the registry
+(:data:`tvfast.training.tasks.TASKS`) has its own, which parses the whole
+command line: ``sequences`` (:mod:`tvfast.training.evaluate3d`), ``mri4x``
+and ``ct60`` (:mod:`tvfast.training.evaluate_reconstruction`).
 """
 
 from __future__ import annotations
@@ -53,11 +54,11 @@ from tvfast.models.files import pretrained_paths
 from tvfast.models.precision import PRECISIONS, resolve_precision
 from tvfast.training.data import ImageFolderDataset, list_images
 from tvfast.training.figures import plot_lambda_curves, plot_metric_differences
+from tvfast.training.tasks import TASKS
 
 __all__ = ["build_parser", "evaluate", "main"]
 
-_RECONSTRUCTION_TASKS = ("mri4x", "ct60")  # evaluated by tvfast.training.evaluate_reconstruction
-_TASKS = ("denoise", *_RECONSTRUCTION_TASKS)
+
 
 CSV_COLUMNS = [
     "image", "s",
@@ -76,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compare the learned regularisation map with the best scalar λ per image.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--task", choices=_TASKS, default="denoise",
-                   help="denoise: this evaluation; mri4x / ct60: a reconstruction model, with options of its own "
+    p.add_argument("--task", choices=tuple(TASKS), default="denoise",
+                   help="denoise: this evaluation; every other task has its own evaluation and options "
                         "(tvfast evaluate --task mri4x --help)")
     p.add_argument("--data", required=True, help="folder of test images (PNG/JPEG/TIFF)")
     p.add_argument("--weights", default=None,
@@ -263,10 +264,9 @@ def main(argv: list[str] | None = None, *, default_weights: str | None = None) -
         Weights used when ``--weights`` is not given (the CLI passes the
         shipped weights).
     """
-    if _requested_task(argv) in _RECONSTRUCTION_TASKS:  # a reconstruction model: its own evaluation and options
-        from tvfast.training import evaluate_reconstruction
-
-        return evaluate_reconstruction.main(argv)
+    task = _requested_task(argv)
+    if task is not None and task != "denoise" and task in TASKS:  # the task's own evaluation and options
+        return TASKS[task].evaluate(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     weights = args.weights or default_weights

@@ -155,8 +155,9 @@ def evaluate3d(args) -> dict:
 
 
 def build_parser() -> CommandParser:
-    p = CommandParser(prog="python -m tvfast.training.evaluate3d",
+    p = CommandParser(prog="tvfast evaluate --task sequences",
                       description="Compare a 3-D Λ-map model with the best pair of scalars (λ_xy, λ_t).")
+    p.add_argument("--task", choices=("sequences",), default="sequences", help="this evaluation's task")
     p.add_argument("--data", required=True, help="folder of images (sequences are generated from them)")
     p.add_argument("--volume", action="store_true",
                    help="every file in --data is one ready-made (D, H, W) sequence (.npy or multi-page TIFF); "

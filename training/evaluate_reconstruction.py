@@ -9,7 +9,7 @@ Protocol, for a folder of clean test images and a ``ReconstructionNet``
   for ``ct60``) and simulated by :class:`tvfast.training.tasks.TaskDataset`
   with ``train=False``: a generator seeded ``seed + i`` draws everything
   (MRI: the 4× row mask, the smooth phase, the noise; CT: the noise), at the
-  task's evaluation level (``TASK_NOISE``: s = 0.05 for ``mri4x``, s = 0.02
+  task's evaluation level (the registry's ``eval_noise``: s = 0.05 for ``mri4x``, s = 0.02
   for ``ct60``). Same seed, same data, in every run and for every model.
 * **Start x₀** — the model's own start ``model.start(y, A)``: the
   zero-filled image Aᴴy (MRI, scored as |x₀|) or the filtered
@@ -83,25 +83,13 @@ from tvfast.evaluation.metrics import psnr, ssim
 from tvfast.io.atomic import atomic_write_text
 from tvfast.models.files import read_model_config
 from tvfast.models.reconstruction_net import FORMAT, ReconstructionNet, mri_steps
-from tvfast.physics import MaskedFFT
 from tvfast.physics.linear import operator_norm
 from tvfast.solver.arguments import operator_step
 from tvfast.training.data import list_images
-from tvfast.training.tasks import TASK_NOISE, TaskDataset
+from tvfast.training.tasks import RECONSTRUCTION_TASKS, TASKS, Task, TaskDataset
 
-__all__ = ["CSV_COLUMNS", "GRID_COLUMNS", "TASK_MODELS", "DEFAULT_SIZE", "build_parser", "evaluate", "main",
+__all__ = ["CSV_COLUMNS", "GRID_COLUMNS", "build_parser", "evaluate", "main",
            "solver_steps", "solve_scalars", "scalar_search"]
-
-TASK_MODELS = {"mri4x": "mri", "ct60": "ct"}
-"""Evaluation task → the ``ReconstructionNet`` task its weights must have."""
-
-DEFAULT_SIZE = {"mri4x": 256, "ct60": 128}
-
-_DESCRIPTIONS = {
-    "mri4x": "Simulated single-coil Cartesian MRI, 4× row undersampling (8 % centre rows), smooth random phase",
-    "ct60": "Simulated sparse-view parallel-beam CT, 60 views over 180°",
-}
-_START_NAMES = {"mri4x": "zero-filled Aᴴy", "ct60": "FBP"}  # MRI: shown and scored as the magnitude
 
 CSV_COLUMNS = [
     "image", "s",
@@ -253,11 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EXAMPLES,
         formatter_class=_HelpFormatter,
     )
-    p.add_argument("--task", required=True, choices=tuple(TASK_MODELS),
-                   help="mri4x: single-coil 4× Cartesian MRI; ct60: 60-view parallel-beam CT (both simulated)")
+    p.add_argument("--task", required=True, choices=RECONSTRUCTION_TASKS,
+                   help="; ".join(f"{name}: {TASKS[name].description}" for name in RECONSTRUCTION_TASKS).replace("%", "%%"))
     p.add_argument("--data", required=True, help="folder of clean test images (PNG/JPEG/TIFF)")
-    p.add_argument("--weights", required=True,
-                   help="ReconstructionNet of the task (.safetensors with its .json, from tvfast train --task)")
+    p.add_argument("--weights", default=None,
+                   help="ReconstructionNet of the task (.safetensors with its .json, from tvfast train --task); "
+                        "default: the task's shipped weights, where there are some")
     p.add_argument("--out", default=None, help="output folder (default runs/evaluate_TASK)")
     p.add_argument("--size", type=int, default=None,
                    help="centre-crop and resize images to SIZE×SIZE (default 256 for mri4x, 128 for ct60)")
@@ -287,15 +276,23 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         list_images(args.data)
     except (OSError, ValueError) as exc:
         parser.error(f"--data: {exc}")
+    spec = TASKS[args.task]
+    if args.weights is None:
+        if spec.weights is None:
+            parser.error(f"--weights: no weights of the {args.task} task are shipped; give the ones of a run "
+                         f"(tvfast train --task {args.task})")
+        from tvfast.models.pretrained import pretrained_weights_path
+
+        args.weights = str(pretrained_weights_path(spec.weights))
     try:
         _, config = read_model_config(args.weights, (FORMAT,))
     except FileNotFoundError as exc:
         parser.error(f"--weights: {exc}")
     except ValueError as exc:
         parser.error(f"--weights {args.weights}: not a ReconstructionNet model file ({exc})")
-    wanted = TASK_MODELS[args.task]
+    wanted = spec.operator
     if config.get("task") != wanted:
-        other = {v: k for k, v in TASK_MODELS.items()}.get(config.get("task"), "?")
+        other = {TASKS[t].operator: t for t in RECONSTRUCTION_TASKS}.get(config.get("task"), "?")
         parser.error(f"--weights {args.weights}: a model for the {config.get('task')!r} task (--task {other}); "
                      f"--task {args.task} needs a {wanted!r} model")
     for flag, value, minimum in (("--size", args.size, 1), ("--limit", args.limit, 1), ("--iters", args.iters, 1),
@@ -420,7 +417,7 @@ def _plot_example(path: Path, name: str, clean, start, scalar, learned, lam, row
     axes = fig.subplots(1, 5)
     panels = [
         (clean, "clean"),
-        (start, "{}  {:.2f} dB / {:.3f}".format("|Aᴴy| zero-filled" if task == "mri4x" else _START_NAMES[task],
+        (start, "{}  {:.2f} dB / {:.3f}".format("|Aᴴy| zero-filled" if TASKS[task].operator == "mri" else TASKS[task].start,
                                                  row["psnr_start"], row["ssim_start"])),
         (scalar, "best scalar λ={:.2g}  {:.2f} dB / {:.3f}".format(
             row["lambda_best_psnr"], row["psnr_best_scalar"], row["ssim_at_best_psnr_lambda"])),
@@ -485,15 +482,16 @@ def evaluate(args: argparse.Namespace) -> dict:
     t_begin = time.perf_counter()
     device = resolve_device(args.device)
     model = ReconstructionNet.load_pretrained(args.weights, map_location=device).eval()
-    if model.task != TASK_MODELS[args.task]:
+    spec = TASKS[args.task]
+    if model.task != spec.operator:
         raise ValueError(f"--weights {args.weights}: a {model.task!r} model, --task {args.task} needs "
-                         f"{TASK_MODELS[args.task]!r}")
+                         f"{spec.operator!r}")
     T = model.n_iter if args.iters is None else args.iters
-    size = args.size or DEFAULT_SIZE[args.task]
+    size = args.size or spec.size
     out = Path(args.out or f"runs/evaluate_{args.task}")
     fig_dir = out / "figures"
     figures = not args.no_figures
-    noise_level = TASK_NOISE[args.task][1] if args.noise_level is None else args.noise_level
+    noise_level = spec.eval_noise if args.noise_level is None else args.noise_level
     ds = TaskDataset(args.data, args.task, size=size, noise_level=noise_level, train=False, seed=args.seed)
     n = len(ds) if args.limit is None else min(args.limit, len(ds))
 
@@ -510,12 +508,10 @@ def evaluate(args: argparse.Namespace) -> dict:
         name = ds.files[i].name
         clean = item["clean"]
         y = item["y"][None].to(device)
-        data_shape = ("k-space {}×{}, 4× rows" if args.task == "mri4x" else "sinogram {}×{} (views × bins)").format(
+        data_shape = ("k-space {}×{}, 4× rows" if spec.operator == "mri" else "sinogram {}×{} (views × bins)").format(
             *item["y"].shape[-2:])
-        if args.task == "mri4x":
-            operator = MaskedFFT(item["mask"][None].to(device))
-        else:
-            operator = ds.projector(*clean.shape[-2:])
+        operator = Task(args.task, ds).operator({"mask": item["mask"][None]} if "mask" in item
+                                                else {"clean": clean[None]}, device)
         with torch.no_grad():
             x0 = model.start(y, operator)
             steps = solver_steps(operator, x0)
@@ -553,8 +549,8 @@ def evaluate(args: argparse.Namespace) -> dict:
     summary = _summarise(rows)
     wall = time.perf_counter() - t_begin
     meta = {
-        "task": args.task, "model_task": model.task, "description": _DESCRIPTIONS[args.task],
-        "start": _START_NAMES[args.task], "data": str(args.data), "weights": str(args.weights),
+        "task": args.task, "model_task": model.task, "description": spec.description,
+        "start": spec.start, "data": str(args.data), "weights": str(args.weights),
         "iters": T, "size": size, "data_shape": data_shape, "noise_level": noise_level, "seed": args.seed,
         "n_images": n, "steps": steps_used, "device": str(device),
         "grid": {"lambda_min": args.lambda_min, "lambda_max": args.lambda_max, "coarse_steps": args.lambda_steps,

@@ -68,11 +68,10 @@ from tvfast.models.reconstruction_net import ReconstructionNet
 from tvfast.evaluation.metrics import frame_metrics, psnr, ssim
 from tvfast.models.precision import PRECISIONS, resolve_precision
 from tvfast.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from tvfast.training.data import ImageFolderDataset, NoisyFolderDataset, list_images
+from tvfast.training.data import NoisyFolderDataset, list_images
 from tvfast.training.distributed import ProcessGroup
-from tvfast.training.sequences import SequenceFolderDataset, VolumeFolderDataset
-from tvfast.training.tasks import TASK_NOISE, TASKS, Task, TaskDataset
-from tvfast.models.unet import UNet
+from tvfast.training.sequences import VolumeFolderDataset
+from tvfast.training.tasks import TASKS, Task, task_spec
 
 __all__ = ["build_parser", "train", "main"]
 
@@ -125,10 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_HelpFormatter,
     )
     g = p.add_argument_group("data")
-    g.add_argument("--task", choices=TASKS, default="denoise",
-                   help="denoise: noisy images (LambdaNet); mri4x: 4x-accelerated single-coil Cartesian MRI, ct60: "
-                        "60-view parallel-beam CT, both simulated from the clean images (ReconstructionNet, "
-                        "experiments/training_log.md)")
+    g.add_argument("--task", choices=tuple(TASKS), default="denoise",
+                   help="; ".join(f"{name}: {spec.description}" for name, spec in TASKS.items()).replace("%", "%%"))
     g.add_argument("--data", required=True, help="folder of training images (PNG/JPEG/TIFF)")
     g.add_argument("--val", default=None, help="folder of validation images (fixed noise)")
     g.add_argument("--size", type=int, default=256,
@@ -143,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes")
     g.add_argument("--augment", action="store_true",
                    help="random flips and 90° rotations of the training images")
-    g.add_argument("--sequences", action="store_true",
+    g.add_argument("--sequences", action="store_true",  # the same as --task sequences
                    help="train the dynamic model (3-D LambdaNet: maps Λ_t and Λ_xy, 3-D TV) on (x, y, t) sequences "
                         "generated from the images in --data by a seeded breathing-like motion (with --volume: "
                         "ready-made sequences); use with e.g. --size 64 --base-channels 16 --iters 128")
@@ -229,6 +226,8 @@ def resumed_arguments(args: argparse.Namespace, saved: dict, explicit: set[str])
     ``--warmup-epochs`` come from that recipe unless given too, not from the checkpoint. Call
     :func:`apply_recipe` on the result."""
     merged = argparse.Namespace(**vars(args))
+    if saved.get("sequences") and saved.get("task", "denoise") == "denoise":  # before --task sequences existed
+        saved = {**saved, "task": "sequences"}
     for key in SAMPLE_OPTIONS:
         if key not in saved:
             continue
@@ -297,33 +296,19 @@ def _build_model(args: argparse.Namespace, ckpt: dict | None, env: ProcessGroup)
     # The solver's default call (the fused CPU path needs no compilation); None also replaces the True that
     # checkpoints of earlier versions stored, so a resumed run leaves the torch.compile path too.
     solver = {"solver_backend": args.solver_backend, "solver_compile": None}
-    kind = ckpt.get("model_kind", "lambdanet") if ckpt is not None else (
-        "reconstruction" if args.task != "denoise" else "lambdanet3d" if args.sequences else "lambdanet")
-    if kind == "reconstruction":
-        if ckpt is not None:
-            model = ReconstructionNet.from_config({**ckpt["model_config"], **solver})
-            model.load_state_dict(ckpt["model"])
-        else:
-            model = ReconstructionNet("mri" if args.task == "mri4x" else "ct",
-                                      UNet(in_channels=2 if args.task == "mri4x" else 1,
-                                           base_channels=args.base_channels, depth=args.depth),
-                                      n_iter=args.iters, directional=args.directional, **solver)
-        _init_weights(model, args)
-        return model.to(env.device).set_precision(resolve_precision(args.precision, env.device))
-    if ckpt is not None:
+    if ckpt is None:
+        model = task_spec(args.task).new_model(args)
+    elif ckpt.get("model_kind", "lambdanet") == "reconstruction":
+        model = ReconstructionNet.from_config({**ckpt["model_config"], **solver})
+        model.load_state_dict(ckpt["model"])
+    else:
+        kind = ckpt.get("model_kind", "lambdanet")
         cfg = ckpt["model_config"]  # the checkpoint's model wins over --iters etc.
         if kind == "lambdanet" and env.main and (cfg["n_iter"], cfg["up_bound"], cfg["directional"]) != (
                 args.iters, args.up_bound, args.directional):
             tqdm.write(f"resuming with the checkpoint's model configuration {cfg}")
         model = LambdaNet.from_config({**cfg, **solver}, spatial_dims=3 if kind == "lambdanet3d" else 2)
         model.load_state_dict(ckpt["model"])
-    elif kind == "lambdanet3d":
-        model = LambdaNet(UNet(base_channels=args.base_channels, depth=args.depth, pool_time=args.pool_time,
-                               spatial_dims=3), n_iter=args.iters, **solver)
-    else:
-        model = LambdaNet(UNet(base_channels=args.base_channels, depth=args.depth),
-                          n_iter=args.iters, up_bound=args.up_bound, directional=args.directional,
-                          normalize_input=args.normalize_input, solve_pad=args.solve_pad, **solver)
     _init_weights(model, args)
     model.to(env.device)
     if env.device.type == "cuda":
@@ -467,33 +452,8 @@ class _Trainer:
         return None
 
     def _build_data(self) -> None:
-        a = self.args
-        if a.task != "denoise":
-            options = {"size": a.size or None, "noise_level": (a.noise_min, a.noise_max), "seed": a.seed}
-            self.train_set = TaskDataset(a.data, a.task, patch_size=a.patch_size, train=True, augment=a.augment,
-                                         **options)
-            self.val_set = None
-            if a.val:  # validation at the task's evaluation level, fixed per image
-                self.val_set = TaskDataset(a.val, a.task, size=options["size"], train=False, seed=a.seed)
-            self.task = Task(a.task, self.train_set)
-            self._make_sampler()
-            return
-        self.task = Task("denoise")
-        if a.sequences:
-            kind = VolumeFolderDataset if a.volume else SequenceFolderDataset
-            options = {"size": a.size or None, "frames": a.frames, "noise": a.noise,
-                       "noise_level": (a.noise_min, a.noise_max), "seed": a.seed}
-            self.train_set = kind(a.data, train=True, **options)
-            self.val_set = kind(a.val, train=False, **options) if a.val else None
-            self._make_sampler()
-            return
-        self.train_set = ImageFolderDataset(a.data, size=a.size or None, patch_size=a.patch_size, noise=a.noise,
-                                            noise_level=(a.noise_min, a.noise_max), train=True, seed=a.seed,
-                                            augment=a.augment)
-        self.val_set = None
-        if a.val:
-            self.val_set = ImageFolderDataset(a.val, size=a.size or None, noise=a.noise,
-                                              noise_level=(a.noise_min, a.noise_max), train=False, seed=a.seed)
+        self.train_set, self.val_set = task_spec(self.args.task).datasets(self.args)
+        self.task = Task(self.args.task, self.train_set)
         self._make_sampler()
 
     def _make_sampler(self) -> None:
@@ -653,12 +613,17 @@ def scheduled_lr(args: argparse.Namespace, epoch: float, total_epochs: int) -> f
 
 
 def resolve_task_defaults(args: argparse.Namespace) -> argparse.Namespace:
-    """Fill the options whose default depends on ``--task`` (noise range, T); returns ``args``."""
-    low, high = (0.1, 0.5) if args.task == "denoise" else TASK_NOISE[args.task][0]
+    """Fill the options whose default depends on ``--task`` (noise range, T; :data:`TASKS`); returns ``args``.
+    ``--sequences`` is the task ``sequences``."""
+    if getattr(args, "sequences", False) and args.task == "denoise":
+        args.task = "sequences"
+    args.sequences = args.task == "sequences"
+    spec = task_spec(args.task)
+    low, high = spec.train_noise
     args.noise_min = low if args.noise_min is None else args.noise_min
     args.noise_max = high if args.noise_max is None else args.noise_max
     if args.iters is None:
-        args.iters = 256 if args.task == "denoise" else 128
+        args.iters = spec.n_iter
     return args
 
 
@@ -701,15 +666,14 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
                 parser.error(f"--data: {exc}")
             if min(height, width) < args.patch_size:
                 parser.error(f"--patch-size {args.patch_size} exceeds image {str(path)!r} of size {height}×{width}")
-    if args.task != "denoise":
-        if args.sequences:
-            parser.error(f"--sequences: the {args.task} task reconstructs 2-D images")
+    spec = task_spec(args.task)
+    if spec.model_kind == "reconstruction":
         defaults = build_parser().parse_args(["--data", "x"])
         for key in ("up_bound", "normalize_input", "solve_pad"):
             if getattr(args, key) != getattr(defaults, key):
                 parser.error(f"--{key.replace('_', '-')} is for the denoising model; it does not apply with "
                              f"--task {args.task}")
-    if args.sequences:
+    if spec.model_kind == "lambdanet3d":
         defaults = resolve_task_defaults(build_parser().parse_args(["--data", "x"]))
         for key in ("patch_size", "augment", "directional", "up_bound", "normalize_input", "solve_pad"):
             if getattr(args, key) != getattr(defaults, key):
@@ -745,6 +709,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    if args.sequences and args.task not in ("denoise", "sequences"):  # --sequences is --task sequences
+        parser.error(f"--sequences: the {args.task} task reconstructs 2-D images")
     resolve_task_defaults(args)
     _check_arguments(parser, args)
     args.explicit = explicit_options(parser, argv)
