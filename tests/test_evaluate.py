@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 import tvfast
-from tvfast.evaluation.grid_search import lambda_grid_search
+from tvfast.evaluation.grid_search import lambda_grid_search, oracle_search
 from tvfast.models.lambda_net import LambdaNet
 from tvfast.evaluation.metrics import psnr
 from tvfast.training.evaluate import CSV_COLUMNS, main
@@ -45,6 +45,28 @@ def test_grid_search_matches_single_solves():
         x = tvfast.pdhg(z[None], float(lam), n_iter=6)
         assert psnr(clean, x) == pytest.approx(p_all[k], abs=1e-3)
     assert psnr(clean, best_p) == pytest.approx(p_all.max(), abs=1e-6)
+
+
+def test_oracle_search_refines_around_the_best_and_takes_per_axis_values():
+    torch.manual_seed(0)
+    clean = torch.rand(1, 16, 16)
+    z = (clean + 0.1 * torch.randn(1, 16, 16))[None]
+    grid = [0.01, 0.04, 0.16, 0.64]
+    found = oracle_search(z, clean, grid, 6, refine=3)
+    assert found.stage == ["grid"] * 4 + ["refine"] * 3 and len(found.candidates) == 7
+    k = int(np.argmax(found.psnr[:4]))
+    low, high = grid[max(k - 1, 0)], grid[min(k + 1, 3)]
+    assert all(low < v < high for v in found.candidates[4:])  # strictly between the best's neighbours
+    assert found.psnr[found.best_psnr] == found.psnr.max() >= found.psnr[:4].max()
+    assert psnr(clean, found.image_psnr) == pytest.approx(found.psnr.max(), abs=1e-6)
+    pairs = oracle_search(z, clean, [[0.05, 0.01], [0.01, 0.05]], 6)  # (λ along H, λ along W)
+    for j, (a, b) in enumerate(pairs.candidates):
+        x = tvfast.pdhg(z, torch.tensor([a, b]).reshape(1, 2, 1, 1), 6)
+        assert psnr(clean, x) == pytest.approx(pairs.psnr[j], abs=1e-4)
+    with pytest.raises(ValueError, match="^candidates:"):
+        oracle_search(z, clean, [[[0.1]]], 6)
+    with pytest.raises(ValueError, match="^refine:"):
+        oracle_search(z, clean, [[0.1, 0.2]], 6, refine=2)
 
 
 def test_tiny_evaluation_writes_outputs(setup, tmp_path):

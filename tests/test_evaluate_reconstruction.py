@@ -15,7 +15,7 @@ from tvfast.models.reconstruction_net import ReconstructionNet
 from tvfast.models.unet import UNet
 from tvfast.physics import MaskedFFT
 from tvfast.training import evaluate as denoise_evaluate
-from tvfast.training.evaluate_reconstruction import (CSV_COLUMNS, GRID_COLUMNS, main, scalar_search, solve_scalars,
+from tvfast.training.evaluate_reconstruction import (CSV_COLUMNS, GRID_COLUMNS, main, scalar_search,
                                             solver_steps)
 from tvfast.training.tasks import TaskDataset
 
@@ -184,8 +184,9 @@ def test_model_with_the_scalar_as_its_map_matches_the_oracle(task, images, monke
     torch.testing.assert_close(x_model, search["image"], atol=1e-5, rtol=1e-5)
     p_model = psnr(clean, x_model.abs() if x_model.is_complex() else x_model)
     assert p_model == pytest.approx(search["psnr_best"], abs=1e-4)
-    # and the batched solver with a per-image Λ gives the same image as with the scalar
-    xs = solve_scalars(y, [lam, 2 * lam], operator, x0, ITERS, solver_steps(operator, x0))
+    # and the batched solve with a per-image Λ gives the same image as with the scalar
+    xs = tvfast.pdhg(y.expand(2, *y.shape[1:]).contiguous(), torch.tensor([lam, 2 * lam]), ITERS, operator=operator,
+                     x0=x0.expand(2, *x0.shape[1:]).contiguous(), **solver_steps(operator, x0))
     torch.testing.assert_close(xs[:1], x_model, atol=1e-5, rtol=1e-5)
 
 

@@ -30,11 +30,11 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-import tvfast
 from tvfast.io.atomic import atomic_write_text
 from tvfast.cli.parser import CommandParser
 from tvfast.device import resolve_device
 from tvfast.evaluation.figures import save_figure
+from tvfast.evaluation.grid_search import oracle_search
 from tvfast.evaluation.metrics import frame_metrics
 
 __all__ = ["best_pair_search", "evaluate3d", "main"]
@@ -42,20 +42,19 @@ __all__ = ["best_pair_search", "evaluate3d", "main"]
 
 def best_pair_search(z: torch.Tensor, clean: torch.Tensor, lam_xy: torch.Tensor, lam_t: torch.Tensor,
                      n_iter: int) -> dict:
-    """Solve 3-D TV for every (λ_xy, λ_t) pair in one batched call and score each by mean per-frame PSNR.
+    """The oracle pair (λ_xy, λ_t): :func:`~tvfast.evaluation.grid_search.oracle_search` over every pair, one
+    batched solve, scored by mean per-frame PSNR.
 
     ``z`` (1, 1, D, H, W) on the solve's device, ``clean`` (D, H, W) on the CPU.
     Returns the best pair, its metrics and solution, and the PSNR grid (len(lam_xy), len(lam_t)).
     """
     pairs = [(float(a), float(b)) for a in lam_xy for b in lam_t]
-    lam = torch.tensor([[b, a, a] for a, b in pairs], dtype=z.dtype, device=z.device).reshape(-1, 3, 1, 1, 1)
-    with torch.no_grad():
-        xs = tvfast.pdhg(z.expand(len(pairs), *z.shape[1:]).contiguous(), lam, n_iter)[:, 0].cpu()
-    scores = [frame_metrics(clean, x)[0] for x in xs]
-    k = int(np.argmax(scores))
-    p, s = frame_metrics(clean, xs[k])
-    return {"lambda_xy": pairs[k][0], "lambda_t": pairs[k][1], "psnr": p, "ssim": s, "solution": xs[k],
-            "grid": np.asarray(scores).reshape(len(lam_xy), len(lam_t))}
+    found = oracle_search(z, clean, [[b, a, a] for a, b in pairs], n_iter,
+                          scores=lambda ref, x: frame_metrics(ref, x[0]))
+    k = found.best_psnr
+    return {"lambda_xy": pairs[k][0], "lambda_t": pairs[k][1], "psnr": float(found.psnr[k]),
+            "ssim": float(found.ssim[k]), "solution": found.image_psnr[0],
+            "grid": found.psnr.reshape(len(lam_xy), len(lam_t))}
 
 
 def _figure(clean, noisy, scalar, learned, lam, path: Path, title: str) -> Path:

@@ -76,9 +76,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-import tvfast
 from tvfast.cli.parser import CommandParser
 from tvfast.device import resolve_device
+from tvfast.evaluation.grid_search import log_grid, oracle_search
 from tvfast.evaluation.metrics import psnr, ssim
 from tvfast.io.atomic import atomic_write_text
 from tvfast.models.files import read_model_config
@@ -89,7 +89,7 @@ from tvfast.training.data import list_images
 from tvfast.training.tasks import RECONSTRUCTION_TASKS, TASKS, Task, TaskDataset
 
 __all__ = ["CSV_COLUMNS", "GRID_COLUMNS", "build_parser", "evaluate", "main",
-           "solver_steps", "solve_scalars", "scalar_search"]
+           "solver_steps", "scalar_search"]
 
 CSV_COLUMNS = [
     "image", "s",
@@ -137,77 +137,32 @@ def solver_steps(operator, x0: torch.Tensor) -> dict:
     return {"tau": step, "sigma": step}
 
 
-def solve_scalars(y: torch.Tensor, lambdas, operator, x0: torch.Tensor, n_iter: int, steps: dict,
-                  batch: int | None = None, compile: bool | None = None, backend: str = "auto") -> torch.Tensor:
-    """TV reconstructions of one image for each scalar λ: ``(K, 1, H, W)``.
-
-    ``y`` (1, …) data of ``operator``, ``x0`` (1, 1, H, W) the start,
-    ``lambdas`` K values; every ``batch`` values (default all K) are one
-    ``tvfast.pdhg`` call on K copies of y and x0 with Λ of shape (K,).
-    ``steps`` (τ, σ: :func:`solver_steps`), ``compile`` and ``backend`` go
-    to ``tvfast.pdhg``.
-    """
-    lam = torch.as_tensor(lambdas, dtype=torch.float32).reshape(-1).to(x0.device)
-    K = lam.numel()
-    batch = K if batch is None or batch <= 0 else batch
-    out = []
-    with torch.no_grad():
-        for start in range(0, K, batch):
-            chunk = lam[start : start + batch]
-            k = chunk.numel()
-            yk = y.expand(k, *y.shape[1:]).contiguous()
-            xk = x0.expand(k, *x0.shape[1:]).contiguous()
-            out.append(tvfast.pdhg(yk, chunk, n_iter, operator=operator, x0=xk, compile=compile, backend=backend,
-                                   **steps))
-    return torch.cat(out)
-
-
-def _log_grid(low: float, high: float, count: int) -> np.ndarray:
-    return np.geomspace(low, high, count) if count > 1 else np.asarray([low], dtype=np.float64)
-
-
 def scalar_search(y: torch.Tensor, clean: torch.Tensor, operator, x0: torch.Tensor, n_iter: int, steps: dict, *,
                   lambda_min: float = 1e-4, lambda_max: float = 0.3, coarse_steps: int = 25, fine_steps: int = 8,
                   batch: int | None = None, compile: bool | None = None, backend: str = "auto") -> dict:
-    """The oracle scalar λ of one image: a coarse log grid, then a finer one around its PSNR-best value.
+    """The oracle scalar λ of one image (:func:`tvfast.evaluation.grid_search.oracle_search`): a coarse log
+    grid, then ``fine_steps`` values log-spaced around its PSNR-best value.
 
     Returns a dict: ``lambdas``, ``psnr``, ``ssim``, ``stage`` (arrays over every λ solved, sorted by
-    λ), ``lambda_best_psnr``, ``psnr_best``, ``ssim_at_best_psnr``, ``lambda_best_ssim``, ``ssim_best``,
-    ``at_edge`` (the PSNR-best λ is the first or last value of the coarse grid) and ``image`` (the
-    PSNR-best reconstruction, x's dtype, (1, 1, H, W)).
+    λ; stage "coarse" or "fine"), ``lambda_best_psnr``, ``psnr_best``, ``ssim_at_best_psnr``,
+    ``lambda_best_ssim``, ``ssim_best``, ``at_edge`` (the PSNR-best λ is the first or last value of the
+    coarse grid) and ``image`` (the PSNR-best reconstruction, x's dtype, (1, 1, H, W)).
     """
-    best = {"psnr": -np.inf, "image": None}
-    values: list[tuple[float, str, float, float]] = []
-
-    def run(lams: np.ndarray, stage: str) -> None:
-        xs = solve_scalars(y, lams, operator, x0, n_iter, steps, batch, compile, backend)
-        for lam, x in zip(lams.tolist(), xs):
-            p, s = _scores(clean, x)
-            values.append((float(np.float32(lam)), stage, p, s))
-            if p > best["psnr"]:
-                best.update(psnr=p, image=x[None].clone())
-
-    coarse = _log_grid(lambda_min, lambda_max, coarse_steps)
-    run(coarse, "coarse")
-    k = int(np.argmax([v[2] for v in values]))
-    if fine_steps > 0 and coarse.size > 1:
-        low, high = coarse[max(k - 1, 0)], coarse[min(k + 1, coarse.size - 1)]
-        fine = _log_grid(low, high, fine_steps + 2)[1:-1]
-        fine = fine[~np.isclose(fine, coarse[k], rtol=1e-9, atol=0.0)]  # already solved
-        if fine.size:
-            run(fine, "fine")
-    values.sort(key=lambda v: v[0])
-    lambdas = np.asarray([v[0] for v in values])
-    p_all = np.asarray([v[2] for v in values])
-    s_all = np.asarray([v[3] for v in values])
+    coarse = log_grid(lambda_min, lambda_max, coarse_steps)
+    found = oracle_search(y, clean, coarse, n_iter, operator=operator, x0=x0, refine=fine_steps, batch=batch,
+                          options={**steps, "compile": compile, "backend": backend}, scores=_scores)
+    order = np.argsort(found.candidates, kind="stable")
+    lambdas = np.asarray([float(np.float32(v)) for v in found.candidates[order]])
+    p_all, s_all = found.psnr[order], found.ssim[order]
+    stage = ["coarse" if found.stage[i] == "grid" else "fine" for i in order]
     kp, ks = int(np.argmax(p_all)), int(np.argmax(s_all))
     edge_values = (float(np.float32(coarse[0])), float(np.float32(coarse[-1])))
     return {
-        "lambdas": lambdas, "psnr": p_all, "ssim": s_all, "stage": [v[1] for v in values],
+        "lambdas": lambdas, "psnr": p_all, "ssim": s_all, "stage": stage,
         "lambda_best_psnr": float(lambdas[kp]), "psnr_best": float(p_all[kp]), "ssim_at_best_psnr": float(s_all[kp]),
         "lambda_best_ssim": float(lambdas[ks]), "ssim_best": float(s_all[ks]),
         "at_edge": float(lambdas[kp]) in edge_values,
-        "image": best["image"],
+        "image": found.image_psnr[None],
     }
 
 
