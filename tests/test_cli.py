@@ -635,6 +635,26 @@ def test_demo_writes_results_and_figures(tmp_path, tiny_weights):
     assert "| image |" in r.stdout
 
 
+def test_mri_demo_compares_zero_filled_best_scalar_and_learned(tmp_path):
+    """tvfast demo --task mri4x: the shipped MRI model against the oracle scalar on simulated k-space."""
+    from tvfast.cli.demo import bundled_images
+
+    out = tmp_path / "mri"
+    r = run_cli("demo", "--task", "mri4x", "-o", out, "--iters", "4", cwd=tmp_path, timeout=600)
+    assert_ok(r)
+    results = (out / "results.md").read_text(encoding="utf-8")
+    assert "| image | zero-filled | best scalar λ (oracle) | learned Λ map | gain |" in results
+    for image in bundled_images():
+        assert (out / f"{image.stem}_mri_compare.png").is_file() and (out / f"{image.stem}_mri_lambda.png").is_file()
+        row = [line for line in results.splitlines() if line.startswith(f"| {image.name} |")]
+        assert len(row) == 1 and row[0] in r.stdout
+        start, scalar = (float(cell.split("/")[0]) for cell in row[0].split("|")[2:4])
+        assert scalar > start  # the oracle beats zero-filling
+    r = run_cli("demo", "--task", "mri4x", "-o", tmp_path / "bad", "--weights", tmp_path / "none.safetensors",
+                cwd=tmp_path)
+    assert r.returncode == 2 and "--weights" in r.stderr
+
+
 @pytest.mark.slow
 def test_bench_table_rows(capsys):
     """`tvfast bench` prints the forward and forward+backward rows, each naming the machine (tiny sizes here)."""

@@ -45,7 +45,8 @@ worse than a well-chosen scalar λ: use --lambda (classic TV), --lambda-map,
 or a model trained on your own images with 'tvfast train' (--weights)."""
 
 _DEMO_EXAMPLES = """example:
-  tvfast demo -o tvfast_demo      writes tvfast_demo/results.md and *_compare.png"""
+  tvfast demo -o tvfast_demo      writes tvfast_demo/results.md and *_compare.png
+  tvfast demo --task mri4x        zero-filled, best scalar λ and learned Λ on simulated 4x MRI"""
 
 _BENCH_EXAMPLES = """examples:
   tvfast bench --quick            128², T = 64, 3 rounds
@@ -82,12 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="U-Net arithmetic: bf16 autocast where the hardware is faster with it (auto), "
                         "or forced; the solver is always float32")
 
-    m = sub.add_parser("demo", help="denoise the bundled chest X-rays, compare with the best scalar λ",
-                       epilog=_DEMO_EXAMPLES, formatter_class=fmt)
-    m.add_argument("-o", "--output", default="tvfast_demo", help="output folder (default tvfast_demo)")
-    m.add_argument("--noise", type=float, default=0.5, help="relative noise level s (default 0.5)")
+    m = sub.add_parser("demo", help="denoise (or, --task mri4x, reconstruct) the bundled chest X-rays, compare "
+                                    "with the best scalar λ", epilog=_DEMO_EXAMPLES, formatter_class=fmt)
+    m.add_argument("--task", choices=tuple(_DEMOS), default="denoise",
+                   help="denoise: noisy X-rays (default); mri4x: simulated 4× MRI from them, with the shipped "
+                        "MRI model")
+    m.add_argument("-o", "--output", default=None, help="output folder (default tvfast_demo, tvfast_demo_mri4x)")
+    m.add_argument("--noise", type=float, default=None, help="noise level s (default 0.5; 0.05 for mri4x)")
     m.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
-    m.add_argument("--iters", type=int, default=256, help="PDHG iterations (default 256)")
+    m.add_argument("--iters", type=int, default=None, help="PDHG iterations (default 256; the model's for mri4x)")
     m.add_argument("--weights", default=None, help="a model from 'tvfast train' instead of the shipped one")
     m.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="U-Net arithmetic (bf16 autocast where faster); the solver is always float32")
@@ -205,23 +209,59 @@ def _denoise_volumes(args) -> int:
     return 0
 
 
+# The demo of each task: (what it shows, the shipped model, its default noise level, its default T (None: the
+# model's), output folder).
+_DEMOS = {
+    "denoise": ("3 bundled chest X-rays, relative noise", "xray-denoise", 0.5, 256, "tvfast_demo"),
+    "mri4x": ("3 bundled chest X-rays as simulated 4x Cartesian MRI", "mri4x", 0.05, None, "tvfast_demo_mri4x"),
+}
+
+
 def _cmd_demo(args) -> int:
     require("matplotlib", "tvfast demo")  # the comparison figures
     require("skimage", "tvfast demo")  # PSNR and SSIM
-    from tvfast.cli.demo import format_table, run_demo
+    from tvfast.cli.demo import format_table, run_demo, run_mri_demo
 
-    out = Path(args.output)
-    print(f"tvfast demo: 3 bundled chest X-rays, relative noise s = {args.noise}, T = {args.iters}")
-    if args.iters < 1:
-        raise ValueError(f"--iters: expected a positive integer, got {args.iters}")
-    if not args.noise >= 0:
-        raise ValueError(f"--noise: expected a non-negative level, got {args.noise}")
-    model = _load_model(args.weights, "cpu", args.precision)
-    rows = run_demo(out, model, noise_level=args.noise, seed=args.seed, n_iter=args.iters)
+    what, shipped, noise, iters, folder = _DEMOS[args.task]
+    noise = noise if args.noise is None else args.noise
+    iters = iters if args.iters is None else args.iters
+    out = Path(args.output or folder)
+    if iters is not None and iters < 1:
+        raise ValueError(f"--iters: expected a positive integer, got {iters}")
+    if not noise >= 0:
+        raise ValueError(f"--noise: expected a non-negative level, got {noise}")
+    if args.task == "denoise":
+        model = _load_model(args.weights, "cpu", args.precision)
+        run = run_demo
+    else:
+        model = _load_reconstruction_model(args.weights, shipped, args.precision)
+        run = run_mri_demo
+    print(f"tvfast demo: {what}, s = {noise}, T = {iters if iters is not None else model.n_iter}")
+    rows = run(out, model, noise_level=noise, seed=args.seed, n_iter=iters)
     print()
-    print(format_table(rows, args.noise))
+    print(format_table(rows, noise, task=args.task))
     print(f"\nwrote {out / 'results.md'} and the figures in {out}/")
     return 0
+
+
+def _load_reconstruction_model(weights: str | None, shipped: str, precision: str = "auto"):
+    """The shipped reconstruction model ``shipped``, or ``weights`` of a ReconstructionNet, on the CPU."""
+    import torch
+
+    import tvfast
+    from tvfast.models.precision import resolve_precision
+    from tvfast.models.reconstruction_net import ReconstructionNet
+
+    if weights is None:
+        model = tvfast.pretrained(shipped)
+    else:
+        try:
+            model = ReconstructionNet.load_pretrained(weights)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"--weights: {exc}") from exc
+    if model.task != "mri":
+        raise ValueError(f"--weights: the MRI demo needs a model of the 'mri' task, got {model.task!r}")
+    return model.eval().set_precision(resolve_precision(precision, torch.device("cpu")))
 
 
 def _cmd_bench(args) -> int:

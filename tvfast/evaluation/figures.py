@@ -52,8 +52,9 @@ def plot_denoising_examples(
     *,
     lam_scalar: float | None = None,
     name: str = "",
+    start_label: str = "noisy",
 ) -> Path:
-    """Clean, noisy, best-scalar-λ and learned-Λ images side by side.
+    """Clean, noisy (or another start), best-scalar-λ and learned-Λ images side by side.
 
     Parameters
     ----------
@@ -67,13 +68,15 @@ def plot_denoising_examples(
         The best scalar λ, shown in its title.
     name : str
         Image name for the figure title.
+    start_label : str
+        The second panel's name (``"zero-filled |Aᴴy|"`` for MRI).
     """
     fig = Figure(figsize=(12, 3.4))
     axes = fig.subplots(1, 4)
     lam_txt = f" λ={lam_scalar:.3f}" if lam_scalar is not None else ""
     panels = [
         (clean, "clean"),
-        (noisy, "noisy  {:.2f} dB / {:.3f}".format(*metrics["noisy"])),
+        (noisy, start_label + "  {:.2f} dB / {:.3f}".format(*metrics["noisy"])),
         (scalar, "best scalar{}  {:.2f} dB / {:.3f}".format(lam_txt, *metrics["scalar"])),
         (learned, "learned Λ  {:.2f} dB / {:.3f}".format(*metrics["learned"])),
     ]
