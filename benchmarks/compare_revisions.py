@@ -148,17 +148,10 @@ def _import_torch_s() -> float:
 
 
 def machine() -> str:
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from tvfast.evaluation.report import processor_name
     import torch
 
-    return f"{name}, {os.cpu_count()} CPUs, torch {torch.__version__}, Python {platform.python_version()}"
+    return f"{processor_name()}, {os.cpu_count()} CPUs, torch {torch.__version__}, Python {platform.python_version()}"
 
 
 def main(argv=None) -> int:

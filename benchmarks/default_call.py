@@ -80,7 +80,8 @@ def run_case(case: str, threads: int, rounds: int, with_compile: bool) -> list[d
     torch.set_num_threads(threads)
     start = time.perf_counter()
     import tvfast
-    from tvfast.cli.bench import machine_name, paired_medians
+    from tvfast.cli.bench import paired_medians
+    from tvfast.evaluation.report import machine_name
     from tvfast.solver.reference import pdhg_reference
 
     data, lam, operator = _problem(case)
@@ -139,7 +140,7 @@ def first_call_empty_cache(threads: int = 2) -> dict:
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache)
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    from tvfast.cli.bench import machine_name
+    from tvfast.evaluation.report import machine_name
 
     return {"case": "2d", "pass": "first call, empty kernel cache (import + forward+backward)", "impl": "default",
             "threads": threads, "n_iter": 256, "median_s": float(out.stdout.split()[-1]), "machine": machine_name()}
@@ -153,7 +154,8 @@ def train_step_rows(rounds: int = 3) -> list[dict]:
 
     import torch
     import tvfast
-    from tvfast.cli.bench import machine_name, paired_medians
+    from tvfast.cli.bench import paired_medians
+    from tvfast.evaluation.report import machine_name
     from tvfast.solver.reference import pdhg_reference
 
     sys.path.insert(0, str(HERE))

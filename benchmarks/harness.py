@@ -12,7 +12,7 @@ so its rows and the suite's agree. Added here:
 * :func:`make_mri_train_step` — the same for MRI reconstruction: U-Net on the
   zero-filled image → Λ → PDHG with ``MaskedFFT`` → MSE of |x| → backward → Adam;
 * :func:`make_volume` — the 3-D problems;
-* :func:`row_mask`, :func:`make_mri`, :func:`mri_solvers`, :func:`mri_forward`,
+* :func:`frame_masks`, :func:`make_mri`, :func:`mri_solvers`, :func:`mri_forward`,
   :func:`mri_forward_backward` — single-coil Cartesian MRI with
   ``tvfast.physics.MaskedFFT`` (docs/method.md §10), images or per-frame
   (x, y, t) sequences, tvfast against the reference loop with the same operator.
@@ -37,7 +37,7 @@ import torch
 from tvfast.cli.bench import forward, forward_backward, make_problem, median_time, paired_medians, solvers
 
 __all__ = ["solvers", "make_problem", "make_volume", "forward", "forward_backward", "median_time", "paired_medians",
-           "PeakRSS", "probe_memory", "make_train_step", "make_mri_train_step", "smooth_image", "ratio", "row_mask",
+           "PeakRSS", "probe_memory", "make_train_step", "make_mri_train_step", "smooth_image", "ratio", "frame_masks",
            "make_mri", "mri_solvers", "mri_forward", "mri_forward_backward"]
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -56,28 +56,14 @@ def make_volume(depth: int, size: int, batch: int = 1, seed: int = 0) -> tuple[t
     return z, lam
 
 
-def row_mask(size: int, acceleration: int = 4, centre: float = 0.08, generator: torch.Generator | None = None,
-             frames: int | None = None) -> torch.Tensor:
-    """A Cartesian sampling mask of whole k-space rows (phase-encoding lines), (N, N) or (D, N, N) per frame.
+def frame_masks(size: int, acceleration: int = 4, generator: torch.Generator | None = None,
+                frames: int | None = None) -> torch.Tensor:
+    """:func:`tvfast.physics.mri.row_mask` as a full (N, N) mask, or one drawn per frame, (D, N, N), for
+    sequences. Boolean; ``MaskedFFT`` takes it as is (and sees whole rows: 1-D transforms in AᴴA)."""
+    from tvfast.physics.mri import row_mask
 
-    ``size``/``acceleration`` rows of ``size`` are sampled: the ⌈centre·N⌉
-    lowest frequencies (rows −c/2 … c/2 − 1 around k = 0, which
-    ``torch.fft.fft2`` puts at index 0) in every frame, and the rest drawn
-    uniformly without replacement from the other rows, independently per
-    frame. Boolean; ``MaskedFFT`` takes it as is.
-    """
-    n_rows = size // acceleration
-    n_centre = max(1, min(n_rows, round(centre * size)))
-    centre_rows = torch.arange(-(n_centre // 2), n_centre - n_centre // 2) % size
-    outer = torch.ones(size, dtype=torch.bool)
-    outer[centre_rows] = False
-    candidates = torch.nonzero(outer).flatten()
-    masks = []
-    for _ in range(1 if frames is None else frames):
-        rows = torch.zeros(size, dtype=torch.bool)
-        rows[centre_rows] = True
-        rows[candidates[torch.randperm(len(candidates), generator=generator)[: n_rows - n_centre]]] = True
-        masks.append(rows[:, None].expand(size, size))
+    masks = [row_mask(size, acceleration, generator=generator).bool().expand(size, size)
+             for _ in range(1 if frames is None else frames)]
     return masks[0].clone() if frames is None else torch.stack(masks)
 
 
@@ -86,7 +72,7 @@ def make_mri(size: int, frames: int | None = None, acceleration: int = 4, noise:
 
     The complex image (B = 1) is a random magnitude in [0, 1] times a smooth
     phase, (1, 1, N, N), or (1, 1, D, N, N) for a sequence of D frames; A is
-    ``MaskedFFT`` with :func:`row_mask` (per-frame masks for sequences); y =
+    ``MaskedFFT`` with :func:`frame_masks` (per-frame masks for sequences); y =
     A x + complex Gaussian noise of standard deviation ``noise`` on the
     sampled entries; Λ a per-pixel (per-voxel) map in [0, 0.02], float32.
     """
@@ -97,7 +83,7 @@ def make_mri(size: int, frames: int | None = None, acceleration: int = 4, noise:
     magnitude = torch.rand(1, 1, *spatial, generator=gen)
     axis = torch.linspace(0.0, torch.pi, size)
     image = magnitude * torch.polar(torch.ones(size, size), axis[:, None] + 0.5 * axis[None, :])
-    operator = MaskedFFT(row_mask(size, acceleration, generator=gen, frames=frames))
+    operator = MaskedFFT(frame_masks(size, acceleration, generator=gen, frames=frames))
     clean = operator(image)
     y = clean + noise * operator.mask * torch.randn(clean.shape, dtype=clean.dtype, generator=gen)
     lam = 0.02 * torch.rand(1, 1, *spatial, generator=gen)

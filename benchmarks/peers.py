@@ -236,7 +236,7 @@ def main(argv=None) -> int:
     if args.case is not None:
         print(json.dumps(_run_case(args.case, args.size, args.iters, args.rounds)), flush=True)
         return 0
-    from tvfast.cli.bench import machine_name
+    from tvfast.evaluation.report import machine_name
 
     machine = machine_name()
     results = []

@@ -1,7 +1,7 @@
 """tvfast.pdhg with a forward operator against the reference loop: undersampled single-coil MRI.
 
 The operator is ``tvfast.physics.MaskedFFT`` with a 4× row mask (the ≈ 8 %
-lowest-frequency rows and random rows; :func:`harness.row_mask`), the image
+lowest-frequency rows and random rows; :func:`harness.frame_masks`), the image
 complex, Λ a per-pixel map requiring grad, the loss Σ |x|² (docs/method.md
 §10). Both implementations run in this process on the same inputs and the
 same operator object (so the power iteration for ‖A‖ is shared), one

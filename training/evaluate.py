@@ -33,9 +33,6 @@ and ``ct60`` (:mod:`tvfast.training.evaluate_reconstruction`).
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
 import sys
 from pathlib import Path
 
@@ -43,13 +40,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from tvfast.io.atomic import atomic_write_text
 from tvfast.cli.parser import CommandParser
 from tvfast.device import resolve_device
 from tvfast.evaluation.figures import plot_denoising_examples, plot_lambda_map
 from tvfast.evaluation.grid_search import lambda_grid_search
 from tvfast.models.lambda_net import LambdaNet
 from tvfast.evaluation.metrics import psnr, ssim
+from tvfast.evaluation.report import machine_name, mean_std, write_results
 from tvfast.models.files import pretrained_paths
 from tvfast.models.precision import PRECISIONS, resolve_precision
 from tvfast.training.data import ImageFolderDataset, list_images
@@ -113,11 +110,6 @@ def _requested_task(argv: list[str] | None) -> str | None:
     return known.task
 
 
-def _mean_std(values) -> tuple[float, float]:
-    a = np.asarray(values, dtype=np.float64)
-    return float(a.mean()), float(a.std())
-
-
 def _summarise(rows: list[dict]) -> dict:
     """Mean and std of each metric, per noise level."""
     out = {}
@@ -125,20 +117,20 @@ def _summarise(rows: list[dict]) -> dict:
         rs = [r for r in rows if r["s"] == s]
         out[f"{s:g}"] = {
             "n_images": len(rs),
-            **{k: _mean_std([r[k] for r in rs]) for k in CSV_COLUMNS[2:]},
-            "delta_psnr": _mean_std([r["psnr_learned"] - r["psnr_best_scalar"] for r in rs]),
-            "delta_ssim": _mean_std([r["ssim_learned"] - r["ssim_best_scalar"] for r in rs]),
+            **{k: mean_std([r[k] for r in rs]) for k in CSV_COLUMNS[2:]},
+            "delta_psnr": mean_std([r["psnr_learned"] - r["psnr_best_scalar"] for r in rs]),
+            "delta_ssim": mean_std([r["ssim_learned"] - r["ssim_best_scalar"] for r in rs]),
         }
     return out
 
 
-def _markdown(summary: dict, args: argparse.Namespace, weights: str) -> str:
+def _markdown(summary: dict, args: argparse.Namespace, weights: str, machine: str) -> str:
     lines = [
         "# TV denoising: best scalar λ vs learned Λ",
         "",
         f"Images: `{args.data}`; noise: {args.noise}; grid: {args.lambda_steps} values of λ in "
         f"[0, {args.lambda_max:g}] (best per image, separately for PSNR and SSIM); "
-        f"PDHG T = {args.iters}; weights: `{weights}`. Mean ± std over images.",
+        f"PDHG T = {args.iters}; weights: `{weights}`; machine: {machine}. Mean ± std over images.",
         "",
     ]
     for s, m in summary.items():
@@ -161,15 +153,6 @@ def _markdown(summary: dict, args: argparse.Namespace, weights: str) -> str:
             "",
         ]
     return "\n".join(lines)
-
-
-def _csv_text(rows: list[dict]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    return buf.getvalue()
 
 
 def evaluate(args: argparse.Namespace, default_weights: str | None = None) -> dict:
@@ -241,11 +224,13 @@ def evaluate(args: argparse.Namespace, default_weights: str | None = None) -> di
         rows += level_rows
 
     summary = _summarise(rows)
-    files.append(atomic_write_text(out / "per_image.csv", _csv_text(rows)))
-    files.append(atomic_write_text(out / "results.md", _markdown(summary, args, str(weights))))
-    files.append(atomic_write_text(out / "summary.json", json.dumps(
-        {"weights": str(weights), "iters": args.iters, "lambda_grid": [0.0, args.lambda_max, args.lambda_steps],
-         "noise": args.noise, "seed": args.seed, "levels": summary}, indent=2) + "\n"))
+    machine = machine_name()
+    write_results(out, tables={"per_image.csv": (rows, CSV_COLUMNS)},
+                  markdown=_markdown(summary, args, str(weights), machine),
+                  summary={"weights": str(weights), "iters": args.iters,
+                           "lambda_grid": [0.0, args.lambda_max, args.lambda_steps], "noise": args.noise,
+                           "seed": args.seed, "machine": machine, "device": str(device), "levels": summary})
+    files += [out / "per_image.csv", out / "results.md", out / "summary.json"]
     for s, m in summary.items():
         tqdm.write(f"s = {s}: PSNR noisy {m['psnr_noisy'][0]:.2f}, best scalar {m['psnr_best_scalar'][0]:.2f}, "
                    f"learned {m['psnr_learned'][0]:.2f} dB; SSIM {m['ssim_noisy'][0]:.4f}, "

@@ -20,21 +20,17 @@ Usage::
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from tvfast.io.atomic import atomic_write_text
 from tvfast.cli.parser import CommandParser
 from tvfast.device import resolve_device
 from tvfast.evaluation.figures import save_figure
 from tvfast.evaluation.grid_search import oracle_search
+from tvfast.evaluation.report import machine_name, mean_std, write_results
 from tvfast.evaluation.metrics import frame_metrics
 
 __all__ = ["best_pair_search", "evaluate3d", "main"]
@@ -127,20 +123,14 @@ def evaluate3d(args) -> dict:
     summary = {}
     for s in args.noise_levels:
         sel = [r for r in rows if r["s"] == float(s)]
-        summary[f"{s:g}"] = {k: (float(np.mean([r[k] for r in sel])), float(np.std([r[k] for r in sel])))
+        summary[f"{s:g}"] = {k: mean_std([r[k] for r in sel])
                              for k in ("psnr_noisy", "psnr_best_pair", "psnr_learned", "ssim_noisy",
                                        "ssim_best_pair", "ssim_learned")}
         summary[f"{s:g}"]["count"] = len(sel)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(out / "per_sequence.csv", buf.getvalue())
-    atomic_write_text(out / "summary.json", json.dumps({"weights": str(args.weights), "levels": summary}, indent=2))
     lines = [f"Sequences from `{args.data}` ({args.frames} frames, {args.size}², relative noise), T = {args.iters}; "
              f"best scalar pair: oracle over a {args.grid}×{args.grid} grid, λ_xy in [0, {args.lambda_xy_max}], "
              f"λ_t in [0, {args.lambda_t_max}]; "
-             "PSNR/SSIM per frame, averaged over frames, then over sequences.", "",
+             f"PSNR/SSIM per frame, averaged over frames, then over sequences; machine: {machine_name()}.", "",
              "| s | noisy PSNR / SSIM | best pair PSNR / SSIM | learned Λ PSNR / SSIM | gain (dB / SSIM) |",
              "|---|---|---|---|---|"]
     for s, m in summary.items():
@@ -148,7 +138,8 @@ def evaluate3d(args) -> dict:
                      f"{m['ssim_best_pair'][0]:.3f} | {m['psnr_learned'][0]:.2f} / {m['ssim_learned'][0]:.3f} | "
                      f"{m['psnr_learned'][0] - m['psnr_best_pair'][0]:+.2f} / "
                      f"{m['ssim_learned'][0] - m['ssim_best_pair'][0]:+.3f} |")
-    atomic_write_text(out / "results.md", "\n".join(lines) + "\n")
+    write_results(out, tables={"per_sequence.csv": (rows, list(rows[0]))}, markdown="\n".join(lines),
+                  summary={"weights": str(args.weights), "machine": machine_name(), "levels": summary})
     print("\n".join(lines))
     return summary
 

@@ -62,11 +62,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
 import math
-import os
 import platform
 import sys
 import time
@@ -80,7 +76,7 @@ from tvfast.cli.parser import CommandParser
 from tvfast.device import resolve_device
 from tvfast.evaluation.grid_search import log_grid, oracle_search
 from tvfast.evaluation.metrics import psnr, ssim
-from tvfast.io.atomic import atomic_write_text
+from tvfast.evaluation.report import mean_std, processor_name, write_results
 from tvfast.models.files import read_model_config
 from tvfast.models.reconstruction_net import FORMAT, ReconstructionNet, mri_steps
 from tvfast.physics.linear import operator_norm
@@ -276,31 +272,16 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
 
 
 # ----------------------------------------------------------------------------- outputs
-def _mean_std(values) -> list[float]:
-    a = np.asarray(values, dtype=np.float64)
-    return [float(a.mean()), float(a.std())]
-
-
 def _summarise(rows: list[dict]) -> dict:
     keys = [c for c in CSV_COLUMNS[2:] if c not in ("gain_psnr", "lambda_at_edge")]
     gains = np.asarray([r["gain_psnr"] for r in rows], dtype=np.float64)
     return {
-        **{k: _mean_std([r[k] for r in rows]) for k in keys},
+        **{k: mean_std([r[k] for r in rows]) for k in keys},
         "gain_psnr": {"mean": float(gains.mean()), "std": float(gains.std()), "min": float(gains.min()),
                       "max": float(gains.max()), "learned_better": int((gains > 0).sum()),
                       "share_learned_better": float((gains > 0).mean())},
-        "gain_ssim": _mean_std([r["ssim_learned"] - r["ssim_best_scalar"] for r in rows]),
+        "gain_ssim": mean_std([r["ssim_learned"] - r["ssim_best_scalar"] for r in rows]),
     }
-
-
-def _rows_csv(rows: list[dict], columns: list[str]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else int(v) if isinstance(v, bool) else v)
-                    for k, v in r.items() if k in columns})
-    return buf.getvalue()
 
 
 def _markdown(summary: dict, meta: dict) -> str:
@@ -410,17 +391,6 @@ def _plot_gains(path: Path, gains: list[float], title: str) -> Path:
     return save_figure(fig, path)
 
 
-def _processor() -> str:
-    """The CPU's model name where the system tells it (Linux), else ``platform.processor()``."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()}, {len(os.sched_getaffinity(0))} cores"
-    except (OSError, AttributeError):
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _safe_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(name).stem)
 
@@ -511,7 +481,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         "grid": {"lambda_min": args.lambda_min, "lambda_max": args.lambda_max, "coarse_steps": args.lambda_steps,
                  "fine_steps": args.fine_steps, "spacing": "log"},
         "lambda_at_edge": [r["image"] for r in rows if r["lambda_at_edge"]],
-        "machine": {"processor": _processor(), "node": platform.node(),
+        "machine": {"processor": processor_name(), "node": platform.node(),
                     "platform": platform.platform(), "torch": torch.__version__,
                     "threads": torch.get_num_threads(),
                     "cuda": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
@@ -522,10 +492,9 @@ def evaluate(args: argparse.Namespace) -> dict:
     if figures:
         files.append(_plot_gains(fig_dir / "gain_histogram.png", [r["gain_psnr"] for r in rows],
                                  f"{args.task}, T = {T}, {n} images"))
-    files.append(atomic_write_text(out / "per_image.csv", _rows_csv(rows, CSV_COLUMNS)))
-    files.append(atomic_write_text(out / "lambda_grid.csv", _rows_csv(grid_rows, GRID_COLUMNS)))
-    files.append(atomic_write_text(out / "results.md", _markdown(summary, meta)))
-    files.append(atomic_write_text(out / "summary.json", json.dumps({**meta, "metrics": summary}, indent=2) + "\n"))
+    write_results(out, tables={"per_image.csv": (rows, CSV_COLUMNS), "lambda_grid.csv": (grid_rows, GRID_COLUMNS)},
+                  markdown=_markdown(summary, meta), summary={**meta, "metrics": summary})
+    files += [out / name for name in ("per_image.csv", "lambda_grid.csv", "results.md", "summary.json")]
     g = summary["gain_psnr"]
     tqdm.write(f"{args.task}, T = {T}, {n} images: PSNR start {summary['psnr_start'][0]:.2f}, best scalar "
                f"{summary['psnr_best_scalar'][0]:.2f}, learned {summary['psnr_learned'][0]:.2f} dB "

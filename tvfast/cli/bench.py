@@ -19,12 +19,12 @@ the pytest-benchmark suite in ``benchmarks/`` (``benchmarks/harness.py``).
 
 from __future__ import annotations
 
-import os
-import platform
 import statistics
 import time
 
 import torch
+
+from tvfast.evaluation.report import machine_name
 
 __all__ = ["solvers", "make_problem", "forward", "forward_backward", "median_time", "paired_medians", "machine_name",
            "speed_rows", "print_table"]
@@ -83,18 +83,6 @@ def paired_medians(run, impls: dict, rounds: int) -> dict:
             run(solve)
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(t) for name, t in times.items()}
-
-
-def machine_name() -> str:
-    """The CPU's model name (Linux ``/proc/cpuinfo``, else ``platform``) and its CPU and thread counts."""
-    model = ""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
-    except OSError:
-        pass
-    model = model or platform.processor() or platform.machine() or "unknown CPU"
-    return f"{model}, {os.cpu_count()} CPUs, {torch.get_num_threads()} threads"
 
 
 def speed_rows(size: int, batch: int, n_iter: int, rounds: int) -> list[str]:
