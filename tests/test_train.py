@@ -19,8 +19,9 @@ import tvfast
 from tvfast.io.images import read_grayscale
 from tvfast.models.lambda_net import LambdaNet
 from tvfast.training.data import centre_square_resize
-from tvfast.training.train import (RECIPES, apply_recipe, build_parser, explicit_options, main, resumed_arguments,
-                                   resolve_task_defaults, scheduled_lr)
+from tvfast.training.options import (RECIPES, apply_recipe, build_parser, explicit_options, resolve_task_defaults,
+                                     resumed_arguments)
+from tvfast.training.train import main, scheduled_lr
 
 # Tiny everything: 32×32 images, T = 4, a 2-level U-Net of width 4.
 TINY = ["--size", "32", "--iters", "4", "--base-channels", "4", "--depth", "2", "--batch-size", "2"]

@@ -2,7 +2,8 @@
 
 Modules
 -------
-train          : the trainer (``tvfast train``, ``python -m tvfast.training.train``).
+train          : the trainer's loop (``tvfast train``, ``python -m tvfast.training.train``).
+options        : its command line, recipes, task defaults, resumed options and argument checks.
 checkpoint     : the resumable ``last.pt`` (model, optimizer, position, RNG states).
 distributed    : the process group of a run (one process, or several under torchrun).
 data           : the datasets' shared base (seeded samples, cache, noise) and the image-folder dataset.

@@ -17,7 +17,9 @@ import torch
 
 from tvfast.io.atomic import atomic_write
 
-__all__ = ["rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint"]
+__all__ = ["CHECKPOINT", "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint"]
+
+CHECKPOINT = "last.pt"  # the checkpoint's name in a run's folder
 
 
 def rng_state() -> dict:
