@@ -61,7 +61,6 @@ def test_tiny_training_run(data, tmp_path):
     assert run(data, out, "--epochs", "1") == 0
     ck = load(out)
     assert ck["epoch"] == 1 and ck["step"] == 0 and ck["global_step"] == 3
-    assert set(ck["rng"]) >= {"torch", "numpy", "python"}
     assert np.isfinite(ck["best_val_psnr"]) and ck["history"][0]["val_psnr"] == ck["best_val_psnr"]
     assert np.isfinite(ck["history"][0]["train_loss"]) and ck["history"][0]["val_ssim"] > 0
     model = LambdaNet.load_pretrained(out / "best.safetensors")
