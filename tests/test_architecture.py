@@ -25,7 +25,7 @@ def core_modules() -> list[str]:
 
 def test_core_modules_load_no_training_module():
     modules = core_modules()
-    assert {"tvfast.models.lambda_net", "tvfast.models.unet", "tvfast.cli.main", "tvfast.cli.demo", "tvfast.kernels.launch"} <= set(modules)
+    assert {"tvfast.models.lambda_net", "tvfast.models.unet", "tvfast.cli.main", "tvfast.cli.denoise", "tvfast.kernels.launch"} <= set(modules)
     code = (
         "import importlib, json, sys\n"
         f"for name in {modules!r}: importlib.import_module(name)\n"
@@ -38,10 +38,9 @@ def test_core_modules_load_no_training_module():
     assert not [m for m in loaded if m.startswith("tvfast.training")]
 
 
-def test_the_shipped_model_and_the_demo_need_no_training_module():
+def test_the_shipped_model_needs_no_training_module():
     code = (
         "import sys, tvfast\n"
-        "from tvfast.cli.demo import run_demo\n"
         "m = tvfast.pretrained()\n"
         "print([n for n in sys.modules if n.startswith('tvfast.training')])\n"
     )

@@ -617,7 +617,7 @@ def test_help_of_forwarded_commands(tmp_path, command):
 
 @pytest.mark.slow
 def test_demo_writes_results_and_figures(tmp_path, tiny_weights):
-    from tvfast.cli.demo import bundled_images
+    from tvfast.training.demo import bundled_images
 
     out = tmp_path / "demo"
     r = run_cli("demo", "-o", out, "--weights", tiny_weights, "--iters", "4", cwd=tmp_path, timeout=600)
@@ -637,7 +637,7 @@ def test_demo_writes_results_and_figures(tmp_path, tiny_weights):
 
 def test_mri_demo_compares_zero_filled_best_scalar_and_learned(tmp_path):
     """tvfast demo --task mri4x: the shipped MRI model against the oracle scalar on simulated k-space."""
-    from tvfast.cli.demo import bundled_images
+    from tvfast.training.demo import bundled_images
 
     out = tmp_path / "mri"
     r = run_cli("demo", "--task", "mri4x", "-o", out, "--iters", "4", cwd=tmp_path, timeout=600)

@@ -47,7 +47,7 @@ from tvfast.physics import MaskedFFT
 from tvfast.training.data import ImageFolderDataset
 from tvfast.training.sequences import SequenceFolderDataset, VolumeFolderDataset
 
-__all__ = ["TASKS", "RECONSTRUCTION_TASKS", "TaskSpec", "task_spec", "TaskDataset", "Task"]
+__all__ = ["TASKS", "RECONSTRUCTION_TASKS", "TaskSpec", "task_spec", "load_task_model", "TaskDataset", "Task"]
 
 CT_VIEWS = 60
 
@@ -187,6 +187,15 @@ def _reconstruction_datasets(args: argparse.Namespace):
     return train, (TaskDataset(args.val, args.task, train=False, **options) if args.val else None)
 
 
+def _demo(function: str) -> Callable[..., list[dict]]:
+    def run(*args, **kwargs) -> list[dict]:
+        from tvfast.training import demo
+
+        return getattr(demo, function)(*args, **kwargs)
+
+    return run
+
+
 def _evaluation(module: str) -> Callable[[list[str] | None], int]:
     def main(argv: list[str] | None) -> int:
         import importlib
@@ -213,23 +222,49 @@ class TaskSpec:
     new_model: Callable[[argparse.Namespace], nn.Module]
     datasets: Callable[[argparse.Namespace], tuple]
     evaluate: Callable[[list[str] | None], int]
+    demo: Callable[..., list[dict]] | None = None  # tvfast demo --task NAME on the bundled images, if it has one
 
 
 TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (
     TaskSpec("denoise", "Gaussian denoising of grey images (relative noise), LambdaNet", "lambdanet", None,
-             "noisy image", (0.1, 0.5), 0.5, 256, 256, "xray-denoise", _denoising_model, _image_datasets,
-             _evaluation("evaluate")),
+             "noisy", (0.1, 0.5), 0.5, 256, 256, "xray-denoise", _denoising_model, _image_datasets,
+             _evaluation("evaluate"), _demo("run_demo")),
     TaskSpec("sequences", "Denoising of (x, y, t) sequences, 3-D LambdaNet with maps Λ_t and Λ_xy", "lambdanet3d",
              None, "noisy sequence", (0.1, 0.5), 0.5, 64, 256, None, _sequence_model, _sequence_datasets,
              _evaluation("evaluate3d")),
     TaskSpec("mri4x", "Simulated single-coil Cartesian MRI, 4× row undersampling (8 % centre rows), smooth random "
              "phase", "reconstruction", "mri", "zero-filled Aᴴy", (0.02, 0.1), 0.05, 256, 128, "mri4x",
-             _reconstruction_model("mri", 2), _reconstruction_datasets, _evaluation("evaluate_reconstruction")),
+             _reconstruction_model("mri", 2), _reconstruction_datasets, _evaluation("evaluate_reconstruction"),
+             _demo("run_mri_demo")),
     TaskSpec("ct60", "Simulated sparse-view parallel-beam CT, 60 views over 180°", "reconstruction", "ct", "FBP",
              (0.01, 0.04), 0.02, 128, 128, None, _reconstruction_model("ct", 1), _reconstruction_datasets,
              _evaluation("evaluate_reconstruction")),
 )}
 RECONSTRUCTION_TASKS = tuple(name for name, spec in TASKS.items() if spec.operator is not None)
+
+
+def load_task_model(spec: TaskSpec, weights: str | None = None) -> nn.Module:
+    """The task's shipped model (``weights`` None), or the model saved in ``weights``, on the CPU, in eval mode."""
+    import tvfast
+
+    if weights is None:
+        if spec.weights is None:
+            raise ValueError(f"--weights: no weights of the {spec.name} task are shipped; give the ones of a run "
+                             f"(tvfast train --task {spec.name})")
+        return tvfast.pretrained(spec.weights).eval()
+    if not os.path.isfile(weights):
+        raise FileNotFoundError(f"--weights {weights}: no such file")
+    try:
+        if spec.model_kind == "reconstruction":
+            model = ReconstructionNet.load_pretrained(weights)
+        else:
+            model = LambdaNet.load_pretrained(weights, spatial_dims=3 if spec.model_kind == "lambdanet3d" else 2)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"--weights {weights}: not a model of the {spec.name} task ({exc})") from None
+    if spec.operator is not None and getattr(model, "task", None) != spec.operator:
+        raise ValueError(f"--weights {weights}: a model of the {getattr(model, 'task', '?')!r} task; "
+                         f"--task {spec.name} needs {spec.operator!r}")
+    return model.eval()
 
 
 def task_spec(name: str) -> TaskSpec:

@@ -44,10 +44,6 @@ On other kinds of images (natural photographs, micrographs, …) it can be
 worse than a well-chosen scalar λ: use --lambda (classic TV), --lambda-map,
 or a model trained on your own images with 'tvfast train' (--weights)."""
 
-_DEMO_EXAMPLES = """example:
-  tvfast demo -o tvfast_demo      writes tvfast_demo/results.md and *_compare.png
-  tvfast demo --task mri4x        zero-filled, best scalar λ and learned Λ on simulated 4x MRI"""
-
 _BENCH_EXAMPLES = """examples:
   tvfast bench --quick            128², T = 64, 3 rounds
   tvfast bench                    256², T = 256, 5 rounds (the RESULTS.md rows)
@@ -83,19 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="U-Net arithmetic: bf16 autocast where the hardware is faster with it (auto), "
                         "or forced; the solver is always float32")
 
-    m = sub.add_parser("demo", help="denoise (or, --task mri4x, reconstruct) the bundled chest X-rays, compare "
-                                    "with the best scalar λ", epilog=_DEMO_EXAMPLES, formatter_class=fmt)
-    m.add_argument("--task", choices=tuple(_DEMOS), default="denoise",
-                   help="denoise: noisy X-rays (default); mri4x: simulated 4× MRI from them, with the shipped "
-                        "MRI model")
-    m.add_argument("-o", "--output", default=None, help="output folder (default tvfast_demo, tvfast_demo_mri4x)")
-    m.add_argument("--noise", type=float, default=None, help="noise level s (default 0.5; 0.05 for mri4x)")
-    m.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
-    m.add_argument("--iters", type=int, default=None, help="PDHG iterations (default 256; the model's for mri4x)")
-    m.add_argument("--weights", default=None, help="a model from 'tvfast train' instead of the shipped one")
-    m.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="U-Net arithmetic (bf16 autocast where faster); the solver is always float32")
-
+    sub.add_parser("demo", help="the bundled chest X-rays: the best scalar λ beside the learned Λ map "
+                                "(see tvfast demo --help)", add_help=False)
     sub.add_parser("train", help="train a Λ-map model (see tvfast train --help)", add_help=False)
     sub.add_parser("evaluate", help="evaluate against the best scalar λ (see tvfast evaluate --help)", add_help=False)
 
@@ -209,61 +194,6 @@ def _denoise_volumes(args) -> int:
     return 0
 
 
-# The demo of each task: (what it shows, the shipped model, its default noise level, its default T (None: the
-# model's), output folder).
-_DEMOS = {
-    "denoise": ("3 bundled chest X-rays, relative noise", "xray-denoise", 0.5, 256, "tvfast_demo"),
-    "mri4x": ("3 bundled chest X-rays as simulated 4x Cartesian MRI", "mri4x", 0.05, None, "tvfast_demo_mri4x"),
-}
-
-
-def _cmd_demo(args) -> int:
-    require("matplotlib", "tvfast demo")  # the comparison figures
-    require("skimage", "tvfast demo")  # PSNR and SSIM
-    from tvfast.cli.demo import format_table, run_demo, run_mri_demo
-
-    what, shipped, noise, iters, folder = _DEMOS[args.task]
-    noise = noise if args.noise is None else args.noise
-    iters = iters if args.iters is None else args.iters
-    out = Path(args.output or folder)
-    if iters is not None and iters < 1:
-        raise ValueError(f"--iters: expected a positive integer, got {iters}")
-    if not noise >= 0:
-        raise ValueError(f"--noise: expected a non-negative level, got {noise}")
-    if args.task == "denoise":
-        model = _load_model(args.weights, "cpu", args.precision)
-        run = run_demo
-    else:
-        model = _load_reconstruction_model(args.weights, shipped, args.precision)
-        run = run_mri_demo
-    print(f"tvfast demo: {what}, s = {noise}, T = {iters if iters is not None else model.n_iter}")
-    rows = run(out, model, noise_level=noise, seed=args.seed, n_iter=iters)
-    print()
-    print(format_table(rows, noise, task=args.task))
-    print(f"\nwrote {out / 'results.md'} and the figures in {out}/")
-    return 0
-
-
-def _load_reconstruction_model(weights: str | None, shipped: str, precision: str = "auto"):
-    """The shipped reconstruction model ``shipped``, or ``weights`` of a ReconstructionNet, on the CPU."""
-    import torch
-
-    import tvfast
-    from tvfast.models.precision import resolve_precision
-    from tvfast.models.reconstruction_net import ReconstructionNet
-
-    if weights is None:
-        model = tvfast.pretrained(shipped)
-    else:
-        try:
-            model = ReconstructionNet.load_pretrained(weights)
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"--weights: {exc}") from exc
-    if model.task != "mri":
-        raise ValueError(f"--weights: the MRI demo needs a model of the 'mri' task, got {model.task!r}")
-    return model.eval().set_precision(resolve_precision(precision, torch.device("cpu")))
-
-
 def _cmd_bench(args) -> int:
     from tvfast.cli.bench import print_table
 
@@ -279,7 +209,9 @@ def _cmd_models(args) -> int:
     return 0
 
 
-_PLUGIN_COMMANDS = ("train", "evaluate")
+# Commands that live in the training package (they read its task registry), and the extra named when a package they
+# need is missing (None: the extra of that package, tvfast.extras.EXTRAS).
+_PLUGIN_COMMANDS = {"train": "train", "evaluate": "train", "demo": None}
 
 
 def _plugin_command(name: str):
@@ -294,13 +226,14 @@ def _plugin_command(name: str):
     except ImportError as exc:  # a package of the [train] extra is missing: one line naming the extra
         third_party = exc.name and exc.name.split(".")[0] != "tvfast"
         if isinstance(exc, MissingExtraError) or (isinstance(exc, ModuleNotFoundError) and third_party):
-            raise MissingExtraError(missing_extra_message(exc.name, f"tvfast {name}", "train"), name=exc.name) from None
+            raise MissingExtraError(missing_extra_message(exc.name, f"tvfast {name}", _PLUGIN_COMMANDS[name]),
+                                    name=exc.name) from None
         raise
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    # train/evaluate live in the training package, which depends on the core and not the other way
+    # train/evaluate/demo live in the training package, which depends on the core and not the other way
     # round: it registers them as entry points of the group "tvfast.commands" (pyproject.toml), and
     # they parse everything after the subcommand themselves.
     if argv and argv[0] in _PLUGIN_COMMANDS:
@@ -314,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     from tvfast.cli.denoise import UsageError
     from tvfast.io.images import ImageReadError
 
-    command = {"denoise": _cmd_denoise, "demo": _cmd_demo, "bench": _cmd_bench, "models": _cmd_models}[args.command]
+    command = {"denoise": _cmd_denoise, "bench": _cmd_bench, "models": _cmd_models}[args.command]
     try:
         return command(args)
     except (UsageError, ImageReadError, FileNotFoundError, PermissionError, ValueError, MissingExtraError) as exc:
