@@ -85,8 +85,7 @@ def run_mri_demo(out: Path, model, noise_level: float = 0.05, seed: int = 0, n_i
                  log=print) -> list[dict]:
     """The MRI demo with a ``ReconstructionNet`` ``model`` of the 'mri' task; writes figures and ``results.md``."""
     from tvfast.evaluation.figures import plot_denoising_examples, plot_lambda_map
-    from tvfast.evaluation.grid_search import log_grid, oracle_search
-    from tvfast.evaluation.metrics import psnr, ssim
+    from tvfast.evaluation.grid_search import image_scores, log_grid, oracle_search
     from tvfast.models.reconstruction_net import mri_steps
     from tvfast.physics import MaskedFFT
     from tvfast.physics.mri import simulate_mri
@@ -109,9 +108,9 @@ def run_mri_demo(out: Path, model, noise_level: float = 0.05, seed: int = 0, n_i
         row = {
             "image": path.name,
             "lambda": float(found.candidates[k]),
-            "noisy": (psnr(clean, zero_filled), ssim(clean, zero_filled)),
+            "noisy": image_scores(clean, zero_filled),
             "scalar": (float(found.psnr[k]), float(found.ssim[k])),
-            "learned": (psnr(clean, learned), ssim(clean, learned)),
+            "learned": image_scores(clean, learned),
         }
         rows.append(row)
         stem = path.stem

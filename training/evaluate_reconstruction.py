@@ -74,8 +74,7 @@ from tqdm import tqdm
 
 from tvfast.cli.parser import CommandParser
 from tvfast.device import resolve_device
-from tvfast.evaluation.grid_search import log_grid, oracle_search
-from tvfast.evaluation.metrics import psnr, ssim
+from tvfast.evaluation.grid_search import image_scores, log_grid, oracle_search, scored_image
 from tvfast.evaluation.report import mean_std, processor_name, write_results
 from tvfast.models.files import read_model_config
 from tvfast.models.reconstruction_net import FORMAT, ReconstructionNet, mri_steps
@@ -101,18 +100,6 @@ GRID_COLUMNS = ["image", "stage", "lambda", "psnr", "ssim"]
 
 
 # ----------------------------------------------------------------------------- solving and scoring
-def _image(x: torch.Tensor) -> torch.Tensor:
-    """The real image that is scored and shown: |x| for a complex x, x otherwise; (H, W) float32 on the CPU."""
-    x = x.detach()
-    x = x.abs() if x.is_complex() else x
-    return x.reshape(x.shape[-2:]).to("cpu", torch.float32)
-
-
-def _scores(clean: torch.Tensor, x: torch.Tensor) -> tuple[float, float]:
-    img = _image(x)
-    return psnr(clean, img), ssim(clean, img)
-
-
 def solver_steps(operator, x0: torch.Tensor) -> dict:
     """τ and σ as the model's ``solve`` gets them for one image with start ``x0`` (1, 1, H, W).
 
@@ -146,7 +133,7 @@ def scalar_search(y: torch.Tensor, clean: torch.Tensor, operator, x0: torch.Tens
     """
     coarse = log_grid(lambda_min, lambda_max, coarse_steps)
     found = oracle_search(y, clean, coarse, n_iter, operator=operator, x0=x0, refine=fine_steps, batch=batch,
-                          options={**steps, "compile": compile, "backend": backend}, scores=_scores)
+                          options={**steps, "compile": compile, "backend": backend})
     order = np.argsort(found.candidates, kind="stable")
     lambdas = np.asarray([float(np.float32(v)) for v in found.candidates[order]])
     p_all, s_all = found.psnr[order], found.ssim[order]
@@ -446,8 +433,8 @@ def evaluate(args: argparse.Namespace) -> dict:
                                    fine_steps=args.fine_steps, batch=args.grid_batch,
                                    backend=model.solver_backend)
             x_learned, lam, _ = model.solve(y, operator, n_iter=T)
-        p_start, s_start = _scores(clean, x0)
-        p_learned, s_learned = _scores(clean, x_learned)
+        p_start, s_start = image_scores(clean, x0)
+        p_learned, s_learned = image_scores(clean, x_learned)
         row = {
             "image": name, "s": float(item["s"]),
             "psnr_start": p_start, "ssim_start": s_start,
@@ -464,8 +451,8 @@ def evaluate(args: argparse.Namespace) -> dict:
                       for la, st, p, s in zip(search["lambdas"], search["stage"], search["psnr"], search["ssim"])]
         if figures and i < args.examples:
             files.append(_plot_example(
-                fig_dir / f"example_{i:02d}_{_safe_name(name)}.png", name, clean[0].numpy(), _image(x0).numpy(),
-                _image(search["image"]).numpy(), _image(x_learned).numpy(),
+                fig_dir / f"example_{i:02d}_{_safe_name(name)}.png", name, clean[0].numpy(), scored_image(x0).numpy(),
+                scored_image(search["image"]).numpy(), scored_image(x_learned).numpy(),
                 torch.cat(list(lam[0].float().cpu()), dim=-1).numpy(), row,
                 args.task))
         times.append(time.perf_counter() - t0)

@@ -27,15 +27,20 @@ import torch
 import tvfast
 from tvfast.evaluation.metrics import psnr, ssim
 
-__all__ = ["OracleSearch", "oracle_search", "log_grid", "lambda_grid_search"]
+__all__ = ["OracleSearch", "oracle_search", "log_grid", "lambda_grid_search", "scored_image", "image_scores"]
 
 
-def _scores(clean: torch.Tensor, x: torch.Tensor) -> tuple[float, float]:
-    """PSNR and SSIM of an image (its magnitude when complex) against ``clean``."""
+def scored_image(x: torch.Tensor) -> torch.Tensor:
+    """The (H, W) float32 CPU image a solution is scored as: its magnitude when complex."""
     x = x.detach()
     x = x.abs() if x.is_complex() else x
-    x = x.reshape(x.shape[-2:]).to("cpu", torch.float32)
-    return psnr(clean, x), ssim(clean, x)
+    return x.reshape(x.shape[-2:]).to("cpu", torch.float32)
+
+
+def image_scores(clean: torch.Tensor, x: torch.Tensor) -> tuple[float, float]:
+    """PSNR and SSIM of a solution (:func:`scored_image`) against ``clean``."""
+    img = scored_image(x)
+    return psnr(clean, img), ssim(clean, img)
 
 
 def log_grid(low: float, high: float, count: int) -> np.ndarray:
@@ -76,7 +81,7 @@ def oracle_search(
     options: dict | None = None,
     refine: int = 0,
     batch: int | None = None,
-    scores: Callable[[torch.Tensor, torch.Tensor], tuple[float, float]] = _scores,
+    scores: Callable[[torch.Tensor, torch.Tensor], tuple[float, float]] = image_scores,
 ) -> OracleSearch:
     """Solve TV for every candidate of a grid (then, with ``refine``, around the best) and score each.
 

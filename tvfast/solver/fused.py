@@ -246,6 +246,13 @@ def to_complex(out: torch.Tensor, tv: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _planar(t: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """A TV-frame image (B, *S) as (parts, B, *S) real values (parts 2 for complex, a view) and its part count."""
+    if t.is_complex():
+        return torch.view_as_real(t.resolve_conj()).movedim(-1, 0), 2
+    return t, 1
+
+
 def data_dual(P: torch.Tensor, normal: torch.Tensor, adjoint_y: torch.Tensor, sigma: float) -> None:
     """P ← (P + σ(normal − Aᴴy))/(1+σ) in place, the data term's image-space dual step (docs/method.md §10).
 
@@ -259,9 +266,7 @@ def data_dual(P: torch.Tensor, normal: torch.Tensor, adjoint_y: torch.Tensor, si
     if _interleaved(normal):
         k.data_dual_pairs(_rows(P, 2), _pairs(normal), _rows(adjoint_y, 2), *step)
         return
-    parts = 2 if normal.is_complex() else 1
-    if normal.is_complex():
-        normal = torch.view_as_real(normal.resolve_conj()).movedim(-1, 0)
+    normal, parts = _planar(normal)
     normal = normal.contiguous()
     k.data_dual(_rows(P, parts), _rows(normal, parts), _rows(adjoint_y, parts), *step)
 
@@ -281,7 +286,5 @@ def scaled(out: torch.Tensor, source: torch.Tensor, factor: float) -> torch.Tens
     if _interleaved(source):
         k.scale_pairs(_rows(out, 2), _pairs(source), kind(factor))
         return out
-    if source.is_complex():
-        source = torch.view_as_real(source.resolve_conj()).movedim(-1, 0)
-    k.scale_into(_flat(out), _flat(source.contiguous()), kind(factor))  # torch's copy reads a transposed layout best
+    k.scale_into(_flat(out), _flat(_planar(source)[0].contiguous()), kind(factor))  # torch's copy reads a transposed layout best
     return out
