@@ -23,7 +23,7 @@ from tvfast.physics import LinearOperator, as_operator, operator_norm
 from tvfast.solver import compile_policy
 from tvfast.solver.differences import BOUNDARIES
 
-__all__ = ["PDHGArguments", "check_arguments", "default_step", "operator_step", "operator_norm_squared", "OPERATOR_NORM_SQUARED",
+__all__ = ["PDHGArguments", "check_arguments", "check_tv", "check_isotropic_lambda", "TV_KINDS", "default_step", "operator_step", "operator_norm_squared", "OPERATOR_NORM_SQUARED",
            "OPERATOR_NORM_SQUARED_3D", "ReconstructionArguments", "check_operator_arguments", "check_boundary",
            "STEP_SAFETY"]
 
@@ -69,21 +69,68 @@ class PDHGArguments:
     out_shape: torch.Size
     out_dtype: torch.dtype
     n_iter: int
-    tau: float
-    sigma: float
-    theta: float
+    tau: float | torch.Tensor  # a float, or a 0-d / (T,) tensor (learnable or per-iteration steps)
+    sigma: float | torch.Tensor
+    theta: float | torch.Tensor
     backend: str  # "triton" or "torch", resolved
     spatial_dims: int = 2  # 2: images, 3: volumes / sequences (z was 5-D)
     compile: bool | None = None  # the PyTorch path's torch.compile request; None: by the work
 
 
-def _check_step(name: str, value) -> float:
+def _check_step(name: str, value, n_iter: int | None = None):
+    """A step size: a finite real number (returned as a float), or — where ``n_iter`` is given — a 0-d or (T,)
+    real floating tensor (returned as it is, gradients and all; docs/method.md §11)."""
+    if isinstance(value, torch.Tensor) and n_iter is not None:
+        if value.is_complex() or not value.is_floating_point():
+            raise TypeError(f"{name}: expected a real floating-point tensor, got {value.dtype}")
+        if value.dim() not in (0, 1) or (value.dim() == 1 and value.shape[0] != n_iter):
+            raise ValueError(f"{name}: expected a number, a 0-d tensor or a ({n_iter},) tensor of per-iteration "
+                             f"steps, got shape {tuple(value.shape)}")
+        with torch.no_grad():
+            if value.numel() and not bool(torch.isfinite(value).all()):
+                raise ValueError(f"{name}: expected finite values, got NaN or inf")
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
+        what = "a real number or a 0-d/(T,) tensor" if n_iter is not None else "a real number"
+        raise TypeError(f"{name}: expected {what}, got {type(value).__name__}")
     value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"{name}: expected a finite number, got {value}")
     return value
+
+
+def _step_range(value) -> tuple[float, float]:
+    """(min, max) of a checked step: a float, or a tensor's values."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() == 0:
+            return 0.5, 0.5
+        with torch.no_grad():
+            return float(value.min()), float(value.max())
+    return value, value
+
+
+def _step_values(value) -> torch.Tensor:
+    """A checked step's values as a float64 CPU tensor: (1,) for a number or a 0-d tensor, (T,) per iteration."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to(device="cpu", dtype=torch.float64).reshape(-1)
+    return torch.tensor([value], dtype=torch.float64)
+
+
+TV_KINDS = ("anisotropic", "isotropic")
+
+
+def check_tv(tv) -> str:
+    """``tv`` must be "anisotropic" (‖Λ∘∇x‖₁, each difference on its own) or "isotropic" (Σ Λ|∇x|, docs/method.md §11)."""
+    if not isinstance(tv, str) or tv not in TV_KINDS:
+        raise ValueError(f"tv: expected one of {TV_KINDS}, got {tv!r}")
+    return tv
+
+
+def check_isotropic_lambda(lam: torch.Tensor, tv: str) -> None:
+    """Isotropic TV weighs the norm of the whole gradient: Λ must have one channel."""
+    if tv == "isotropic" and lam.shape[1] != 1:
+        raise ValueError(f"Lambda: isotropic TV takes one Λ per pixel (one channel), got {lam.shape[1]} channels "
+                         f"(shape {tuple(lam.shape)}); per-axis maps are for tv='anisotropic'")
 
 
 def _spatial_batch(z) -> torch.Tensor:
@@ -183,9 +230,10 @@ def _check_options(n_iter, theta, backend, compile) -> tuple[int, float]:
         raise TypeError(f"n_iter: expected an int, got {type(n_iter).__name__}")
     if n_iter < 0:
         raise ValueError(f"n_iter: expected n_iter >= 0, got {n_iter}")
-    theta = _check_step("theta", theta)
-    if not 0.0 <= theta <= 1.0:
-        raise ValueError(f"theta: expected 0 <= theta <= 1, got {theta}")
+    theta = _check_step("theta", theta, n_iter)
+    low, high = _step_range(theta)
+    if not (0.0 <= low and high <= 1.0):
+        raise ValueError(f"theta: expected 0 <= theta <= 1, got values in [{low:.4g}, {high:.4g}]")
     if backend not in _BACKENDS:
         raise ValueError(f"backend: expected one of {_BACKENDS}, got {backend!r}")
     if compile is not None and not isinstance(compile, bool):
@@ -193,16 +241,19 @@ def _check_options(n_iter, theta, backend, compile) -> tuple[int, float]:
     return int(n_iter), theta
 
 
-def _check_steps(tau, sigma, default: float, norm2: float, bound: str) -> tuple[float, float]:
+def _check_steps(tau, sigma, default: float, norm2: float, bound: str, n_iter: int):
     """τ and σ (None: ``default``), positive and within PDHG's condition τσ‖K‖² ≤ 1 for ``norm2`` = ‖K‖²
-    (``bound`` says what ‖K‖² is, for the message)."""
-    tau = default if tau is None else _check_step("tau", tau)
-    sigma = default if sigma is None else _check_step("sigma", sigma)
-    if tau <= 0 or sigma <= 0:
-        raise ValueError(f"tau, sigma: expected positive step sizes, got tau={tau}, sigma={sigma}")
-    if tau * sigma * norm2 > 1.0 + 1e-6:
+    (``bound`` says what ‖K‖² is, for the message). Numbers come back as floats, tensors (0-d or (T,), learnable
+    or per iteration) as they are; for tensors the condition holds for every iteration."""
+    tau = default if tau is None else _check_step("tau", tau, n_iter)
+    sigma = default if sigma is None else _check_step("sigma", sigma, n_iter)
+    (tau_min, tau_max), (sigma_min, sigma_max) = _step_range(tau), _step_range(sigma)
+    if tau_min <= 0 or sigma_min <= 0:
+        raise ValueError(f"tau, sigma: expected positive step sizes, got tau={tau_min:.4g}, sigma={sigma_min:.4g}")
+    product = float((_step_values(tau) * _step_values(sigma)).max())
+    if product * norm2 > 1.0 + 1e-6:
         raise ValueError(f"tau, sigma: PDHG converges for tau*sigma*||K||^2 <= 1 with {bound}, "
-                         f"got tau*sigma*||K||^2 = {tau * sigma * norm2:.4g}")
+                         f"got tau*sigma*||K||^2 = {product * norm2:.4g}")
     return tau, sigma
 
 
@@ -222,7 +273,8 @@ def check_arguments(z, Lambda, n_iter, tau, sigma, theta, backend, compile=None)
     n_iter, theta = _check_options(n_iter, theta, backend, compile)
     norm2 = operator_norm_squared(spatial_dims)
     what = "images" if spatial_dims == 2 else "volumes (B, 1, D, H, W)"
-    tau, sigma = _check_steps(tau, sigma, default_step(spatial_dims), norm2, f"||K||^2 = {norm2:g} for {what}")
+    tau, sigma = _check_steps(tau, sigma, default_step(spatial_dims), norm2, f"||K||^2 = {norm2:g} for {what}",
+                              n_iter)
 
     compute_dtype = torch.float64 if z_batch.dtype == torch.float64 else torch.float32
     lam = (_lambda_4d if spatial_dims == 2 else _lambda_5d)(Lambda, z_batch, compute_dtype)
@@ -333,9 +385,9 @@ class ReconstructionArguments:
     x_shape: torch.Size
     x_dtype: torch.dtype
     n_iter: int
-    tau: float
-    sigma: float
-    theta: float
+    tau: float | torch.Tensor  # a float, or a 0-d / (T,) tensor (learnable or per-iteration steps)
+    sigma: float | torch.Tensor
+    theta: float | torch.Tensor
     spatial_dims: int
     operator_norm: float
     adjoint_y: torch.Tensor
@@ -420,7 +472,7 @@ def check_operator_arguments(y, Lambda, n_iter, operator, x0, tau, sigma, theta,
     norm2 = norm**2 + 4.0 * spatial_dims
     tau, sigma = _check_steps(tau, sigma, operator_step(norm, spatial_dims), norm2,
                               f"||K||^2 = ||A||^2 + {4 * spatial_dims} = {norm2:.6g} (||A|| = {norm:.6g} by power "
-                              "iteration)")
+                              "iteration)", n_iter)
     real_dtype = torch.float64 if start.dtype in (torch.float64, torch.complex128) else torch.float32
     lam = (_lambda_4d if spatial_dims == 2 else _lambda_5d)(Lambda, start[:, 0], real_dtype)
     backend = resolve_backend(backend, start.device, compile)  # the TV part runs where x lives

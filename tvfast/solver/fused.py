@@ -28,7 +28,8 @@ import torch
 
 from tvfast.solver.clip_states import packed_width
 
-__all__ = ["available", "solve_forward", "solve_backward", "to_complex", "data_dual", "data_adjoint", "scaled"]
+__all__ = ["available", "solve_forward", "solve_backward", "to_complex", "data_dual", "data_adjoint", "scaled",
+           "RecomputeEngine"]
 
 _kernels = None
 _import_error: BaseException | None = None
@@ -288,3 +289,114 @@ def scaled(out: torch.Tensor, source: torch.Tensor, factor: float) -> torch.Tens
         return out
     k.scale_into(_flat(out), _flat(_planar(source)[0].contiguous()), kind(factor))  # torch's copy reads a transposed layout best
     return out
+
+
+class RecomputeEngine:
+    """The fused engine of :mod:`tvfast.solver.recompute`: denoising of real images (B, H, W) or volumes
+    (B, D, H, W) with anisotropic or isotropic TV and steps that need no gradient (constant or per iteration).
+
+    Forward iterations run the dual pass of the TV kind (the isotropic one of
+    :mod:`tvfast.solver.fused_isotropic`) and the primal pass of
+    :mod:`tvfast.solver.fused_kernels`; a recomputed segment records the clip
+    states (anisotropic, the packed format of :func:`solve_forward`) or u
+    (isotropic), and the adjoint reads them. ``lam``: (Bl, 1|n, *S) for the
+    clip, (Bl, 1, *S) for the ball; ``neumann``: the ball's boundary (the
+    clip's is a mask in Λ).
+    """
+
+    def __init__(self, z: torch.Tensor, lam: torch.Tensor, tv: str, steps, neumann: bool = False):
+        self.n_axes = _check(z, "z")
+        self.k = _loaded()
+        self.iso = tv == "isotropic"
+        if self.iso:
+            from tvfast.solver import fused_isotropic
+
+            self.ki = fused_isotropic
+        self.shape, self.dtype = z.shape, z.dtype
+        self.z = z.detach().contiguous()
+        self.lam = _lambda_full(lam, self.shape, self.n_axes, self.dtype)
+        self.neumann = 1 if neumann else 0
+        self.steps = steps
+        self._prm = {}
+        item = z.element_size()
+        self.checkpoint_bytes = (3 + self.n_axes) * item
+        self.record_bytes = self.n_axes * item if self.iso else (0.5 if self.n_axes == 2 else 1.0)
+        self.scratch = _nibble_rows(self.shape) if self.n_axes == 2 else None
+        self.threads = _Threads(self.z.numel())
+
+    def prm(self, k: int) -> np.ndarray:
+        key = self.steps.at(k)
+        if key not in self._prm:
+            self._prm[key] = _params(self.dtype, *key)
+        return self._prm[key]
+
+    def start(self):
+        self.x, self.x_bar = self.z.clone(), self.z.clone()
+        self.p = torch.zeros_like(self.z)
+        self.q = [torch.zeros_like(self.z) for _ in range(self.n_axes)]
+        self._views()
+
+    def _views(self):
+        self.xn, self.xbn, self.pn = self.x.numpy(), self.x_bar.numpy(), self.p.numpy()
+        self.qn = [t.numpy() for t in self.q]
+
+    def save(self):
+        return [t.clone() for t in (self.x, self.x_bar, self.p, *self.q)]
+
+    def load(self, checkpoint):
+        for dst, src in zip((self.x, self.x_bar, self.p, *self.q), checkpoint):
+            dst.copy_(src)
+
+    def result(self) -> torch.Tensor:
+        return self.x
+
+    def new_records(self, n: int):
+        if self.iso:
+            return np.empty((n, self.n_axes, *self.shape), dtype=_kind(self.dtype))
+        if self.n_axes == 2:
+            return np.empty((n, *self.shape[:-1], packed_width(self.shape[-1])), dtype=np.uint8)
+        return np.empty((n, *self.shape), dtype=np.uint8)
+
+    def step(self, k: int, records=None, slot: int = 0):
+        k_, prm, two = self.k, self.prm(k), self.n_axes == 2
+        with torch.no_grad(), self.threads:
+            if self.iso:
+                if records is None:
+                    (self.ki.dual2d_iso if two else self.ki.dual3d_iso)(self.xbn, *self.qn, self.lam, self.neumann,
+                                                                          prm)
+                else:
+                    (self.ki.dual2d_iso_record if two else self.ki.dual3d_iso_record)(
+                        self.xbn, *self.qn, self.lam, *records[slot], self.neumann, prm)
+            elif records is None:
+                (k_.dual2d if two else k_.dual3d)(self.xbn, *self.qn, self.lam, prm)
+            elif two:
+                k_.dual2d_states(self.xbn, *self.qn, self.lam, records[slot], self.scratch, prm)
+            else:
+                k_.dual3d_states(self.xbn, *self.qn, self.lam, records[slot], prm)
+            (k_.primal2d if two else k_.primal3d)(self.xn, self.xbn, self.pn, *self.qn, self.z.numpy(), prm)
+
+    def adjoint_start(self, grad_x: torch.Tensor):
+        self.gx = grad_x.detach().to(self.dtype).contiguous().clone()
+        self.gx_bar, self.gp, self.gz = (torch.zeros_like(self.gx) for _ in range(3))
+        self.gq = [torch.zeros_like(self.gx) for _ in range(self.n_axes)]
+        self.glam = self.gx.new_zeros(self.shape[0], self.lam.shape[1], *self.shape[1:])
+        self.gn = [t.numpy() for t in (self.gx, self.gx_bar, self.gp, self.gz)]
+        self.gqn = [t.numpy() for t in self.gq]
+
+    def adjoint_step(self, k: int, records, slot: int, last: bool = False):
+        k_, prm, two = self.k, self.prm(k), self.n_axes == 2
+        gx, gxb, gp, gz = self.gn
+        glam = self.glam.numpy()
+        with torch.no_grad(), self.threads:
+            if self.iso:
+                (self.ki.adjoint_dual2d_iso if two else self.ki.adjoint_dual3d_iso)(
+                    gx, gxb, *self.gqn, glam, *records[slot], self.lam, self.neumann, prm)
+            elif two:
+                k_.adjoint_dual2d(gx, gxb, *self.gqn, glam, records[slot], self.scratch, prm)
+            else:
+                k_.adjoint_dual3d(gx, gxb, *self.gqn, glam, records[slot], prm)
+            (k_.adjoint_primal2d if two else k_.adjoint_primal3d)(gx, gxb, gp, gz, *self.gqn, prm)
+
+    def adjoint_result(self):
+        """(∂/∂x₀, ∂/∂z, gΛ (B, 1|n, *S), no step gradients) in the layout of :class:`~tvfast.solver.recompute.TorchIteration`."""
+        return self.gx + self.gx_bar, self.gz, self.glam, [None, None, None]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
-from tvfast.solver.arguments import check_arguments, check_boundary, check_operator_arguments
+from tvfast.solver import recompute
+from tvfast.solver.arguments import (check_arguments, check_boundary, check_isotropic_lambda,
+                                     check_operator_arguments, check_tv)
 from tvfast.solver.autograd import PDHGFunction
 from tvfast.solver.backends import solver_for
 from tvfast.solver.differences import neumann_mask
@@ -25,6 +29,14 @@ def _with_boundary(lam: torch.Tensor, spatial_shape, boundary: str) -> torch.Ten
     return lam * neumann_mask(tuple(spatial_shape), lam.dtype, lam.device)
 
 
+def _with_number_steps(args):
+    """The arguments with 0-d step tensors (that need no gradient) as numbers, for the clip-state path."""
+    if all(not isinstance(v, torch.Tensor) for v in (args.tau, args.sigma, args.theta)):
+        return args
+    tau, sigma, theta = recompute.as_numbers(args.tau, args.sigma, args.theta)
+    return dataclasses.replace(args, tau=tau, sigma=sigma, theta=theta)
+
+
 def pdhg(
     z: torch.Tensor,
     Lambda: torch.Tensor | float,
@@ -32,12 +44,13 @@ def pdhg(
     *,
     operator=None,
     x0: torch.Tensor | None = None,
-    tau: float | None = None,
-    sigma: float | None = None,
-    theta: float = 1.0,
+    tau: float | torch.Tensor | None = None,
+    sigma: float | torch.Tensor | None = None,
+    theta: float | torch.Tensor = 1.0,
     backend: str = "auto",
     boundary: str = "periodic",
     compile: bool | None = None,
+    tv: str = "anisotropic",
 ) -> torch.Tensor:
     r"""Differentiable weighted-TV denoising or reconstruction by PDHG (Chambolle–Pock).
 
@@ -136,17 +149,34 @@ def pdhg(
     >>> x = tvfast.pdhg(y, 0.01, operator=A, n_iter=128)  # complex (1, 1, 64, 64)
     """
     boundary = check_boundary(boundary)
+    tv = check_tv(tv)
     if operator is not None:
         rec = check_operator_arguments(z, Lambda, n_iter, operator, x0, tau, sigma, theta, backend, compile)
-        problem = ReconstructionProblem(rec.operator, rec.x_shape, rec.x_dtype, rec.n_iter, rec.tau, rec.sigma,
-                                        rec.theta, rec.compile, rec.backend, swap_hw=rec.operator.gram_axis == -2)
+        check_isotropic_lambda(rec.lam, tv)
+        plain = tv == "anisotropic" and recompute.plain_steps(rec.tau, rec.sigma, rec.theta)
+        tau_, sigma_, theta_ = (recompute.as_numbers(rec.tau, rec.sigma, rec.theta) if plain
+                                else (rec.tau, rec.sigma, rec.theta))
+        first = [float(v.detach().reshape(-1)[0]) if isinstance(v, torch.Tensor) else v for v in (tau_, sigma_, theta_)]
+        problem = ReconstructionProblem(rec.operator, rec.x_shape, rec.x_dtype, rec.n_iter, *first,
+                                        rec.compile, rec.backend, swap_hw=rec.operator.gram_axis == -2)
+        if not plain:  # isotropic TV, or steps that are learnable or vary: the recompute backward (§11)
+            lam = rec.lam if tv == "isotropic" else _with_boundary(rec.lam, rec.x_shape[2:], boundary)
+            return recompute.reconstruct(rec.y, lam, rec.x0, problem, tau_, sigma_, theta_, tv,
+                                         boundary if tv == "isotropic" else "periodic", adjoint_y=rec.adjoint_y)
         lam = _with_boundary(rec.lam, rec.x_shape[2:], boundary)
         return reconstruct(rec.y, lam, rec.x0, problem, adjoint_y=rec.adjoint_y)
     if x0 is not None:
         raise ValueError("x0: a start is taken only with an operator; without one the start is z")
     args = check_arguments(z, Lambda, n_iter, tau, sigma, theta, backend, compile)
+    check_isotropic_lambda(args.lam, tv)
     if args.n_iter == 0:
         return z.clone()
+    if tv == "isotropic" or not recompute.plain_steps(args.tau, args.sigma, args.theta):
+        lam = args.lam if tv == "isotropic" else _with_boundary(args.lam, args.z.shape[1:], boundary)
+        x = recompute.denoise(args.z, lam, args.n_iter, args.tau, args.sigma, args.theta, tv,
+                              boundary if tv == "isotropic" else "periodic", args.backend)
+        return x.reshape(args.out_shape).to(args.out_dtype)
+    args = _with_number_steps(args)
     lam = _with_boundary(args.lam, args.z.shape[1:], boundary)
     solver, options = solver_for(args.backend, args.compile)
     needs_grad = torch.is_grad_enabled() and (args.z.requires_grad or lam.requires_grad)

@@ -147,6 +147,15 @@ class ReconstructionProblem:
             return lam.repeat(2, *([1] * (lam.dim() - 1)))
         return lam
 
+    def lam_frame(self, lam: torch.Tensor) -> torch.Tensor:
+        """Λ (Bl, C, *S) in the TV frame, one Λ per image (not repeated for the imaginary parts: the isotropic
+        projection takes both parts of a pixel together)."""
+        return self._axes_of_frame(lam)
+
+    def lam_grad_frame(self, glam: torch.Tensor, lam_shape) -> torch.Tensor:
+        """The gradient of :meth:`lam_frame`'s Λ summed back to the caller's Λ shape."""
+        return self._axes_of_frame(glam).sum_to_size(lam_shape)
+
     def lam_grad(self, glam_tv: torch.Tensor, lam_shape) -> torch.Tensor:
         """The gradient of the TV batch's Λ summed back to the caller's Λ shape."""
         if self.is_complex:

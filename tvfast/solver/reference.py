@@ -42,6 +42,7 @@ def pdhg_reference(
     operator=None,
     x0: torch.Tensor | None = None,
     boundary: str = "periodic",
+    tv: str = "anisotropic",
 ) -> torch.Tensor:
     r"""Solve ½‖x − z‖² + ‖Λ∘∇x‖₁, or ½‖Ax − z‖² + ‖Λ∘∇x‖₁, with ``n_iter`` Chambolle–Pock iterations.
 
@@ -62,17 +63,25 @@ def pdhg_reference(
         The start x₀ (with an operator only); None: x₀ = Aᴴz.
     boundary : {"periodic", "neumann"}
         The differences of ∇: wrapping, or zero across the edge.
+    tv : {"anisotropic", "isotropic"}
+        The clip of each dual entry to [−Λ, Λ], or the projection of each
+        pixel's dual vector onto the ball |q| ≤ Λ (docs/method.md §11; for
+        complex x the real and imaginary parts enter one norm).
+
+    ``tau``, ``sigma`` and ``theta`` may also be 0-d or (T,) tensors (one
+    value per iteration); autograd differentiates them like anything else.
 
     Iteration (x₀ = x̄₀ = z or Aᴴz, p₀ = 0, q₀ = 0; A = I without operator)::
 
         p ← (p + σ(A x̄ − z)) / (1 + σ)
         q ← clip(q + σ∇x̄, −Λ, Λ)          (complex x: real and imaginary parts separately)
+          or q ← u·min(1, Λ/|u|), u = q + σ∇x̄   (tv="isotropic")
         x_new ← x − τAᴴp − τ∇ᵀq
         x̄ ← x_new + θ(x_new − x)
     """
     x = None
     for state in pdhg_reference_iterates(z, Lambda, n_iter, tau, sigma, theta,
-                                         operator=operator, x0=x0, boundary=boundary):
+                                         operator=operator, x0=x0, boundary=boundary, tv=tv):
         x = state.x
     if x is None:  # n_iter = 0
         return _start(z, operator, x0).clone()
@@ -112,6 +121,7 @@ def pdhg_reference_iterates(
     operator=None,
     x0: torch.Tensor | None = None,
     boundary: str = "periodic",
+    tv: str = "anisotropic",
 ) -> Iterator[IterationState]:
     """Yield the :class:`IterationState` of every iteration of :func:`pdhg_reference`.
 
@@ -133,7 +143,9 @@ def pdhg_reference_iterates(
     grad = lambda v: forward_differences(v, spatial_dims, boundary)  # noqa: E731
     grad_adjoint = lambda q: forward_differences_T(q, spatial_dims, boundary)  # noqa: E731
     data = z[:, 0] if operator is None else z
-    return _iterate(data, start[:, 0], Lambda, n_iter, tau, sigma, theta, grad, grad_adjoint, forward, adjoint)
+    project = _clip if tv == "anisotropic" else _ball
+    return _iterate(data, start[:, 0], Lambda, n_iter, tau, sigma, theta, grad, grad_adjoint, forward, adjoint,
+                    project)
 
 
 def _clip(u, Lambda):
@@ -142,18 +154,36 @@ def _clip(u, Lambda):
     return torch.minimum(torch.maximum(u, -Lambda), Lambda) if torch.is_tensor(Lambda) else u.clamp(-Lambda, Lambda)
 
 
-def _iterate(y, x0, Lambda, n_iter, tau, sigma, theta, grad, grad_adjoint, forward, adjoint):
+def _ball(u, Lambda):
+    """u·min(1, Λ/|u|) per pixel, |u|² summed over the axis channel (and the real and imaginary parts)."""
+    squared = (torch.view_as_real(u) ** 2).sum(dim=(1, -1)) if u.is_complex() else (u * u).sum(dim=1)
+    positive = squared > 0  # √ has no derivative at 0: keep autograd away from it
+    norm = torch.where(positive, torch.sqrt(torch.where(positive, squared, torch.ones_like(squared))), 0.0)
+    lam = torch.as_tensor(Lambda, dtype=norm.dtype, device=norm.device)
+    lam = lam.reshape(-1, *lam.shape[2:]) if lam.dim() == u.dim() else lam  # (B|1, 1, *S) → (B|1, *S)
+    active = norm > lam
+    scale = torch.where(active, lam / torch.where(active, norm, torch.ones_like(norm)), torch.ones_like(norm))
+    return u * scale.unsqueeze(1)
+
+
+def _at(step, k: int):
+    """The step of iteration k: a number, a 0-d tensor, or entry k of a (T,) tensor."""
+    return step[k] if torch.is_tensor(step) and step.dim() == 1 else step
+
+
+def _iterate(y, x0, Lambda, n_iter, tau, sigma, theta, grad, grad_adjoint, forward, adjoint, project=_clip):
     # x is (B, H, W) or (B, D, H, W); the dual q is (B, 2, H, W) or (B, 3, D, H, W), like Λ;
     # forward/adjoint None: A = I (denoising, y = z)
     x = x0
     x_bar = x0
     p = torch.zeros_like(y)
     q = torch.zeros_like(grad(x0))
-    for _ in range(n_iter):
-        p = (p + sigma * ((x_bar if forward is None else forward(x_bar)) - y)) / (1.0 + sigma)
-        u = q + sigma * grad(x_bar)
-        q = _clip(u, Lambda)
-        x_new = x - tau * (p if adjoint is None else adjoint(p)) - tau * grad_adjoint(q)
-        x_bar = x_new + theta * (x_new - x)
+    for k in range(n_iter):
+        tau_k, sigma_k, theta_k = _at(tau, k), _at(sigma, k), _at(theta, k)
+        p = (p + sigma_k * ((x_bar if forward is None else forward(x_bar)) - y)) / (1.0 + sigma_k)
+        u = q + sigma_k * grad(x_bar)
+        q = project(u, Lambda)
+        x_new = x - tau_k * (p if adjoint is None else adjoint(p)) - tau_k * grad_adjoint(q)
+        x_bar = x_new + theta_k * (x_new - x)
         x = x_new
         yield IterationState(u=u, q=q, p=p, x=x, x_bar=x_bar)
