@@ -1,4 +1,4 @@
-"""Isotropic TV and learnable step sizes (docs/method.md §11): the recompute backward against autograd in float64.
+"""Isotropic TV and learnable step sizes (docs/method.md §12): the recompute backward against autograd in float64.
 
 Every solve here is compared with the plain reference loop
 (:func:`tvfast.solver.reference.pdhg_reference`) differentiated by autograd:
@@ -16,7 +16,7 @@ from tvfast.solver.recompute import run_forward, segment_length
 from tvfast.solver.reference import pdhg_reference
 
 TOL = 1e-8
-BACKENDS = ["numba", "torch"]
+BACKENDS = ["numba", "torch", "triton"]  # "triton" runs in Triton's interpreter here (tests/conftest.py)
 
 
 def _max_diff(a, b) -> float:
@@ -96,9 +96,9 @@ def test_learnable_steps_match_autograd(tv, per_iteration, spatial_dims):
     )
 
 
-@pytest.mark.parametrize("tv", ["anisotropic", "isotropic"])
+@pytest.mark.parametrize("tv, backend", [("anisotropic", "auto"), ("isotropic", "auto"), ("isotropic", "triton")])
 @pytest.mark.parametrize("learnable", [False, True])
-def test_mri_reconstruction_matches_autograd(tv, learnable):
+def test_mri_reconstruction_matches_autograd(tv, backend, learnable):
     gen = torch.Generator().manual_seed(3)
     operator = MaskedFFT(torch.rand(12, 16, generator=gen) < 0.4)
     y = operator(torch.rand(2, 1, 12, 16, generator=gen, dtype=torch.complex128)).requires_grad_()
@@ -109,7 +109,7 @@ def test_mri_reconstruction_matches_autograd(tv, learnable):
         steps = {k: v.detach().mul(0.99).requires_grad_() for k, v in steps.items()}
     _compare(
         {"y": y, "Lambda": lam, "x0": x0, **steps},
-        lambda y, Lambda, x0, **s: tvfast.pdhg(y, Lambda, 18, operator=operator, x0=x0, tv=tv, **s),
+        lambda y, Lambda, x0, **s: tvfast.pdhg(y, Lambda, 18, operator=operator, x0=x0, tv=tv, backend=backend, **s),
         lambda y, Lambda, x0, **s: pdhg_reference(y, Lambda, 18, operator=operator, x0=x0, tv=tv,
                                                   tau=s.get("tau", _default_operator_step(operator, x0)),
                                                   sigma=s.get("sigma", _default_operator_step(operator, x0)),
@@ -124,14 +124,15 @@ def _default_operator_step(operator, x0):
     return operator_step(operator_norm(operator, x0.detach()), 2)
 
 
-def test_real_operator_isotropic_matches_autograd():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_real_operator_isotropic_matches_autograd(backend):
     operator = Blur(torch.tensor([[0.0, 0.2, 0.0], [0.2, 0.2, 0.2], [0.0, 0.2, 0.0]], dtype=torch.float64))
     clean = torch.rand(1, 1, 14, 14, dtype=torch.float64)
     y = operator(clean).detach().requires_grad_()
     lam = torch.tensor(0.03, dtype=torch.float64, requires_grad=True)
     _compare(
         {"y": y, "Lambda": lam},
-        lambda y, Lambda: tvfast.pdhg(y, Lambda, 25, operator=operator, tv="isotropic"),
+        lambda y, Lambda: tvfast.pdhg(y, Lambda, 25, operator=operator, tv="isotropic", backend=backend),
         lambda y, Lambda: pdhg_reference(y, Lambda, 25, operator=operator, tv="isotropic"),
     )
 
@@ -165,7 +166,7 @@ def test_fused_engine_agrees_with_the_torch_engine_in_float32(spatial_dims):
     z = torch.rand(shape, requires_grad=True)
     lam = (0.1 * torch.rand(1, 1, *shape[2:])).requires_grad_()
     out = {}
-    for backend in BACKENDS:
+    for backend in ("numba", "torch"):
         x = tvfast.pdhg(z, lam, 40, tv="isotropic", backend=backend)
         out[backend] = (x, *torch.autograd.grad(x.square().sum(), (z, lam)))
     for a, b in zip(out["numba"], out["torch"]):

@@ -186,7 +186,8 @@ def evaluate(args: argparse.Namespace, default_weights: str | None = None) -> di
             item = ds[i]
             clean, z = item["clean"], item["noisy"]
             zd = z.to(device)
-            p_grid, s_grid, x_psnr, _ = lambda_grid_search(zd, clean, lambdas, args.iters, args.grid_batch)
+            p_grid, s_grid, x_psnr, _ = lambda_grid_search(zd, clean, lambdas, args.iters, args.grid_batch,
+                                                           tv=model.tv)
             kp, ks = int(np.argmax(p_grid)), int(np.argmax(s_grid))
             with torch.no_grad():
                 x_learned, lam = model.denoise(zd[None], args.iters)

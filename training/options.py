@@ -103,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="0: Λ = 0.1·softplus(o); b > 0: Λ = b·sigmoid(o)")
     g.add_argument("--directional", action="store_true",
                    help="two maps (vertical, horizontal differences); for mri4x they follow the row-wise aliasing")
+    g.add_argument("--tv", choices=("anisotropic", "isotropic"), default="anisotropic",
+                   help="the TV of the solver (denoising model; isotropic takes one map, not --directional)")
     g.add_argument("--base-channels", type=int, default=32, help="U-Net width")
     g.add_argument("--depth", type=int, default=3, help="U-Net depth")
     g.add_argument("--normalize-input", action="store_true",
@@ -232,6 +234,8 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -
             parser.error(f"--resume: checkpoint not found: {str(ckpt)!r}")
     if args.init is not None and not Path(args.init).is_file():
         parser.error(f"--init: weights not found: {args.init!r}")
+    if args.tv == "isotropic" and args.directional:
+        parser.error("--tv isotropic takes one Λ map: it does not combine with --directional")
     if args.checkpoint_every < 1:
         parser.error(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
     for flag, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size)):
@@ -254,13 +258,13 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -
     spec = task_spec(args.task)
     if spec.model_kind == "reconstruction":
         defaults = build_parser().parse_args(["--data", "x"])
-        for key in ("up_bound", "normalize_input", "solve_pad"):
+        for key in ("up_bound", "normalize_input", "solve_pad", "tv"):
             if getattr(args, key) != getattr(defaults, key):
                 parser.error(f"--{key.replace('_', '-')} is for the denoising model; it does not apply with "
                              f"--task {args.task}")
     if spec.model_kind == "lambdanet3d":
         defaults = resolve_task_defaults(build_parser().parse_args(["--data", "x"]))
-        for key in ("patch_size", "augment", "directional", "up_bound", "normalize_input", "solve_pad"):
+        for key in ("patch_size", "augment", "directional", "up_bound", "normalize_input", "solve_pad", "tv"):
             if getattr(args, key) != getattr(defaults, key):
                 parser.error(f"--{key.replace('_', '-')} is for 2-D images; it does not apply with --sequences")
         if args.frames < 1:

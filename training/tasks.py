@@ -148,7 +148,7 @@ def _solver(args: argparse.Namespace) -> dict:
 def _denoising_model(args: argparse.Namespace) -> nn.Module:
     return LambdaNet(UNet(base_channels=args.base_channels, depth=args.depth), n_iter=args.iters,
                      up_bound=args.up_bound, directional=args.directional, normalize_input=args.normalize_input,
-                     solve_pad=args.solve_pad, **_solver(args))
+                     solve_pad=args.solve_pad, tv=args.tv, **_solver(args))
 
 
 def _sequence_model(args: argparse.Namespace) -> nn.Module:

@@ -170,13 +170,16 @@ def lambda_grid_search(
     lambdas: torch.Tensor,
     n_iter: int,
     batch: int | None = None,
+    tv: str = "anisotropic",
 ) -> tuple[np.ndarray, np.ndarray, torch.Tensor, torch.Tensor]:
     """Denoising's grid: :func:`oracle_search` over scalar λ for one noisy image.
 
-    ``z``, ``clean``: ``(1, H, W)`` or ``(1, 1, H, W)``; ``lambdas`` ``(K,)``.
+    ``z``, ``clean``: ``(1, H, W)`` or ``(1, 1, H, W)``; ``lambdas`` ``(K,)``;
+    ``tv``: the TV of every solve (that of the model compared against).
     Returns the ``(K,)`` PSNR and SSIM of each λ and the ``(H, W)`` solutions
     with the highest PSNR and SSIM.
     """
     z4 = z.reshape(1, 1, *z.shape[-2:])
-    found = oracle_search(z4, clean, torch.as_tensor(lambdas).reshape(-1).tolist(), n_iter, batch=batch)
+    found = oracle_search(z4, clean, torch.as_tensor(lambdas).reshape(-1).tolist(), n_iter, batch=batch,
+                          options={"tv": tv})
     return found.psnr, found.ssim, found.image_psnr[0], found.image_ssim[0]

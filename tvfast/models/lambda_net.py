@@ -116,6 +116,9 @@ class LambdaNet(nn.Module):
     solver_compile : bool or None
         ``compile`` of ``tvfast.pdhg``: ``None`` lets it decide from the
         call's work, ``True`` / ``False`` force ``torch.compile`` on / off.
+    tv : {"anisotropic", "isotropic"}
+        ``tv`` of ``tvfast.pdhg`` (docs/method.md §11). Isotropic TV weighs
+        |∇x| by one map: it does not combine with ``directional``.
 
     Notes
     -----
@@ -138,6 +141,7 @@ class LambdaNet(nn.Module):
         spatial_dims: int | None = None,
         solver_backend: str = "auto",
         solver_compile: bool | None = None,
+        tv: str = "anisotropic",
     ) -> None:
         super().__init__()
         if spatial_dims is not None and (isinstance(spatial_dims, bool) or spatial_dims not in (2, 3)):
@@ -154,6 +158,8 @@ class LambdaNet(nn.Module):
             raise ValueError(f"solver_backend: expected one of {SOLVER_BACKENDS}, got {solver_backend!r}")
         if solver_compile is not None and not isinstance(solver_compile, bool):
             raise ValueError(f"solver_compile: expected None, True or False, got {solver_compile!r}")
+        if tv not in ("anisotropic", "isotropic"):
+            raise ValueError(f"tv: expected 'anisotropic' or 'isotropic', got {tv!r}")
         self.spatial_dims = int(dims)
         self.n_iter = _int_at_least("n_iter", _DEFAULT_N_ITER[dims] if n_iter is None else n_iter)
         self.up_bound = float(up_bound)
@@ -163,6 +169,9 @@ class LambdaNet(nn.Module):
         self.solve_pad = _int_at_least("solve_pad", solve_pad)
         self.solver_backend = solver_backend
         self.solver_compile = solver_compile
+        self.tv = tv
+        if tv == "isotropic" and self.directional:
+            raise ValueError("tv: isotropic TV takes one Λ map; directional maps need tv='anisotropic'")
         self.unet = unet if unet is not None else UNet(spatial_dims=dims)
         out_ch = getattr(self.unet, "out_channels", None)
         if self.directional and out_ch is not None and out_ch < 2:
@@ -199,6 +208,7 @@ class LambdaNet(nn.Module):
             "solve_pad": self.solve_pad,
             "solver_backend": self.solver_backend,
             "solver_compile": self.solver_compile,
+            "tv": self.tv,
             "unet": self.unet.config,
         }
 
@@ -208,7 +218,7 @@ class LambdaNet(nn.Module):
 
         Keys missing from older configurations take their defaults
         (``up_bound``, ``directional``, ``pad``, ``normalize_input``,
-        ``solve_pad``, ``solver_backend``, ``solver_compile``). The dimension
+        ``solve_pad``, ``solver_backend``, ``solver_compile``, ``tv``). The dimension
         is taken from ``config["format"]`` (:data:`FORMATS`) or
         ``config["unet"]["spatial_dims"]``, else from ``spatial_dims``
         (configurations of the former 3-D model name neither), else 2.
@@ -244,6 +254,7 @@ class LambdaNet(nn.Module):
             solve_pad=config.get("solve_pad", 0),
             solver_backend=config.get("solver_backend", "auto"),
             solver_compile=config.get("solver_compile"),
+            tv=config.get("tv", "anisotropic"),
         )
 
     def _as_batch(self, z: torch.Tensor) -> torch.Tensor:
@@ -333,7 +344,7 @@ class LambdaNet(nn.Module):
             zb = self._pad_hw(zb, r)
         lam = self.lambda_map(zb)
         T = self.n_iter if n_iter is None else n_iter
-        x = tvfast.pdhg(zb, lam, n_iter=T, backend=self.solver_backend, compile=self.solver_compile)
+        x = tvfast.pdhg(zb, lam, n_iter=T, backend=self.solver_backend, compile=self.solver_compile, tv=self.tv)
         if r:
             x = x[..., r : r + H, r : r + W]
             lam = lam[..., r : r + H, r : r + W]

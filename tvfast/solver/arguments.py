@@ -79,7 +79,7 @@ class PDHGArguments:
 
 def _check_step(name: str, value, n_iter: int | None = None):
     """A step size: a finite real number (returned as a float), or — where ``n_iter`` is given — a 0-d or (T,)
-    real floating tensor (returned as it is, gradients and all; docs/method.md §11)."""
+    real floating tensor (returned as it is, gradients and all; docs/method.md §12)."""
     if isinstance(value, torch.Tensor) and n_iter is not None:
         if value.is_complex() or not value.is_floating_point():
             raise TypeError(f"{name}: expected a real floating-point tensor, got {value.dtype}")
@@ -120,7 +120,7 @@ TV_KINDS = ("anisotropic", "isotropic")
 
 
 def check_tv(tv) -> str:
-    """``tv`` must be "anisotropic" (‖Λ∘∇x‖₁, each difference on its own) or "isotropic" (Σ Λ|∇x|, docs/method.md §11)."""
+    """``tv`` must be "anisotropic" (‖Λ∘∇x‖₁, each difference on its own) or "isotropic" (Σ Λ|∇x|, docs/method.md §12)."""
     if not isinstance(tv, str) or tv not in TV_KINDS:
         raise ValueError(f"tv: expected one of {TV_KINDS}, got {tv!r}")
     return tv

@@ -304,7 +304,7 @@ class RecomputeEngine:
     clip's is a mask in Λ).
     """
 
-    def __init__(self, z: torch.Tensor, lam: torch.Tensor, tv: str, steps, neumann: bool = False):
+    def __init__(self, z: torch.Tensor, lam: torch.Tensor, tv: str, steps, neumann: bool = False, data=None):
         self.n_axes = _check(z, "z")
         self.k = _loaded()
         self.iso = tv == "isotropic"
@@ -316,7 +316,7 @@ class RecomputeEngine:
         self.z = z.detach().contiguous()
         self.lam = _lambda_full(lam, self.shape, self.n_axes, self.dtype)
         self.neumann = 1 if neumann else 0
-        self.steps = steps
+        self.steps, self.data = steps, data
         self._prm = {}
         item = z.element_size()
         self.checkpoint_bytes = (3 + self.n_axes) * item
@@ -335,17 +335,23 @@ class RecomputeEngine:
         self.p = torch.zeros_like(self.z)
         self.q = [torch.zeros_like(self.z) for _ in range(self.n_axes)]
         self._views()
+        if self.data is not None:
+            self.data.start()
 
     def _views(self):
         self.xn, self.xbn, self.pn = self.x.numpy(), self.x_bar.numpy(), self.p.numpy()
         self.qn = [t.numpy() for t in self.q]
 
     def save(self):
-        return [t.clone() for t in (self.x, self.x_bar, self.p, *self.q)]
+        state = [t.clone() for t in (self.x, self.x_bar, self.p, *self.q)]
+        return state, (self.data.save() if self.data is not None else None)
 
     def load(self, checkpoint):
-        for dst, src in zip((self.x, self.x_bar, self.p, *self.q), checkpoint):
+        state, data = checkpoint
+        for dst, src in zip((self.x, self.x_bar, self.p, *self.q), state):
             dst.copy_(src)
+        if self.data is not None:
+            self.data.load(data)
 
     def result(self) -> torch.Tensor:
         return self.x
@@ -359,6 +365,9 @@ class RecomputeEngine:
 
     def step(self, k: int, records=None, slot: int = 0):
         k_, prm, two = self.k, self.prm(k), self.n_axes == 2
+        data = None
+        if self.data is not None:  # P_{k+1} from x̄_k, before the passes change x̄
+            data = _as_parts(self.data.forward(self.x_bar, self.steps.at(k)[1]).contiguous(), self.n_axes)
         with torch.no_grad(), self.threads:
             if self.iso:
                 if records is None:
@@ -373,10 +382,15 @@ class RecomputeEngine:
                 k_.dual2d_states(self.xbn, *self.qn, self.lam, records[slot], self.scratch, prm)
             else:
                 k_.dual3d_states(self.xbn, *self.qn, self.lam, records[slot], prm)
-            (k_.primal2d if two else k_.primal3d)(self.xn, self.xbn, self.pn, *self.qn, self.z.numpy(), prm)
+            if data is None:
+                (k_.primal2d if two else k_.primal3d)(self.xn, self.xbn, self.pn, *self.qn, self.z.numpy(), prm)
+            else:
+                (k_.primal2d_data if two else k_.primal3d_data)(self.xn, self.xbn, data, *self.qn, prm)
 
     def adjoint_start(self, grad_x: torch.Tensor):
         self.gx = grad_x.detach().to(self.dtype).contiguous().clone()
+        if self.data is not None:
+            self.data.adjoint_start()
         self.gx_bar, self.gp, self.gz = (torch.zeros_like(self.gx) for _ in range(3))
         self.gq = [torch.zeros_like(self.gx) for _ in range(self.n_axes)]
         self.glam = self.gx.new_zeros(self.shape[0], self.lam.shape[1], *self.shape[1:])
@@ -387,6 +401,11 @@ class RecomputeEngine:
         k_, prm, two = self.k, self.prm(k), self.n_axes == 2
         gx, gxb, gp, gz = self.gn
         glam = self.glam.numpy()
+        data = None
+        if self.data is not None:  # σ/(1+σ)·AᴴA gP' from a = gx + (1+θ)gx̄, before the passes change them
+            tau, sigma, theta = self.steps.at(k)
+            data = _as_parts(self.data.adjoint(torch.add(self.gx, self.gx_bar, alpha=1.0 + theta), tau, sigma)
+                             .contiguous(), self.n_axes)
         with torch.no_grad(), self.threads:
             if self.iso:
                 (self.ki.adjoint_dual2d_iso if two else self.ki.adjoint_dual3d_iso)(
@@ -395,8 +414,12 @@ class RecomputeEngine:
                 k_.adjoint_dual2d(gx, gxb, *self.gqn, glam, records[slot], self.scratch, prm)
             else:
                 k_.adjoint_dual3d(gx, gxb, *self.gqn, glam, records[slot], prm)
-            (k_.adjoint_primal2d if two else k_.adjoint_primal3d)(gx, gxb, gp, gz, *self.gqn, prm)
+            if data is None:
+                (k_.adjoint_primal2d if two else k_.adjoint_primal3d)(gx, gxb, gp, gz, *self.gqn, prm)
+            else:
+                (k_.adjoint_primal2d_data if two else k_.adjoint_primal3d_data)(gx, gxb, data, *self.gqn, prm)
 
     def adjoint_result(self):
         """(∂/∂x₀, ∂/∂z, gΛ (B, 1|n, *S), no step gradients) in the layout of :class:`~tvfast.solver.recompute.TorchIteration`."""
-        return self.gx + self.gx_bar, self.gz, self.glam, [None, None, None]
+        g_data = self.gz if self.data is None else self.data.g_adjoint_y
+        return self.gx + self.gx_bar, g_data, self.glam, [None, None, None]

@@ -1,4 +1,4 @@
-"""The fused CPU kernels of isotropic TV: the dual pass and its adjoint, compiled by Numba (docs/method.md §11).
+"""The fused CPU kernels of isotropic TV: the dual pass and its adjoint, compiled by Numba (docs/method.md §12).
 
 Imported only by :mod:`tvfast.solver.fused` when an isotropic solve needs
 them. The primal pass and the primal half of the adjoint are those of
@@ -16,7 +16,7 @@ the dual differs:
 ``neumann`` (0 or 1): the wrapping difference of each axis is taken as 0 by
 reading the pixel itself as its own neighbour there, so u_a, q_a and gq_a
 stay 0 on the last index of axis a and the periodic ∇ᵀ of the primal passes
-is the Neumann one (docs/method.md §10–§11).
+is the Neumann one (docs/method.md §10, §12).
 
 Arrays as in :mod:`tvfast.solver.fused_kernels`: x̄, q_a, gx, gx̄, gq_a (B, *S)
 C-contiguous, Λ (Bl, 1, *S) with Bl = B or 1, records u_a (B, *S), gΛ

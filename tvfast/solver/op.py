@@ -107,14 +107,18 @@ def pdhg(
         is treated as fixed: no gradient flows to tensors inside it.
     x0 : Tensor or None
         With an operator: the start x₀ (default Aᴴy); gradients flow to it.
-    tau, sigma : float or None
+    tau, sigma : float, Tensor or None
         Primal and dual step sizes, τσ·L² ≤ 1 with L² = ‖[I; ∇]‖² ≤ 9 for
         images and ≤ 13 for volumes. None (the default) means 1/3 for images
         and 1/√13 for volumes. With an operator L² = ‖A‖² + 8 (images) or
         + 12 (volumes), ‖A‖ estimated by power iteration and cached in the
         :class:`~tvfast.physics.LinearOperator`, and None means 0.99/L.
-    theta : float
-        Over-relaxation, 0 ≤ θ ≤ 1.
+    theta : float or Tensor
+        Over-relaxation, 0 ≤ θ ≤ 1. ``tau``, ``sigma`` and ``theta`` may be
+        0-d tensors or (T,) tensors of per-iteration values; with
+        ``requires_grad`` they receive exact gradients (learnable steps,
+        docs/method.md §12; the condition τσL² ≤ 1 must hold at every
+        iteration).
     backend : {"auto", "triton", "torch"}
         "auto": Triton kernels on CUDA, the PyTorch path on CPU. "triton" on
         CPU tensors needs ``TRITON_INTERPRET=1`` (slow; for tests). With an
@@ -122,6 +126,14 @@ def pdhg(
     boundary : {"periodic", "neumann"}
         Forward differences that wrap around (docs/method.md §2), or that are
         zero across the edge (Neumann; docs/method.md §10).
+    tv : {"anisotropic", "isotropic"}
+        ``"anisotropic"`` (the default): ‖Λ∘∇x‖₁, each difference weighed
+        on its own, with the 2-bit clip-state backward. ``"isotropic"``:
+        Σ Λ·|∇x| with |∇x| the Euclidean length of the gradient at a pixel
+        (for complex x over the real and imaginary parts together), which
+        takes a one-channel Λ. Isotropic TV, and any tensor step, use the
+        checkpointed recompute backward (docs/method.md §12): the state every
+        ≈√T iterations and one more forward, exact gradients.
     compile : bool or None
         Whether the PyTorch path runs its steps through ``torch.compile``
         (seconds to compile, then several times faster per iteration). None

@@ -1,4 +1,4 @@
-r"""Isotropic TV and learnable step sizes: PDHG with a checkpointed recompute backward (docs/method.md §11).
+r"""Isotropic TV and learnable step sizes: PDHG with a checkpointed recompute backward (docs/method.md §12).
 
 The clip-state backward of :mod:`tvfast.solver.autograd` needs only 2 bits
 per dual entry because the Jacobian of the anisotropic clip is a 0/1
@@ -9,7 +9,7 @@ every s ≈ √(T·c/r) iterations (c: bytes of a state, r: bytes recorded per
 iteration) and, in the backward, recomputes each segment of s iterations
 from its checkpoint, recording what the adjoint needs (u for the
 projection; the iterates when a step needs a gradient), then runs the
-adjoint of docs/method.md §11 back through the segment. The recomputed
+adjoint of docs/method.md §12 back through the segment. The recomputed
 iterates are bit-identical to the forward's, so the gradient is exact; the
 memory is O(√T) states instead of autograd's O(T), for about one more
 forward pass of time.
@@ -42,7 +42,7 @@ import torch
 
 from tvfast.solver.differences import forward_differences, forward_differences_T
 
-__all__ = ["StepSchedule", "TorchIteration", "segment_length", "run_forward", "run_backward", "project",
+__all__ = ["StepSchedule", "TorchIteration", "DataTerm", "segment_length", "run_forward", "run_backward", "project",
            "project_adjoint", "TV_KINDS"]
 
 TV_KINDS = ("anisotropic", "isotropic")
@@ -299,14 +299,30 @@ def as_numbers(tau, sigma, theta) -> tuple[float, float, float]:
     return tuple(float(v) if isinstance(v, torch.Tensor) else v for v in (tau, sigma, theta))
 
 
-def _denoise_engine(z, lam, steps: StepSchedule, tv: str, boundary: str, backend: str):
-    """The fused engine where it can run (CPU, real, no step gradient), else the PyTorch one."""
-    n_axes = z.dim() - 1
-    if backend == "numba" and not any(steps.needs_grad):
+def _compiled_engine(start, lam, steps: StepSchedule, tv: str, boundary: str, backend: str, parts: int = 1,
+                     data=None):
+    """The engine of compiled kernels for a backend where one runs this case, else None.
+
+    The fused CPU engine: real TV batches, either TV. The Triton engine:
+    isotropic TV, real or complex. Neither computes step gradients.
+    """
+    if any(steps.needs_grad):
+        return None
+    if backend == "numba" and parts == 1:
         from tvfast.solver import fused
 
-        return fused.RecomputeEngine(z, lam, tv, steps, neumann=boundary == "neumann")
-    return TorchIteration(z, lam, n_axes, tv, steps, boundary=boundary)
+        return fused.RecomputeEngine(start, lam, tv, steps, neumann=boundary == "neumann", data=data)
+    if backend == "triton" and tv == "isotropic":
+        from tvfast.kernels.recompute import RecomputeEngine
+
+        return RecomputeEngine(start, lam, steps, parts=parts, neumann=boundary == "neumann", data=data)
+    return None
+
+
+def _denoise_engine(z, lam, steps: StepSchedule, tv: str, boundary: str, backend: str):
+    """The compiled engine where one runs this case, else the PyTorch one."""
+    engine = _compiled_engine(z, lam, steps, tv, boundary, backend)
+    return engine if engine is not None else TorchIteration(z, lam, z.dim() - 1, tv, steps, boundary=boundary)
 
 
 class _Denoise(torch.autograd.Function):
@@ -359,12 +375,53 @@ class _NormalOperator:
         return problem.to_tv(problem.operator.gram(problem.from_tv(v)))
 
 
+class DataTerm:
+    """The data term of a forward operator for the compiled engines, in PyTorch (docs/method.md §10, §12).
+
+    Forward: P_{k+1} = (P_k + σ(AᴴA x̄_k − Aᴴy))/(1+σ), the image-space dual.
+    Adjoint: from a = gx + (1+θ)gx̄, gP' = gP − τa, ∂/∂(Aᴴy) −= σ/(1+σ)·gP',
+    gP ← gP'/(1+σ); returns σ/(1+σ)·AᴴA gP', x̄'s share. Tensors are real TV
+    batches; each step makes new ones, so a checkpoint is a reference.
+    """
+
+    def __init__(self, normal: _NormalOperator):
+        self.normal = normal
+
+    def start(self):
+        self.P = torch.zeros_like(self.normal.adjoint_y)
+
+    def save(self):
+        return self.P
+
+    def load(self, P):
+        self.P = P
+
+    def forward(self, x_bar: torch.Tensor, sigma: float) -> torch.Tensor:
+        self.P = (self.P + sigma * (self.normal.normal(x_bar) - self.normal.adjoint_y)) / (1.0 + sigma)
+        return self.P
+
+    def adjoint_start(self):
+        self.gP = torch.zeros_like(self.normal.adjoint_y)
+        self.g_adjoint_y = torch.zeros_like(self.gP)
+
+    def adjoint(self, a: torch.Tensor, tau: float, sigma: float) -> torch.Tensor:
+        gP = self.gP - tau * a
+        ratio = sigma / (1.0 + sigma)
+        self.g_adjoint_y = self.g_adjoint_y - ratio * gP
+        self.gP = gP / (1.0 + sigma)
+        return ratio * self.normal.normal(gP)
+
+
 def _reconstruction_engine(lam, x0, problem, steps: StepSchedule, tv: str, boundary: str, adjoint_y):
-    data = _NormalOperator(problem, adjoint_y)
-    start = data.adjoint_y if x0 is None else problem.to_tv(x0.detach().to(problem.x_dtype))
-    lam_engine = problem.lam_tv(lam) if tv == "anisotropic" else problem.lam_frame(lam)
-    return TorchIteration(start, lam_engine.detach(), len(problem.x_shape) - 2, tv, steps, boundary=boundary,
-                          parts=2 if problem.is_complex else 1, data=data)
+    normal = _NormalOperator(problem, adjoint_y)
+    start = normal.adjoint_y if x0 is None else problem.to_tv(x0.detach().to(problem.x_dtype))
+    lam_engine = (problem.lam_tv(lam) if tv == "anisotropic" else problem.lam_frame(lam)).detach()
+    parts = 2 if problem.is_complex else 1
+    engine = _compiled_engine(start, lam_engine, steps, tv, boundary, problem.backend, parts, DataTerm(normal))
+    if engine is not None:
+        return engine
+    return TorchIteration(start, lam_engine, len(problem.x_shape) - 2, tv, steps, boundary=boundary, parts=parts,
+                          data=normal)
 
 
 class _Reconstruct(torch.autograd.Function):
@@ -378,7 +435,8 @@ class _Reconstruct(torch.autograd.Function):
         checkpoints, segment = run_forward(engine, problem.n_iter, keep=True)
         ctx.saved = (engine, checkpoints, segment, problem, tv, tuple(lam.shape), lam.dtype, y.shape, y.dtype,
                      x0 is None, steps)
-        return problem.from_tv(engine.result()).contiguous()
+        # a copy: the engine's state is recomputed in place in the backward
+        return problem.from_tv(engine.result()).clone(memory_format=torch.contiguous_format)
 
     @staticmethod
     def backward(ctx, grad_x):
@@ -402,7 +460,7 @@ class _Reconstruct(torch.autograd.Function):
 
 
 def reconstruct(y, lam, x0, problem, tau, sigma, theta, tv: str, boundary: str, adjoint_y=None) -> torch.Tensor:
-    """x_T of docs/method.md §10–§11 for the data y, the real Λ and the start x0 (None: Aᴴy), differentiable in
+    """x_T of docs/method.md §10, §12 for the data y, the real Λ and the start x0 (None: Aᴴy), differentiable in
     y, Λ, x0 and tensor steps, by the PyTorch engine (the operator runs in PyTorch)."""
     config = (problem, tv, boundary, adjoint_y)
     tensors = [t for t in (y, lam, x0, tau, sigma, theta) if isinstance(t, torch.Tensor)]

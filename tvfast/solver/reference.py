@@ -65,7 +65,7 @@ def pdhg_reference(
         The differences of ∇: wrapping, or zero across the edge.
     tv : {"anisotropic", "isotropic"}
         The clip of each dual entry to [−Λ, Λ], or the projection of each
-        pixel's dual vector onto the ball |q| ≤ Λ (docs/method.md §11; for
+        pixel's dual vector onto the ball |q| ≤ Λ (docs/method.md §12; for
         complex x the real and imaginary parts enter one norm).
 
     ``tau``, ``sigma`` and ``theta`` may also be 0-d or (T,) tensors (one
