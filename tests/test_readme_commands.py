@@ -129,7 +129,11 @@ def test_tvfast_command_parses(argv):
 
 def _repository_paths(words: list[str]) -> list[str]:
     """Words that name a file or folder of this repository: their first component is a top-level entry."""
-    top = {p.name for p in ROOT.iterdir() if p.name != ".git"}
+    import subprocess
+
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    # tracked entries only: a user's own folders (runs/, checkpoints) are not the repository's
+    top = {path.split("/")[0] for path in tracked} or {p.name for p in ROOT.iterdir() if p.name != ".git"}
     found = []
     for word in words:
         if word.startswith("-") or "$" in word or "://" in word:
