@@ -229,3 +229,16 @@ def test_bad_arguments_name_themselves(kwargs, error, words):
     args = {"Lambda": 0.1, **kwargs}
     with pytest.raises(error, match=words.replace("(", r"\(").replace(")", r"\)")):
         tvfast.pdhg(torch.rand(1, 1, 8, 8), args.pop("Lambda"), 10, **args)
+
+
+def test_lambda_net_keeps_its_tv_in_its_config():
+    from tvfast.models.lambda_net import LambdaNet
+    from tvfast.models.unet import UNet
+
+    model = LambdaNet(UNet(base_channels=4, depth=2), n_iter=4, tv="isotropic")
+    assert LambdaNet.from_config(model.config).tv == "isotropic"
+    assert LambdaNet.from_config({k: v for k, v in model.config.items() if k != "tv"}).tv == "anisotropic"
+    with pytest.raises(ValueError, match="tv: isotropic TV takes one"):
+        LambdaNet(UNet(base_channels=4, depth=2), n_iter=4, tv="isotropic", directional=True)
+    with pytest.raises(ValueError, match="tv: expected"):
+        LambdaNet(UNet(base_channels=4, depth=2), n_iter=4, tv="l2")

@@ -126,6 +126,22 @@ def test_clean_errors_for_missing_inputs(data, tmp_path, capsys):
     assert "absent" in capsys.readouterr().err
 
 
+def test_isotropic_training_writes_an_isotropic_model(data, tmp_path):
+    """--tv isotropic: the model file says so, and the loaded model solves with isotropic TV."""
+    from tvfast.models.lambda_net import LambdaNet
+
+    out = tmp_path / "iso"
+    assert main(["--data", str(data / "train"), "--val", str(data / "val"), "--out", str(out), "--iters", "4",
+                 "--base-channels", "4", "--depth", "2", "--epochs", "1", "--tv", "isotropic"]) == 0
+    model = LambdaNet.load_pretrained(out / "best.safetensors")
+    assert model.tv == "isotropic"
+    z = torch.rand(1, 1, 24, 24)
+    with torch.no_grad():
+        x, lam = model.denoise(z)
+        expected = tvfast.pdhg(z, lam, 4, tv="isotropic")
+    torch.testing.assert_close(x, expected)
+
+
 def test_full_resolution_images_of_different_sizes(tmp_path):
     """--size 0 trains on each image as read (here 3 sizes), one image per step."""
     rng = np.random.default_rng(1)
@@ -150,6 +166,8 @@ def test_full_resolution_images_of_different_sizes(tmp_path):
     (["--checkpoint-every", "0"], "--checkpoint-every must be >= 1"),
     (["--precision", "fp16"], "invalid choice: 'fp16'"),
     (["--size", "0", "--patch-size", "40"], "--patch-size 40 exceeds image"),
+    (["--tv", "isotropic", "--directional"], "--tv isotropic takes one"),
+    (["--tv", "l1"], "invalid choice: 'l1'"),
 ])
 def test_size_errors(data, tmp_path, capsys, extra, match):
     with pytest.raises(SystemExit):
