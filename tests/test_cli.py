@@ -745,3 +745,21 @@ def test_denoise_makes_the_default_call(tmp_path, monkeypatch, tiny_weights, how
     how_args = ["--lambda", "0.05"] if how == "lambda" else ["--weights", str(tiny_weights)]
     assert main(["denoise", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--iters", "4", *how_args]) == 0
     assert asked == [None, None]
+
+
+def test_isotropic_scalar_denoising(tmp_path):
+    """--tv isotropic with --lambda writes what tvfast.pdhg(…, tv="isotropic") gives; with the model it is refused."""
+    import torch
+
+    import tvfast
+    from tvfast.io.images import read_image
+
+    src = write_npy(tmp_path / "a.npy")
+    target = tmp_path / "a_iso.npy"
+    assert_ok(run_cli("denoise", src, "-o", target, "--lambda", "0.05", "--iters", "20", "--tv", "isotropic",
+                      cwd=tmp_path))
+    z = torch.from_numpy(np.load(src))[None, None]
+    expected = tvfast.pdhg(z, 0.05, 20, tv="isotropic")[0, 0].numpy()
+    np.testing.assert_allclose(read_image(target).pixels, expected, rtol=0, atol=1e-6)
+    assert_usage_error(run_cli("denoise", src, "-o", tmp_path / "b.npy", "--tv", "isotropic", cwd=tmp_path),
+                       "--tv: only used with --lambda")

@@ -127,11 +127,12 @@ def load_lambda_map(path: str) -> np.ndarray:
 
 
 def denoise_job(job: DenoiseJob, *, model=None, lam_value=None, lam_map=None, n_iter: int = 256,
-                save_lambda: bool = False, compare: bool = False, device="cpu", compile: bool | None = None) -> None:
+                save_lambda: bool = False, compare: bool = False, device="cpu", compile: bool | None = None,
+                tv: str = "anisotropic") -> None:
     """Denoise one file. Exactly one of ``model``, ``lam_value``, ``lam_map`` is given.
 
-    ``compile`` is passed to :func:`tvfast.pdhg` for ``lam_value`` / ``lam_map``
-    (a ``model`` solves with its own ``solver_compile``).
+    ``compile`` and ``tv`` are passed to :func:`tvfast.pdhg` for ``lam_value`` / ``lam_map``
+    (a ``model`` solves with its own ``solver_compile`` and ``tv``).
     """
     image = read_image(job.source)
     pixels = image.pixels
@@ -149,7 +150,7 @@ def denoise_job(job: DenoiseJob, *, model=None, lam_value=None, lam_map=None, n_
         else:
             lam = float(lam_value)
         if model is None:
-            x = tvfast.pdhg(z, lam, n_iter, compile=compile)
+            x = tvfast.pdhg(z, lam, n_iter, compile=compile, tv=tv)
     result = x[:, 0].cpu().numpy()
     result = result[0] if pixels.ndim == 2 else np.moveaxis(result, 0, -1)
     write_image(job.target, result, image.dtype)
@@ -215,11 +216,13 @@ def load_volume_lambda(path: str) -> np.ndarray:
 
 
 def denoise_volume(source: Path, target: Path, *, lam_value: float | None = None, lam_map: np.ndarray | None = None,
-                   model=None, n_iter: int = 256, device="cpu", save_lambda: bool = False) -> np.ndarray:
+                   model=None, n_iter: int = 256, device="cpu", save_lambda: bool = False,
+                   tv: str = "anisotropic") -> np.ndarray:
     """Denoise the volume file ``source`` into ``target`` with 3-D TV (docs/method.md §9).
 
     Exactly one of ``lam_value``, ``lam_map`` ((1|3, D, H, W)) or ``model`` (a
-    3-D Λ-map model with ``denoise(z, n_iter) -> (x, Λ)``) is given. The file
+    3-D Λ-map model with ``denoise(z, n_iter) -> (x, Λ)``) is given; ``tv``
+    is the TV of ``lam_value`` / ``lam_map``. The file
     is read by :func:`tvfast.io.volumes.read_volume` and written back in its
     format and sample type. With ``save_lambda`` the Λ used is written next to
     the target as ``NAME_lambda.npy`` ((1|3, D, H, W)). Returns the denoised
@@ -235,10 +238,10 @@ def denoise_volume(source: Path, target: Path, *, lam_value: float | None = None
                 raise ValueError(f"--lambda-map: map is {'×'.join(map(str, lam_map.shape[1:]))}, volume {source} is "
                                  f"{'×'.join(map(str, z.shape[2:]))}")
             lam = torch.from_numpy(lam_map).to(device)[None]
-            x = tvfast.pdhg(z, lam, n_iter)
+            x = tvfast.pdhg(z, lam, n_iter, tv=tv)
         else:
             lam = float(lam_value)
-            x = tvfast.pdhg(z, lam, n_iter)
+            x = tvfast.pdhg(z, lam, n_iter, tv=tv)
     result = x[0, 0].cpu().numpy()
     write_volume(target, result, volume.dtype)
     if save_lambda:

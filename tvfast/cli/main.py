@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--lambda-map", default=None, help="Λ map file (.npy (H,W)/(2,H,W), or an image)")
     d.add_argument("--weights", default=None, help="a model from 'tvfast train' (.safetensors) instead of the shipped one")
     d.add_argument("--iters", type=int, default=256, help="PDHG iterations (default 256)")
+    d.add_argument("--tv", choices=("anisotropic", "isotropic"), default=None,
+                   help="the TV of --lambda / --lambda-map (default anisotropic; isotropic takes a one-channel map); "
+                        "a model solves with its own")
     d.add_argument("--volume", action="store_true",
                    help="each input is one volume or (x, y, t) sequence: a (D, H, W) .npy or a multi-page TIFF, "
                         "denoised with 3-D TV (differences along D, H and W); use --lambda, a (D, H, W) or "
@@ -126,9 +129,14 @@ def _cmd_denoise(args) -> int:
     lam_map = load_lambda_map(args.lambda_map) if args.lambda_map else None
     model = None
     if args.lam is None and lam_map is None:
+        if args.tv is not None:
+            raise UsageError("--tv: only used with --lambda / --lambda-map; a model solves with the TV it was "
+                             "trained with")
         model = _load_model(args.weights, device, args.precision)
     elif args.weights:
         raise UsageError("--weights: only used with the learned model, not with --lambda / --lambda-map")
+    if args.tv == "isotropic" and lam_map is not None and lam_map.shape[0] != 1:
+        raise UsageError(f"--lambda-map: isotropic TV takes one map (H, W), got {lam_map.shape[0]} channels")
     progress = jobs
     if len(jobs) > 1:
         from tqdm import tqdm
@@ -136,7 +144,7 @@ def _cmd_denoise(args) -> int:
         progress = tqdm(jobs, desc="denoise", unit="image")
     for job in progress:
         denoise_job(job, model=model, lam_value=args.lam, lam_map=lam_map, n_iter=args.iters,
-                    save_lambda=args.save_lambda, compare=args.compare, device=device)
+                    save_lambda=args.save_lambda, compare=args.compare, device=device, tv=args.tv or "anisotropic")
         if len(jobs) == 1:
             print(f"wrote {job.target}")
     return 0
@@ -166,6 +174,10 @@ def _denoise_volumes(args) -> int:
     model = None
     if (args.lam is not None or lam_map is not None) and args.weights:
         raise UsageError("--weights: only used with a learned model, not with --lambda / --lambda-map")
+    if args.tv is not None and args.lam is None and lam_map is None:
+        raise UsageError("--tv: only used with --lambda / --lambda-map; a model solves with the TV it was trained with")
+    if args.tv == "isotropic" and lam_map is not None and lam_map.shape[0] != 1:
+        raise UsageError(f"--lambda-map: isotropic TV takes one map (D, H, W), got {lam_map.shape[0]} channels")
     if args.lam is None and lam_map is None:
         if args.weights is None:
             raise UsageError("--volume: the shipped model is 2-D; give --lambda, --lambda-map or --weights of a "
@@ -189,7 +201,7 @@ def _denoise_volumes(args) -> int:
         model.set_precision(resolve_precision(args.precision, device))
     for job in jobs:
         denoise_volume(job.source, job.target, lam_value=args.lam, lam_map=lam_map, model=model,
-                       n_iter=args.iters, device=device, save_lambda=args.save_lambda)
+                       n_iter=args.iters, device=device, save_lambda=args.save_lambda, tv=args.tv or "anisotropic")
         print(f"wrote {job.target}")
     return 0
 
