@@ -96,10 +96,11 @@ def _kind(dtype: torch.dtype):
 
 
 def _params(dtype: torch.dtype, tau: float, sigma: float, theta: float) -> np.ndarray:
-    """(τ, σ, θ, 1+σ, σ/(1+σ), 1+θ, 0) in the solve's dtype; 1+σ is added in that dtype, as the Triton kernels do."""
+    """(τ, σ, θ, 1+σ, σ/(1+σ), 1+θ, 0, 1) in the solve's dtype; 1+σ is added in that dtype, as the Triton kernels
+    do. The constants 0 and 1 are read from here so that float32 kernels never mix in float64 literals."""
     kind = _kind(dtype)
     one_sigma = kind(1.0) + kind(sigma)
-    return np.array([tau, sigma, theta, one_sigma, sigma / (1.0 + sigma), 1.0 + theta, 0.0], dtype=kind)
+    return np.array([tau, sigma, theta, one_sigma, sigma / (1.0 + sigma), 1.0 + theta, 0.0, 1.0], dtype=kind)
 
 
 def _check(t: torch.Tensor, name: str) -> int:

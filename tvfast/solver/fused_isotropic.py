@@ -20,7 +20,9 @@ is the Neumann one (docs/method.md §10, §12).
 
 Arrays as in :mod:`tvfast.solver.fused_kernels`: x̄, q_a, gx, gx̄, gq_a (B, *S)
 C-contiguous, Λ (Bl, 1, *S) with Bl = B or 1, records u_a (B, *S), gΛ
-(B, 1, *S); ``prm`` = (τ, σ, θ, 1+σ, σ/(1+σ), 1+θ, 0).
+(B, 1, *S); ``prm`` = (τ, σ, θ, 1+σ, σ/(1+σ), 1+θ, 0, 1): the constants 0 and 1
+come from there, in the arrays' dtype (a float64 literal would turn a
+float32 kernel's arithmetic into float64).
 """
 
 from __future__ import annotations
@@ -39,9 +41,9 @@ _INLINE = dict(fastmath=_FLAGS, cache=True, inline="always", error_model="numpy"
 
 
 @njit(**_INLINE)
-def _scale(norm, lam):
+def _scale(norm, lam, one):
     """Λ/|u| where |u| > Λ, else 1 (a select: the division's value is unused where |u| ≤ Λ)."""
-    return lam / norm if norm > lam else 1.0
+    return lam / norm if norm > lam else one
 
 
 @njit(**_INLINE)
@@ -64,8 +66,8 @@ def _u2(xb, q0, q1, b, i, i1, j, j1, sigma):
 
 
 @njit(**_INLINE)
-def _project2(q0, q1, u0, u1, lam, b, i, j):
-    s = _scale(math.sqrt(u0 * u0 + u1 * u1), lam)
+def _project2(q0, q1, u0, u1, lam, b, i, j, one):
+    s = _scale(math.sqrt(u0 * u0 + u1 * u1), lam, one)
     q0[b, i, j] = u0 * s
     q1[b, i, j] = u1 * s
 
@@ -73,7 +75,7 @@ def _project2(q0, q1, u0, u1, lam, b, i, j):
 @njit(**_JIT)
 def dual2d_iso(xb, q0, q1, lam, neumann, prm):
     """q ← u·min(1, Λ/|u|) in place, u = q + σ∇x̄ (a solve without a backward)."""
-    sigma = prm[1]
+    sigma, one = prm[1], prm[7]
     n_img, height, width = xb.shape
     shared = lam.shape[0] == 1
     for row in prange(n_img * height):
@@ -83,16 +85,16 @@ def dual2d_iso(xb, q0, q1, lam, neumann, prm):
         i1 = _next(i, height, neumann)
         for j in range(width - 1):
             u0, u1 = _u2(xb, q0, q1, b, i, i1, j, j + 1, sigma)
-            _project2(q0, q1, u0, u1, lam[lb, 0, i, j], b, i, j)
+            _project2(q0, q1, u0, u1, lam[lb, 0, i, j], b, i, j, one)
         j = width - 1
         u0, u1 = _u2(xb, q0, q1, b, i, i1, j, _next(j, width, neumann), sigma)
-        _project2(q0, q1, u0, u1, lam[lb, 0, i, j], b, i, j)
+        _project2(q0, q1, u0, u1, lam[lb, 0, i, j], b, i, j, one)
 
 
 @njit(**_JIT)
 def dual2d_iso_record(xb, q0, q1, lam, u0_rec, u1_rec, neumann, prm):
     """:func:`dual2d_iso`, and u_a into ``u0_rec``, ``u1_rec`` (B, H, W)."""
-    sigma = prm[1]
+    sigma, one = prm[1], prm[7]
     n_img, height, width = xb.shape
     shared = lam.shape[0] == 1
     for row in prange(n_img * height):
@@ -104,12 +106,12 @@ def dual2d_iso_record(xb, q0, q1, lam, u0_rec, u1_rec, neumann, prm):
             u0, u1 = _u2(xb, q0, q1, b, i, i1, j, j + 1, sigma)
             u0_rec[b, i, j] = u0
             u1_rec[b, i, j] = u1
-            _project2(q0, q1, u0, u1, lam[lb, 0, i, j], b, i, j)
+            _project2(q0, q1, u0, u1, lam[lb, 0, i, j], b, i, j, one)
         j = width - 1
         u0, u1 = _u2(xb, q0, q1, b, i, i1, j, _next(j, width, neumann), sigma)
         u0_rec[b, i, j] = u0
         u1_rec[b, i, j] = u1
-        _project2(q0, q1, u0, u1, lam[lb, 0, i, j], b, i, j)
+        _project2(q0, q1, u0, u1, lam[lb, 0, i, j], b, i, j, one)
 
 
 @njit(**_INLINE)
@@ -122,13 +124,14 @@ def _adjoint_px2(gx, gxb, gq0, gq1, glam, u0_rec, u1_rec, lam, b, i, i1, j, j1, 
     u1 = u1_rec[b, i, j]
     norm = math.sqrt(u0 * u0 + u1 * u1)
     active = norm > lam
-    n0 = u0 / norm
-    n1 = u1 / norm
+    inv = prm[7] / norm  # one division (unused where |u| ≤ Λ)
+    n0 = u0 * inv
+    n1 = u1 * inv
     dot = n0 * g0 + n1 * g1
-    r = lam / norm
+    r = lam * inv
     gq0[b, i, j] = r * (g0 - n0 * dot) if active else g0
     gq1[b, i, j] = r * (g1 - n1 * dot) if active else g1
-    glam[b, 0, i, j] += dot if active else 0.0
+    glam[b, 0, i, j] += dot if active else prm[6]
 
 
 @njit(**_JIT)
@@ -161,8 +164,8 @@ def _u3(xb, q0, q1, q2, b, d, d1, i, i1, j, j1, sigma):
 
 
 @njit(**_INLINE)
-def _project3(q0, q1, q2, u0, u1, u2, lam, b, d, i, j):
-    s = _scale(math.sqrt((u0 * u0 + u1 * u1) + u2 * u2), lam)
+def _project3(q0, q1, q2, u0, u1, u2, lam, b, d, i, j, one):
+    s = _scale(math.sqrt((u0 * u0 + u1 * u1) + u2 * u2), lam, one)
     q0[b, d, i, j] = u0 * s
     q1[b, d, i, j] = u1 * s
     q2[b, d, i, j] = u2 * s
@@ -179,7 +182,7 @@ def _volume_row(row, depth, height):
 @njit(**_JIT)
 def dual3d_iso(xb, q0, q1, q2, lam, neumann, prm):
     """:func:`dual2d_iso` for volumes."""
-    sigma = prm[1]
+    sigma, one = prm[1], prm[7]
     n_img, depth, height, width = xb.shape
     shared = lam.shape[0] == 1
     for row in prange(n_img * depth * height):
@@ -189,16 +192,16 @@ def dual3d_iso(xb, q0, q1, q2, lam, neumann, prm):
         i1 = _next(i, height, neumann)
         for j in range(width - 1):
             u0, u1, u2 = _u3(xb, q0, q1, q2, b, d, d1, i, i1, j, j + 1, sigma)
-            _project3(q0, q1, q2, u0, u1, u2, lam[lb, 0, d, i, j], b, d, i, j)
+            _project3(q0, q1, q2, u0, u1, u2, lam[lb, 0, d, i, j], b, d, i, j, one)
         j = width - 1
         u0, u1, u2 = _u3(xb, q0, q1, q2, b, d, d1, i, i1, j, _next(j, width, neumann), sigma)
-        _project3(q0, q1, q2, u0, u1, u2, lam[lb, 0, d, i, j], b, d, i, j)
+        _project3(q0, q1, q2, u0, u1, u2, lam[lb, 0, d, i, j], b, d, i, j, one)
 
 
 @njit(**_JIT)
 def dual3d_iso_record(xb, q0, q1, q2, lam, u0_rec, u1_rec, u2_rec, neumann, prm):
     """:func:`dual3d_iso`, and u_a into the records (B, D, H, W)."""
-    sigma = prm[1]
+    sigma, one = prm[1], prm[7]
     n_img, depth, height, width = xb.shape
     shared = lam.shape[0] == 1
     for row in prange(n_img * depth * height):
@@ -211,13 +214,13 @@ def dual3d_iso_record(xb, q0, q1, q2, lam, u0_rec, u1_rec, u2_rec, neumann, prm)
             u0_rec[b, d, i, j] = u0
             u1_rec[b, d, i, j] = u1
             u2_rec[b, d, i, j] = u2
-            _project3(q0, q1, q2, u0, u1, u2, lam[lb, 0, d, i, j], b, d, i, j)
+            _project3(q0, q1, q2, u0, u1, u2, lam[lb, 0, d, i, j], b, d, i, j, one)
         j = width - 1
         u0, u1, u2 = _u3(xb, q0, q1, q2, b, d, d1, i, i1, j, _next(j, width, neumann), sigma)
         u0_rec[b, d, i, j] = u0
         u1_rec[b, d, i, j] = u1
         u2_rec[b, d, i, j] = u2
-        _project3(q0, q1, q2, u0, u1, u2, lam[lb, 0, d, i, j], b, d, i, j)
+        _project3(q0, q1, q2, u0, u1, u2, lam[lb, 0, d, i, j], b, d, i, j, one)
 
 
 @njit(**_INLINE)
@@ -232,15 +235,16 @@ def _adjoint_px3(gx, gxb, gq0, gq1, gq2, glam, u0_rec, u1_rec, u2_rec, lam, b, d
     u2 = u2_rec[b, d, i, j]
     norm = math.sqrt((u0 * u0 + u1 * u1) + u2 * u2)
     active = norm > lam
-    n0 = u0 / norm
-    n1 = u1 / norm
-    n2 = u2 / norm
+    inv = prm[7] / norm  # one division (unused where |u| ≤ Λ)
+    n0 = u0 * inv
+    n1 = u1 * inv
+    n2 = u2 * inv
     dot = (n0 * g0 + n1 * g1) + n2 * g2
-    r = lam / norm
+    r = lam * inv
     gq0[b, d, i, j] = r * (g0 - n0 * dot) if active else g0
     gq1[b, d, i, j] = r * (g1 - n1 * dot) if active else g1
     gq2[b, d, i, j] = r * (g2 - n2 * dot) if active else g2
-    glam[b, 0, d, i, j] += dot if active else 0.0
+    glam[b, 0, d, i, j] += dot if active else prm[6]
 
 
 @njit(**_JIT)
