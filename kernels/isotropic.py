@@ -41,7 +41,10 @@ bounds checking), and neighbour indices are wrapped before any address is
 formed: periodic, or with ``NEUMANN`` the last index is its own forward
 neighbour, so the wrapping difference is 0 and q_a, gq_a stay 0 there.
 
-Step sizes come as a (4,) tensor τ, σ, θ, σ/(1+σ) in the data's dtype, as
+Sizes of the batch (``total``, ``plane``) come from the host, so that they are
+int64 when they exceed int32 (products of int32 arguments would wrap).
+Square roots and divisions are correctly rounded (``tl.sqrt_rn``,
+``tl.div_rn`` in float32), as on the CPU paths. Step sizes come as a (4,) tensor τ, σ, θ, σ/(1+σ) in the data's dtype, as
 for the clip-state kernels (:func:`tvfast.kernels.common.load_step_sizes`).
 """
 
@@ -53,6 +56,22 @@ import triton.language as tl
 from tvfast.kernels.common import load_step_sizes
 
 __all__ = ["iso_dual", "primal", "iso_adjoint_dual", "adjoint_primal"]
+
+
+@triton.jit
+def _sqrt(x):
+    """√x correctly rounded: on NVIDIA GPUs float32 ``tl.sqrt`` is an approximation (the CPU paths' is not)."""
+    if x.dtype == tl.float32:
+        return tl.sqrt_rn(x)
+    return tl.sqrt(x)
+
+
+@triton.jit
+def _div(a, b):
+    """a / b correctly rounded (float32 ``/`` is approximate on NVIDIA GPUs)."""
+    if a.dtype == tl.float32:
+        return tl.div_rn(a, b)
+    return a / b
 
 
 @triton.jit
@@ -80,15 +99,13 @@ def _backward_step_of(k, n):
 
 
 @triton.jit
-def iso_dual(xb_ptr, q_ptr, lam_ptr, u_ptr, n_img, D, H, W, lam_sb, lam_sd, lam_sh, lam_sw, params_ptr,
+def iso_dual(xb_ptr, q_ptr, lam_ptr, u_ptr, total, plane, D, H, W, lam_sb, lam_sd, lam_sh, lam_sw, params_ptr,
              N_AXES: tl.constexpr, PARTS: tl.constexpr, NEUMANN: tl.constexpr, RECORD: tl.constexpr,
              BLOCK: tl.constexpr):
     idx = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    total = n_img * D * H * W  # elements of one part
-    mask = idx < total
+    mask = idx < total  # total: elements of one part (B·D·H·W), plane = PARTS·total: of one axis plane of q
     b, d, i, j = _coords(idx, D, H, W)
     _, sigma, _, _ = load_step_sizes(params_ptr)
-    plane = PARTS * total  # elements of one axis plane of q
     o_w = idx + _forward_step_of(j, W, NEUMANN)
     o_h = idx + _forward_step_of(i, H, NEUMANN) * W
     o_d = idx + _forward_step_of(d, D, NEUMANN) * (H * W)
@@ -108,9 +125,9 @@ def iso_dual(xb_ptr, q_ptr, lam_ptr, u_ptr, n_img, D, H, W, lam_sb, lam_sd, lam_
                 tl.load(xb_ptr + c * total + o_d, mask=mask, other=0.0) - xh)
             norm2 = norm2 + ud * ud
         norm2 = norm2 + uh * uh + uw * uw
-    norm = tl.sqrt(norm2)
+    norm = _sqrt(norm2)
     active = norm > lam
-    scale = tl.where(active, lam / tl.where(active, norm, 1.0), 1.0)
+    scale = tl.where(active, _div(lam, tl.where(active, norm, 1.0)), 1.0)
     for c in tl.static_range(PARTS):  # the same u again (cached loads), projected
         at = c * total + idx
         xh = tl.load(xb_ptr + at, mask=mask, other=0.0)
@@ -147,18 +164,17 @@ def _grad_t(q_ptr, idx, mask, d, i, j, D, H, W, plane, N_AXES: tl.constexpr):
 
 
 @triton.jit
-def primal(x_ptr, xb_ptr, p_ptr, q_ptr, z_ptr, n_tv, D, H, W, params_ptr, N_AXES: tl.constexpr,
+def primal(x_ptr, xb_ptr, p_ptr, q_ptr, z_ptr, plane, D, H, W, params_ptr, N_AXES: tl.constexpr,
            DATA_STEP: tl.constexpr, BLOCK: tl.constexpr):
     idx = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    plane = n_tv * D * H * W
-    mask = idx < plane
+    mask = idx < plane  # plane: elements of the TV batch (N·D·H·W)
     _, d, i, j = _coords(idx, D, H, W)
     tau, sigma, theta, _ = load_step_sizes(params_ptr)
     grad_t_q = _grad_t(q_ptr, idx, mask, d, i, j, D, H, W, plane, N_AXES)
     p = tl.load(p_ptr + idx, mask=mask, other=0.0)  # with DATA_STEP: Aᴴp_{k+1}, read only
     if not DATA_STEP:
         z = tl.load(z_ptr + idx, mask=mask, other=0.0)
-        p = (p + sigma * (tl.load(xb_ptr + idx, mask=mask, other=0.0) - z)) / (1.0 + sigma)
+        p = _div(p + sigma * (tl.load(xb_ptr + idx, mask=mask, other=0.0) - z), 1.0 + sigma)
         tl.store(p_ptr + idx, p, mask=mask)
     x = tl.load(x_ptr + idx, mask=mask, other=0.0)
     x_new = x - tau * p - tau * grad_t_q
@@ -172,16 +188,14 @@ def _a(gx_ptr, gxb_ptr, at, one_theta, mask):
 
 
 @triton.jit
-def iso_adjoint_dual(gx_ptr, gxb_ptr, gq_ptr, glam_ptr, u_ptr, lam_ptr, n_img, D, H, W, lam_sb, lam_sd, lam_sh,
-                     lam_sw, params_ptr, N_AXES: tl.constexpr, PARTS: tl.constexpr, NEUMANN: tl.constexpr,
+def iso_adjoint_dual(gx_ptr, gxb_ptr, gq_ptr, glam_ptr, u_ptr, lam_ptr, total, plane, D, H, W, lam_sb, lam_sd,
+                     lam_sh, lam_sw, params_ptr, N_AXES: tl.constexpr, PARTS: tl.constexpr, NEUMANN: tl.constexpr,
                      BLOCK: tl.constexpr):
     idx = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    total = n_img * D * H * W
     mask = idx < total
     b, d, i, j = _coords(idx, D, H, W)
     tau, _, theta, _ = load_step_sizes(params_ptr)
     one_theta = 1.0 + theta
-    plane = PARTS * total
     o_w = idx + _forward_step_of(j, W, NEUMANN)
     o_h = idx + _forward_step_of(i, H, NEUMANN) * W
     o_d = idx + _forward_step_of(d, D, NEUMANN) * (H * W)
@@ -209,11 +223,11 @@ def iso_adjoint_dual(gx_ptr, gxb_ptr, gq_ptr, glam_ptr, u_ptr, lam_ptr, n_img, D
             ug = ug + ud * gd
         norm2 = norm2 + uh * uh + uw * uw
         ug = ug + uh * gh + uw * gw
-    norm = tl.sqrt(norm2)
+    norm = _sqrt(norm2)
     active = norm > lam
     safe = tl.where(active, norm, 1.0)
-    dot = ug / safe  # n·g
-    r = lam / safe
+    dot = _div(ug, safe)  # n·g
+    r = _div(lam, safe)
     for c in tl.static_range(PARTS):  # gu = r(g − n(n·g)) where active, else g
         at = c * total + idx
         a = _a(gx_ptr, gxb_ptr, at, one_theta, mask)
@@ -227,18 +241,17 @@ def iso_adjoint_dual(gx_ptr, gxb_ptr, gq_ptr, glam_ptr, u_ptr, lam_ptr, n_img, D
             gd = tl.load(gq_ptr + at, mask=mask, other=0.0) - tau * (
                 _a(gx_ptr, gxb_ptr, c * total + o_d, one_theta, mask) - a)
             ud = tl.load(u_ptr + at, mask=mask, other=0.0)
-            tl.store(gq_ptr + at, tl.where(active, r * (gd - ud / safe * dot), gd), mask=mask)
-        tl.store(gqh_ptr + at, tl.where(active, r * (gh - uh / safe * dot), gh), mask=mask)
-        tl.store(gqw_ptr + at, tl.where(active, r * (gw - uw / safe * dot), gw), mask=mask)
+            tl.store(gq_ptr + at, tl.where(active, r * (gd - _div(ud, safe) * dot), gd), mask=mask)
+        tl.store(gqh_ptr + at, tl.where(active, r * (gh - _div(uh, safe) * dot), gh), mask=mask)
+        tl.store(gqw_ptr + at, tl.where(active, r * (gw - _div(uw, safe) * dot), gw), mask=mask)
     g_lam = tl.load(glam_ptr + idx, mask=mask, other=0.0)
     tl.store(glam_ptr + idx, g_lam + tl.where(active, dot, 0.0), mask=mask)
 
 
 @triton.jit
-def adjoint_primal(gx_ptr, gxb_ptr, gp_ptr, gz_ptr, gq_ptr, n_tv, D, H, W, params_ptr, N_AXES: tl.constexpr,
+def adjoint_primal(gx_ptr, gxb_ptr, gp_ptr, gz_ptr, gq_ptr, plane, D, H, W, params_ptr, N_AXES: tl.constexpr,
                    DATA_STEP: tl.constexpr, BLOCK: tl.constexpr):
     idx = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    plane = n_tv * D * H * W
     mask = idx < plane
     _, d, i, j = _coords(idx, D, H, W)
     tau, sigma, theta, ratio = load_step_sizes(params_ptr)
@@ -250,6 +263,6 @@ def adjoint_primal(gx_ptr, gxb_ptr, gp_ptr, gz_ptr, gq_ptr, n_tv, D, H, W, param
     else:
         gp = tl.load(gp_ptr + idx, mask=mask, other=0.0) - tau * a
         tl.store(gxb_ptr + idx, sigma * grad_t_gu + ratio * gp, mask=mask)
-        tl.store(gp_ptr + idx, gp / (1.0 + sigma), mask=mask)
+        tl.store(gp_ptr + idx, _div(gp, 1.0 + sigma), mask=mask)
         tl.store(gz_ptr + idx, tl.load(gz_ptr + idx, mask=mask, other=0.0) - ratio * gp, mask=mask)
     tl.store(gx_ptr + idx, a - theta * gxb_old, mask=mask)

@@ -54,8 +54,10 @@ class RecomputeEngine:
         self.checkpoint_bytes = (3 + self.n_axes) * item
         self.record_bytes = self.n_axes * item
         self._params = {}
-        self.img_grid = (triton.cdiv(self.n_img * self.dhw[0] * self.dhw[1] * self.dhw[2], BLOCK),)
-        self.tv_grid = (triton.cdiv(self.start_value.numel(), BLOCK),)
+        self.total = self.n_img * self.dhw[0] * self.dhw[1] * self.dhw[2]  # elements of one part
+        self.plane = self.start_value.numel()  # elements of the TV batch (one axis plane of q)
+        self.img_grid = (triton.cdiv(self.total, BLOCK),)
+        self.tv_grid = (triton.cdiv(self.plane, BLOCK),)
 
     def _prm(self, k: int) -> torch.Tensor:
         tau, sigma, theta = self.steps.at(k)
@@ -76,13 +78,16 @@ class RecomputeEngine:
         if self.data is not None:
             self.data.start()
 
+    def _state(self):
+        return (self.x, self.x_bar, self.q) if self.data is not None else (self.x, self.x_bar, self.p, self.q)
+
     def save(self):
-        state = [t.clone() for t in (self.x, self.x_bar, self.p, self.q)]
+        state = [t.clone() for t in self._state()]  # with a data term p is unused: P is the data's
         return state, (self.data.save() if self.data is not None else None)
 
     def load(self, checkpoint):
         state, data = checkpoint
-        for dst, src in zip((self.x, self.x_bar, self.p, self.q), state):
+        for dst, src in zip(self._state(), state):
             dst.copy_(src)
         if self.data is not None:
             self.data.load(data)
@@ -97,10 +102,10 @@ class RecomputeEngine:
         prm = self._prm(k)
         p = self.p if self.data is None else self.data.forward(self.x_bar, self.steps.at(k)[1]).contiguous()
         record = records[slot] if records is not None else self.q  # (unused without RECORD)
-        iso_dual[self.img_grid](self.x_bar, self.q, self.lam, record, self.n_img, *self.dhw, *self.lam_strides, prm,
+        iso_dual[self.img_grid](self.x_bar, self.q, self.lam, record, self.total, self.plane, *self.dhw, *self.lam_strides, prm,
                                 N_AXES=self.n_axes, PARTS=self.parts, NEUMANN=self.neumann,
                                 RECORD=records is not None, BLOCK=BLOCK, num_warps=NUM_WARPS)
-        primal[self.tv_grid](self.x, self.x_bar, p, self.q, self.start_value, self.n_tv, *self.dhw, prm,
+        primal[self.tv_grid](self.x, self.x_bar, p, self.q, self.start_value, self.plane, *self.dhw, prm,
                              N_AXES=self.n_axes, DATA_STEP=self.data is not None, BLOCK=BLOCK, num_warps=NUM_WARPS)
 
     def adjoint_start(self, grad_x: torch.Tensor):
@@ -117,10 +122,10 @@ class RecomputeEngine:
         handed = self.gp
         if self.data is not None:
             handed = self.data.adjoint(torch.add(self.gx, self.gx_bar, alpha=1.0 + theta), tau, sigma).contiguous()
-        iso_adjoint_dual[self.img_grid](self.gx, self.gx_bar, self.gq, self.glam, records[slot], self.lam, self.n_img,
-                                        *self.dhw, *self.lam_strides, prm, N_AXES=self.n_axes, PARTS=self.parts,
+        iso_adjoint_dual[self.img_grid](self.gx, self.gx_bar, self.gq, self.glam, records[slot], self.lam, self.total,
+                                        self.plane, *self.dhw, *self.lam_strides, prm, N_AXES=self.n_axes, PARTS=self.parts,
                                         NEUMANN=self.neumann, BLOCK=BLOCK, num_warps=NUM_WARPS)
-        adjoint_primal[self.tv_grid](self.gx, self.gx_bar, handed, self.gz, self.gq, self.n_tv, *self.dhw, prm,
+        adjoint_primal[self.tv_grid](self.gx, self.gx_bar, handed, self.gz, self.gq, self.plane, *self.dhw, prm,
                                      N_AXES=self.n_axes, DATA_STEP=self.data is not None, BLOCK=BLOCK,
                                      num_warps=NUM_WARPS)
 

@@ -242,3 +242,73 @@ def test_lambda_net_keeps_its_tv_in_its_config():
         LambdaNet(UNet(base_channels=4, depth=2), n_iter=4, tv="isotropic", directional=True)
     with pytest.raises(ValueError, match="tv: expected"):
         LambdaNet(UNet(base_channels=4, depth=2), n_iter=4, tv="l2")
+
+
+@pytest.mark.parametrize("backend, tv", [("numba", "anisotropic"), ("numba", "isotropic"), ("triton", "isotropic")])
+def test_compiled_engines_with_per_iteration_steps_match_autograd(backend, tv):
+    """Steps that vary but need no gradient run in the compiled engines; z and Λ get exact gradients."""
+    n_iter = 16
+    steps = {k: v.detach() for k, v in _steps(n_iter, per_iteration=True).items()}
+    z = torch.rand(2, 1, 10, 12, dtype=torch.float64, requires_grad=True)
+    lam = (0.1 * torch.rand(2, 1, 10, 12, dtype=torch.float64)).requires_grad_()
+    _compare(
+        {"z": z, "Lambda": lam},
+        lambda z, Lambda: tvfast.pdhg(z, Lambda, n_iter, tv=tv, backend=backend, **steps),
+        lambda z, Lambda: pdhg_reference(z, Lambda, n_iter, steps["tau"], steps["sigma"], steps["theta"], tv=tv),
+    )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_row_masked_mri_with_a_map_per_image(backend):
+    """Whole-row masks (the solver's swapped frame), a non-square complex image and one Λ per image."""
+    from tvfast.physics.mri import row_mask
+
+    gen = torch.Generator().manual_seed(5)
+    operator = MaskedFFT(row_mask(12, 3, generator=gen).reshape(12, 1).expand(12, 17))
+    y = operator(torch.rand(2, 1, 12, 17, generator=gen, dtype=torch.complex128)).requires_grad_()
+    lam = (0.05 * torch.rand(2, 1, 12, 17, generator=gen, dtype=torch.float64)).requires_grad_()
+    _compare(
+        {"y": y, "Lambda": lam},
+        lambda y, Lambda: tvfast.pdhg(y, Lambda, 15, operator=operator, tv="isotropic", backend=backend),
+        lambda y, Lambda: pdhg_reference(y, Lambda, 15, operator=operator, tv="isotropic"),
+    )
+
+
+def test_triton_agrees_with_the_fused_engine_in_float32():
+    z = torch.rand(2, 1, 20, 24, requires_grad=True)
+    lam = (0.1 * torch.rand(1, 1, 20, 24)).requires_grad_()
+    out = {}
+    for backend in ("numba", "triton"):
+        x = tvfast.pdhg(z, lam, 30, tv="isotropic", backend=backend)
+        out[backend] = (x, *torch.autograd.grad(x.square().sum(), (z, lam)))
+    for a, b in zip(out["numba"], out["triton"]):
+        assert _max_diff(a, b) < 1e-4 * max(1.0, b.abs().max().item())
+
+
+def test_inputs_changed_in_place_after_the_forward_are_refused():
+    z = torch.rand(1, 1, 8, 8, requires_grad=True)
+    lam = torch.full((1, 1, 8, 8), 0.1, requires_grad=True)
+    x = tvfast.pdhg(z, lam, 5, tv="isotropic")
+    with torch.no_grad():
+        lam.mul_(2)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        x.sum().backward()
+
+
+def test_a_second_backward_is_refused_with_a_clear_error():
+    z = torch.rand(1, 1, 8, 8, requires_grad=True)
+    x = tvfast.pdhg(z, 0.1, 5, tv="isotropic")
+    x.sum().backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="runs once per forward"):
+        x.sum().backward()
+
+
+def test_no_iterations_with_an_operator_and_step_tensors():
+    operator = MaskedFFT(torch.ones(8, 8, dtype=torch.bool))
+    y = operator(torch.rand(1, 1, 8, 8, dtype=torch.complex64)).requires_grad_()
+    x0 = torch.rand(1, 1, 8, 8, dtype=torch.complex64)
+    tau = torch.tensor(0.3, requires_grad=True)
+    x = tvfast.pdhg(y, 0.1, 0, operator=operator, tv="isotropic", tau=tau, x0=x0)
+    assert torch.equal(x, x0) and x.data_ptr() != x0.data_ptr()
+    x.abs().sum().backward()
+    assert tau.grad is not None and tau.grad.item() == 0.0

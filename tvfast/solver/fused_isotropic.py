@@ -124,7 +124,7 @@ def _adjoint_px2(gx, gxb, gq0, gq1, glam, u0_rec, u1_rec, lam, b, i, i1, j, j1, 
     u1 = u1_rec[b, i, j]
     norm = math.sqrt(u0 * u0 + u1 * u1)
     active = norm > lam
-    inv = prm[7] / norm  # one division (unused where |u| ≤ Λ)
+    inv = prm[7] / (norm if active else prm[7])  # one division, never by 0 (|u| = 0 ≤ Λ is inactive)
     n0 = u0 * inv
     n1 = u1 * inv
     dot = n0 * g0 + n1 * g1
@@ -235,7 +235,7 @@ def _adjoint_px3(gx, gxb, gq0, gq1, gq2, glam, u0_rec, u1_rec, u2_rec, lam, b, d
     u2 = u2_rec[b, d, i, j]
     norm = math.sqrt((u0 * u0 + u1 * u1) + u2 * u2)
     active = norm > lam
-    inv = prm[7] / norm  # one division (unused where |u| ≤ Λ)
+    inv = prm[7] / (norm if active else prm[7])  # one division, never by 0 (|u| = 0 ≤ Λ is inactive)
     n0 = u0 * inv
     n1 = u1 * inv
     n2 = u2 * inv

@@ -171,7 +171,7 @@ def pdhg(
         first = [float(v.detach().reshape(-1)[0]) if isinstance(v, torch.Tensor) else v for v in (tau_, sigma_, theta_)]
         problem = ReconstructionProblem(rec.operator, rec.x_shape, rec.x_dtype, rec.n_iter, *first,
                                         rec.compile, rec.backend, swap_hw=rec.operator.gram_axis == -2)
-        if not plain:  # isotropic TV, or steps that are learnable or vary: the recompute backward (§11)
+        if not plain:  # isotropic TV, or steps that are learnable or vary: the recompute backward (method.md §12)
             lam = rec.lam if tv == "isotropic" else _with_boundary(rec.lam, rec.x_shape[2:], boundary)
             return recompute.reconstruct(rec.y, lam, rec.x0, problem, tau_, sigma_, theta_, tv,
                                          boundary if tv == "isotropic" else "periodic", adjoint_y=rec.adjoint_y)

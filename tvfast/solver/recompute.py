@@ -26,9 +26,12 @@ projection onto the ball |q| ≤ Λ, |q|² = Σ_a q_a² (isotropic TV; the real
 and imaginary parts of a complex image enter one norm together).
 
 Engines run the iterations: :class:`TorchIteration` here (any device, every
-case, the step gradients), and the fused CPU engine
-:class:`tvfast.solver.fused.RecomputeEngine` (real images and volumes, no
-step gradients). Both expose ``start``, ``step``, ``save``/``load``,
+case, the step gradients), the fused CPU engine
+:class:`tvfast.solver.fused.RecomputeEngine` (real TV batches, either TV,
+no step gradients) and the Triton engine
+:class:`tvfast.kernels.recompute.RecomputeEngine` (isotropic TV, real or
+complex, no step gradients); a forward operator enters the compiled engines
+as a :class:`DataTerm`. Both expose ``start``, ``step``, ``save``/``load``,
 ``result``, ``new_records``, ``adjoint_start``, ``adjoint_step`` and
 ``adjoint_result``, and ``checkpoint_bytes``/``record_bytes`` per pixel.
 """
@@ -85,6 +88,9 @@ class StepSchedule:
         for source, needed, sums in zip(self.sources, self.needs_grad, per_iteration):
             if not needed:
                 out.append(None)
+                continue
+            if not sums:  # T = 0: x does not depend on the steps
+                out.append(torch.zeros_like(source))
                 continue
             g = torch.stack([s.to(torch.float64) for s in sums]).to(source.device)
             out.append((g.sum() if source.dim() == 0 else g).to(source.dtype))
@@ -325,6 +331,22 @@ def _denoise_engine(z, lam, steps: StepSchedule, tv: str, boundary: str, backend
     return engine if engine is not None else TorchIteration(z, lam, z.dim() - 1, tv, steps, boundary=boundary)
 
 
+def _tensors(*values) -> list[torch.Tensor]:
+    return [v for v in values if isinstance(v, torch.Tensor)]
+
+
+def _take_saved(ctx):
+    """The engine and checkpoints of the forward, once: the backward consumes them (the checkpoints are released
+    segment by segment). Reading ``saved_tensors`` lets autograd check that no input was modified in place since
+    the forward, which the engines read without a copy."""
+    _ = ctx.saved_tensors
+    if ctx.saved is None:
+        raise RuntimeError("tvfast.pdhg: the recompute backward (isotropic TV, tensor steps) runs once per forward; "
+                           "backward through the same graph twice (retain_graph=True) is not supported")
+    saved, ctx.saved = ctx.saved, None
+    return saved
+
+
 class _Denoise(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z, lam, tau, sigma, theta, config):
@@ -332,13 +354,14 @@ class _Denoise(torch.autograd.Function):
         steps = StepSchedule(tau, sigma, theta, n_iter)
         engine = _denoise_engine(z, lam, steps, tv, boundary, backend)
         checkpoints, segment = run_forward(engine, n_iter, keep=True)
+        ctx.save_for_backward(*_tensors(z, lam, tau, sigma, theta))
         ctx.saved = (engine, checkpoints, segment, n_iter, tuple(lam.shape), lam.dtype, steps)
         return engine.result().clone()  # the engine's state is recomputed in place in the backward
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_x):
-        engine, checkpoints, segment, n_iter, lam_shape, lam_dtype, steps = ctx.saved
-        ctx.saved = None
+        engine, checkpoints, segment, n_iter, lam_shape, lam_dtype, steps = _take_saved(ctx)
         g_start, g_data, g_lam, g_steps = run_backward(engine, checkpoints, segment, n_iter, grad_x)
         grad_z = (g_start + g_data) if ctx.needs_input_grad[0] else None
         grad_lam = g_lam.sum_to_size(lam_shape).to(lam_dtype) if ctx.needs_input_grad[1] else None
@@ -433,15 +456,17 @@ class _Reconstruct(torch.autograd.Function):
             adjoint_y = problem.operator.adjoint(y.detach())
         engine = _reconstruction_engine(lam, x0, problem, steps, tv, boundary, adjoint_y)
         checkpoints, segment = run_forward(engine, problem.n_iter, keep=True)
+        ctx.save_for_backward(*_tensors(y, lam, x0, tau, sigma, theta))
         ctx.saved = (engine, checkpoints, segment, problem, tv, tuple(lam.shape), lam.dtype, y.shape, y.dtype,
                      x0 is None, steps)
         # a copy: the engine's state is recomputed in place in the backward
         return problem.from_tv(engine.result()).clone(memory_format=torch.contiguous_format)
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_x):
-        engine, checkpoints, segment, problem, tv, lam_shape, lam_dtype, y_shape, y_dtype, from_data, steps = ctx.saved
-        ctx.saved = None
+        engine, checkpoints, segment, problem, tv, lam_shape, lam_dtype, y_shape, y_dtype, from_data, steps = (
+            _take_saved(ctx))
         need_y, need_lam, need_x0 = ctx.needs_input_grad[:3]
         g_start, g_adjoint_y, g_lam, g_steps = run_backward(engine, checkpoints, segment, problem.n_iter,
                                                             problem.to_tv(grad_x))
@@ -461,7 +486,8 @@ class _Reconstruct(torch.autograd.Function):
 
 def reconstruct(y, lam, x0, problem, tau, sigma, theta, tv: str, boundary: str, adjoint_y=None) -> torch.Tensor:
     """x_T of docs/method.md §10, §12 for the data y, the real Λ and the start x0 (None: Aᴴy), differentiable in
-    y, Λ, x0 and tensor steps, by the PyTorch engine (the operator runs in PyTorch)."""
+    y, Λ, x0 and tensor steps. The operator runs in PyTorch; the TV part in the engine of the problem's backend
+    (:func:`_compiled_engine`) where one runs the case, else in the PyTorch engine."""
     config = (problem, tv, boundary, adjoint_y)
     tensors = [t for t in (y, lam, x0, tau, sigma, theta) if isinstance(t, torch.Tensor)]
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
@@ -472,4 +498,4 @@ def reconstruct(y, lam, x0, problem, tau, sigma, theta, tv: str, boundary: str, 
         engine = _reconstruction_engine(lam, x0, problem, StepSchedule(tau, sigma, theta, problem.n_iter), tv,
                                         boundary, adjoint_y)
         run_forward(engine, problem.n_iter, keep=False)
-        return problem.from_tv(engine.result()).contiguous()
+        return problem.from_tv(engine.result()).clone(memory_format=torch.contiguous_format)  # never x0 itself
