@@ -24,7 +24,7 @@ if ! python -c "import tvfast.kernels, tvfast.training" 2>/dev/null; then
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/device.txt"
 python -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$out/device.txt"
-python -m pytest -q -p no:cacheprovider tests/test_pdhg_forward.py tests/test_pdhg_arguments.py tests/test_pdhg_3d.py tests/test_kernels.py tests/test_operator_op.py -k cuda 2>&1 | tee "$out/tests.log"
+python -m pytest -q -p no:cacheprovider tests/test_pdhg_forward.py tests/test_pdhg_arguments.py tests/test_pdhg_3d.py tests/test_kernels.py tests/test_operator_op.py tests/test_isotropic.py -k cuda 2>&1 | tee "$out/tests.log"
 tests_rc=$?
 python -m pytest -q -p no:cacheprovider benchmarks/test_gpu.py --benchmark-json="$out/gpu.json" 2>&1 | tee "$out/bench.log"
 bench_rc=$?
