@@ -146,16 +146,24 @@ def test_step_sizes_violate_convergence_bound(z, tau, sigma):
 @pytest.mark.parametrize("name", ["tau", "sigma"])
 @pytest.mark.parametrize("value", [0.0, -0.1])
 def test_step_sizes_not_positive(z, name, value):
-    with pytest.raises(ValueError, match=rf"^tau, sigma: expected positive.*{name}={value}"):
+    with pytest.raises(ValueError, match=rf"^tau, sigma: expected positive.*{name}={value:.4g}"):
         tvfast.pdhg(z, 0.1, 4, **{name: value})
 
 
-# tau=None and sigma=None are the defaults (1/3 for images, 1/√13 for volumes; tests/test_pdhg_3d.py)
+# tau=None and sigma=None are the defaults (1/3 for images, 1/√13 for volumes; tests/test_pdhg_3d.py).
+# 0-d and (T,) floating tensors are accepted (learnable and per-iteration steps, tests/test_isotropic.py).
 @pytest.mark.parametrize("name, value", [(name, value) for name in ("tau", "sigma", "theta")
-                                         for value in ("0.3", None, True, torch.tensor(0.3))
+                                         for value in ("0.3", None, True, [0.3])
                                          if value is not None or name == "theta"])  # fmt: skip
 def test_steps_wrong_type(z, name, value):
-    with pytest.raises(TypeError, match=rf"^{name}: expected a real number"):
+    with pytest.raises(TypeError, match=rf"^{name}: expected a real number or a 0-d/\(T,\) tensor"):
+        tvfast.pdhg(z, 0.1, 4, **{name: value})
+
+
+@pytest.mark.parametrize("name", ["tau", "sigma", "theta"])
+@pytest.mark.parametrize("value", [torch.tensor(1), torch.tensor(0.3 + 0j)])
+def test_step_tensors_not_real_floating(z, name, value):
+    with pytest.raises(TypeError, match=rf"^{name}: expected a real floating-point tensor"):
         tvfast.pdhg(z, 0.1, 4, **{name: value})
 
 
