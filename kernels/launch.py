@@ -102,9 +102,31 @@ def _plan(shape: tuple[int, ...], device: torch.device, name: str) -> _Launch:
                    block_h, block_w, num_warps)
 
 
-def _step_sizes(tau: float, sigma: float, theta: float, like: torch.Tensor) -> torch.Tensor:
-    """(τ, σ, θ, σ/(1+σ)) in the data's dtype: float kernel arguments would be float32 on the GPU."""
-    return torch.tensor([tau, sigma, theta, sigma / (1.0 + sigma)], dtype=like.dtype, device=like.device)
+_STEP_SIZES: dict[tuple, torch.Tensor] = {}
+_STEP_SIZES_MAX = 64
+
+
+def step_sizes(tau: float, sigma: float, theta: float, like: torch.Tensor) -> torch.Tensor:
+    """(τ, σ, θ, σ/(1+σ)) in the data's dtype and on its device (float kernel arguments would be float32 on the GPU).
+
+    The tensors are read-only and kept per (steps, dtype, device), at most 64: a repeated call copies nothing from
+    the host, which a CUDA graph capture forbids. Steps that are new while a capture runs are written by fill
+    kernels that the graph records; that tensor is not kept, as its values exist only when the graph replays.
+    """
+    key = (tau, sigma, theta, like.dtype, like.device)
+    cached = _STEP_SIZES.get(key)
+    if cached is not None:
+        return cached
+    values = (tau, sigma, theta, sigma / (1.0 + sigma))
+    if like.is_cuda and torch.cuda.is_current_stream_capturing():
+        out = torch.empty(4, dtype=like.dtype, device=like.device)
+        for index, value in enumerate(values):
+            out[index].fill_(value)
+        return out
+    if len(_STEP_SIZES) >= _STEP_SIZES_MAX:
+        _STEP_SIZES.clear()
+    _STEP_SIZES[key] = torch.tensor(values, dtype=like.dtype, device=like.device)
+    return _STEP_SIZES[key]
 
 
 def _handed_in(value, buffer: torch.Tensor) -> torch.Tensor:
@@ -144,7 +166,7 @@ def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, k
     x_bar = [z.clone(), torch.empty_like(z)]
     q = [z.new_zeros(plan.dual_shape), z.new_empty(plan.dual_shape)]
     states = torch.empty(n_iter if keep_states else 1, *plan.states_shape, dtype=torch.uint8, device=z.device)
-    params = _step_sizes(tau, sigma, theta, z)
+    params = step_sizes(tau, sigma, theta, z)
     p_in = p  # p_k, or Aᴴp_{k+1} from data_step
     with torch.no_grad():  # data_step runs the caller's operator; nothing here is differentiated by autograd
         for it in range(n_iter):
@@ -188,7 +210,7 @@ def solve_backward(grad_x, clip_states, lam_channels: int, need_glam: bool, tau:
     gq = [gp.new_zeros(plan.dual_shape), gp.new_empty(plan.dual_shape)]
     glam_shape = (plan.dual_shape[0], lam_channels, *plan.dual_shape[2:])
     glam = gp.new_zeros(glam_shape) if need_glam else gz  # gz stands in for the pointer when unused
-    params = _step_sizes(tau, sigma, theta, gp)
+    params = step_sizes(tau, sigma, theta, gp)
     # With data_step the kernel reads the caller's σ/(1+σ)·Aᴴgp'' in gp's place and writes the next a in gz's.
     gp_in, gz_slot = gp, gz
     a = gx[0].clone() if data_step is not None else None  # a_T = gx_T + (1+θ)·0

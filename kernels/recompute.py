@@ -22,6 +22,7 @@ import torch
 import triton
 
 from tvfast.kernels.isotropic import adjoint_primal, iso_adjoint_dual, iso_dual, primal
+from tvfast.kernels.launch import step_sizes
 
 __all__ = ["RecomputeEngine"]
 
@@ -53,19 +54,13 @@ class RecomputeEngine:
         item = start.element_size()
         self.checkpoint_bytes = (3 + self.n_axes) * item
         self.record_bytes = self.n_axes * item
-        self._params = {}
         self.total = self.n_img * self.dhw[0] * self.dhw[1] * self.dhw[2]  # elements of one part
         self.plane = self.start_value.numel()  # elements of the TV batch (one axis plane of q)
         self.img_grid = (triton.cdiv(self.total, BLOCK),)
         self.tv_grid = (triton.cdiv(self.plane, BLOCK),)
 
     def _prm(self, k: int) -> torch.Tensor:
-        tau, sigma, theta = self.steps.at(k)
-        key = (tau, sigma, theta)
-        if key not in self._params:
-            self._params[key] = torch.tensor([tau, sigma, theta, sigma / (1.0 + sigma)], dtype=self.shape_dtype,
-                                             device=self.start_value.device)
-        return self._params[key]
+        return step_sizes(*self.steps.at(k), self.start_value)
 
     @property
     def shape_dtype(self) -> torch.dtype:

@@ -25,12 +25,21 @@ from tvfast.solver.differences import BOUNDARIES
 
 __all__ = ["PDHGArguments", "check_arguments", "check_tv", "check_isotropic_lambda", "TV_KINDS", "default_step", "operator_step", "operator_norm_squared", "OPERATOR_NORM_SQUARED",
            "OPERATOR_NORM_SQUARED_3D", "ReconstructionArguments", "check_operator_arguments", "check_boundary",
-           "STEP_SAFETY"]
+           "STEP_SAFETY", "capturing"]
 
 # ‖K‖² for K = [I; ∇] in 2-D: 1 + ‖∇‖² ≤ 1 + 8 (docs/method.md §2).
 OPERATOR_NORM_SQUARED = 9.0
 # ‖K‖² for K = [I; ∇] in 3-D, ∇ = (∂_D, ∂_H, ∂_W): 1 + ‖∇‖² ≤ 1 + 12 (docs/method.md §9).
 OPERATOR_NORM_SQUARED_3D = 13.0
+
+
+def capturing(t: torch.Tensor) -> bool:
+    """Whether ``t`` is a CUDA tensor and a CUDA graph capture is running on the current stream.
+
+    A capture forbids host synchronisation, so the value checks (finite z and Λ, Λ ≥ 0) are skipped while it
+    runs; the shapes, dtypes and steps are still checked. Check the values once before capturing.
+    """
+    return t.is_cuda and torch.cuda.is_current_stream_capturing()
 
 
 def operator_norm_squared(spatial_dims: int) -> float:
@@ -86,6 +95,9 @@ def _check_step(name: str, value, n_iter: int | None = None):
         if value.dim() not in (0, 1) or (value.dim() == 1 and value.shape[0] != n_iter):
             raise ValueError(f"{name}: expected a number, a 0-d tensor or a ({n_iter},) tensor of per-iteration "
                              f"steps, got shape {tuple(value.shape)}")
+        if capturing(value):
+            raise ValueError(f"{name}: a step tensor on the GPU is read on the host, which a CUDA graph capture "
+                             f"forbids; pass a number or a CPU tensor")
         with torch.no_grad():
             if value.numel() and not bool(torch.isfinite(value).all()):
                 raise ValueError(f"{name}: expected finite values, got NaN or inf")
@@ -162,11 +174,14 @@ def _as_tensor_lambda(Lambda, device: torch.device) -> torch.Tensor:
             raise ValueError(f"Lambda: expected a tensor on z's device {device}, got {Lambda.device}")
         return Lambda
     if isinstance(Lambda, numbers.Real) and not isinstance(Lambda, bool):
-        return torch.tensor(float(Lambda), dtype=torch.float64, device=device)  # rounded once, to the compute dtype
+        # rounded once, to the compute dtype; a fill, not a copy from the host (capturable in a CUDA graph)
+        return torch.full((), float(Lambda), dtype=torch.float64, device=device)
     raise TypeError(f"Lambda: expected a float or a torch.Tensor, got {type(Lambda).__name__}")
 
 
 def _check_lambda_values(lam: torch.Tensor) -> None:
+    if capturing(lam):
+        return
     with torch.no_grad():
         if not bool(torch.isfinite(lam).all()):
             raise ValueError("Lambda: expected finite values, got NaN or inf")
@@ -267,9 +282,10 @@ def check_arguments(z, Lambda, n_iter, tau, sigma, theta, backend, compile=None)
     spatial_dims = z_batch.dim() - 1
     if z_batch.numel() == 0:
         raise ValueError(f"z: expected a non-empty image, got shape {tuple(z.shape)}")
-    with torch.no_grad():
-        if not bool(torch.isfinite(z_batch).all()):
-            raise ValueError("z: expected finite values, got NaN or inf")
+    if not capturing(z_batch):
+        with torch.no_grad():
+            if not bool(torch.isfinite(z_batch).all()):
+                raise ValueError("z: expected finite values, got NaN or inf")
     n_iter, theta = _check_options(n_iter, theta, backend, compile)
     norm2 = operator_norm_squared(spatial_dims)
     what = "images" if spatial_dims == 2 else "volumes (B, 1, D, H, W)"
@@ -402,9 +418,10 @@ def _operator_tensor(t, name: str) -> torch.Tensor:
         raise TypeError(f"{name}: expected float32/float64/complex64/complex128 with an operator, got {t.dtype}")
     if t.numel() == 0:
         raise ValueError(f"{name}: expected a non-empty tensor, got shape {tuple(t.shape)}")
-    with torch.no_grad():
-        if not bool(torch.isfinite(t).all()):
-            raise ValueError(f"{name}: expected finite values, got NaN or inf")
+    if not capturing(t):
+        with torch.no_grad():
+            if not bool(torch.isfinite(t).all()):
+                raise ValueError(f"{name}: expected finite values, got NaN or inf")
     return t
 
 
