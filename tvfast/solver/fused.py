@@ -172,14 +172,18 @@ def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, k
         def dual(it):
             k.dual3d_states(xbn, *qn, lam_np, record_np[it], prm)
     with torch.no_grad(), _Threads(z.numel()):
-        for it in range(n_iter):
-            if data_step is None:
-                dual(it)
-                (k.primal2d if n_axes == 2 else k.primal3d)(xn, xbn, pn, *qn, zn, prm)
+        if data_step is None:  # denoising: the whole loop in one compiled call
+            if not keep_states:
+                (k.run2d if n_axes == 2 else k.run3d)(xn, xbn, pn, *qn, zn, lam_np, prm, n_iter)
+            elif n_axes == 2:
+                k.run2d_states(xn, xbn, pn, *qn, zn, lam_np, record_np, scratch, prm)
             else:
-                data = _as_parts(data_step(x_bar), n_axes)  # Aᴴp_{k+1} from x̄_k, before x̄ changes
-                dual(it)
-                (k.primal2d_data if n_axes == 2 else k.primal3d_data)(xn, xbn, data, *qn, prm)
+                k.run3d_states(xn, xbn, pn, *qn, zn, lam_np, record_np, prm)
+            return x, record
+        for it in range(n_iter):  # with an operator: its data step in PyTorch between the passes
+            data = _as_parts(data_step(x_bar), n_axes)  # Aᴴp_{k+1} from x̄_k, before x̄ changes
+            dual(it)
+            (k.primal2d_data if n_axes == 2 else k.primal3d_data)(xn, xbn, data, *qn, prm)
     return x, record
 
 
@@ -209,14 +213,16 @@ def solve_backward(grad_x, clip_states, lam_channels: int, need_glam: bool, tau:
         def adjoint_dual(record):
             k.adjoint_dual3d(gxn, gxbn, *gqn, glamn, record, prm)
     with torch.no_grad(), _Threads(gx.numel()):
-        for step in range(n_iter):
-            if data_step is None:
-                adjoint_dual(records[n_iter - 1 - step])
-                (k.adjoint_primal2d if n_axes == 2 else k.adjoint_primal3d)(gxn, gxbn, gpn, gzn, *gqn, prm)
-            else:  # a = gx + (1+θ)gx̄, before the passes change them
-                data = _as_parts(data_step(torch.add(gx, gx_bar, alpha=1.0 + theta)), n_axes)
-                adjoint_dual(records[n_iter - 1 - step])
-                (k.adjoint_primal2d_data if n_axes == 2 else k.adjoint_primal3d_data)(gxn, gxbn, data, *gqn, prm)
+        if data_step is None:  # denoising: the whole loop in one compiled call
+            if n_axes == 2:
+                k.adjoint_run2d(gxn, gxbn, gpn, gzn, *gqn, glamn, records, scratch, prm)
+            else:
+                k.adjoint_run3d(gxn, gxbn, gpn, gzn, *gqn, glamn, records, prm)
+        for step in range(n_iter if data_step is not None else 0):
+            # with an operator, a = gx + (1+θ)gx̄ (before the passes change them) goes through its adjoint data step
+            data = _as_parts(data_step(torch.add(gx, gx_bar, alpha=1.0 + theta)), n_axes)
+            adjoint_dual(records[n_iter - 1 - step])
+            (k.adjoint_primal2d_data if n_axes == 2 else k.adjoint_primal3d_data)(gxn, gxbn, data, *gqn, prm)
         gz.add_(gx).add_(gx_bar)
     return gz, (glam if need_glam else None)
 

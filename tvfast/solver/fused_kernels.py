@@ -59,7 +59,8 @@ from numba import njit, prange
 
 __all__ = ["dual2d", "dual2d_states", "primal2d", "primal2d_data", "adjoint_dual2d", "adjoint_primal2d",
            "adjoint_primal2d_data", "dual3d", "dual3d_states", "primal3d", "primal3d_data", "adjoint_dual3d",
-           "adjoint_primal3d", "adjoint_primal3d_data", "data_dual", "data_adjoint", "scale_into", "to_pairs",
+           "adjoint_primal3d", "adjoint_primal3d_data", "run2d", "run2d_states", "adjoint_run2d", "run3d",
+           "run3d_states", "adjoint_run3d", "data_dual", "data_adjoint", "scale_into", "to_pairs",
            "data_dual_pairs", "scale_pairs"]
 
 # No FMA contraction, no reassociation, no reciprocal: the Triton kernels' rounding, step for step.
@@ -532,6 +533,61 @@ def adjoint_primal3d_data(gx, gxb, data, gq0, gq1, gq2, prm):
         _adjoint_primal_data_px3(gx, gxb, data, gq0, gq1, gq2, c, bb, b, d, d0, i, i0, 0, width - 1, prm)
         for j in range(1, width):
             _adjoint_primal_data_px3(gx, gxb, data, gq0, gq1, gq2, c, bb, b, d, d0, i, i0, j, j - 1, prm)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Whole solves of denoising in one call: the iteration loop in compiled code, no Python between the passes (a call
+# from Python costs microseconds of argument checks, a fifth of an iteration at 256²). The passes stay the kernels
+# above, each its own parallel region.
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def run2d(x, xb, p, q0, q1, z, lam, prm, n_iter):
+    """``n_iter`` iterations on images, no clip states."""
+    for _ in range(n_iter):
+        dual2d(xb, q0, q1, lam, prm)
+        primal2d(x, xb, p, q0, q1, z, prm)
+
+
+@njit(cache=True, nogil=True)
+def run2d_states(x, xb, p, q0, q1, z, lam, records, scratch, prm):
+    """One iteration per record of ``records`` (T, B, H, ⌈W/2⌉) on images, writing its clip states."""
+    for it in range(records.shape[0]):
+        dual2d_states(xb, q0, q1, lam, records[it], scratch, prm)
+        primal2d(x, xb, p, q0, q1, z, prm)
+
+
+@njit(cache=True, nogil=True)
+def adjoint_run2d(gx, gxb, gp, gz, gq0, gq1, glam, records, scratch, prm):
+    """The adjoint of :func:`run2d_states`, from the last record to the first."""
+    for it in range(records.shape[0] - 1, -1, -1):
+        adjoint_dual2d(gx, gxb, gq0, gq1, glam, records[it], scratch, prm)
+        adjoint_primal2d(gx, gxb, gp, gz, gq0, gq1, prm)
+
+
+@njit(cache=True, nogil=True)
+def run3d(x, xb, p, q0, q1, q2, z, lam, prm, n_iter):
+    """``n_iter`` iterations on volumes, no clip states."""
+    for _ in range(n_iter):
+        dual3d(xb, q0, q1, q2, lam, prm)
+        primal3d(x, xb, p, q0, q1, q2, z, prm)
+
+
+@njit(cache=True, nogil=True)
+def run3d_states(x, xb, p, q0, q1, q2, z, lam, records, prm):
+    """One iteration per record of ``records`` (T, B, D, H, W) on volumes, writing its clip states."""
+    for it in range(records.shape[0]):
+        dual3d_states(xb, q0, q1, q2, lam, records[it], prm)
+        primal3d(x, xb, p, q0, q1, q2, z, prm)
+
+
+@njit(cache=True, nogil=True)
+def adjoint_run3d(gx, gxb, gp, gz, gq0, gq1, gq2, glam, records, prm):
+    """The adjoint of :func:`run3d_states`, from the last record to the first."""
+    for it in range(records.shape[0] - 1, -1, -1):
+        adjoint_dual3d(gx, gxb, gq0, gq1, gq2, glam, records[it], prm)
+        adjoint_primal3d(gx, gxb, gp, gz, gq0, gq1, gq2, prm)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
