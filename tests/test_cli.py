@@ -725,6 +725,23 @@ def test_denoise_needs_no_extra(tmp_path):
     assert (tmp_path / "b.png").is_file()
 
 
+def test_denoise_does_not_load_scipy_linalg_and_leaves_it_importable(tmp_path):
+    """Numba's start-up check for SciPy's BLAS (0.2–0.3 s) is skipped by the command; SciPy still imports after."""
+    pytest.importorskip("scipy.linalg")
+    write_png8(tmp_path / "a.png")
+    code = ("import sys\n"
+            "from tvfast.cli.main import main\n"
+            "assert main(['denoise', 'a.png', '-o', 'b.png', '--lambda', '0.1', '--iters', '8']) == 0\n"
+            "import numba\n"
+            "print('linalg loaded:', 'scipy.linalg' in sys.modules)\n"
+            "import scipy.linalg, scipy.linalg.cython_blas\n"
+            "print('det', scipy.linalg.det([[2.0, 0.0], [0.0, 3.0]]))\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert_ok(r)
+    assert "linalg loaded: False" in r.stdout
+    assert "det 6.0" in r.stdout
+
+
 @pytest.mark.parametrize("how", ["lambda", "model"])
 def test_denoise_makes_the_default_call(tmp_path, monkeypatch, tiny_weights, how):
     """Every solve of a job is the default call (the fused CPU path; no compile request)."""

@@ -111,6 +111,28 @@ def _load_model(weights: str | None, device, precision: str = "auto"):
     return model.set_precision(resolve_precision(precision, device))
 
 
+def _start_numba_without_scipy_blas() -> None:
+    """Import Numba's array support without its check for SciPy's BLAS, for a command that solves on the CPU.
+
+    At start-up Numba imports ``scipy.linalg.cython_blas`` (when SciPy is
+    installed, as scikit-image brings it) to know whether ``np.dot`` can be
+    compiled: 0.2–0.3 s, a tenth of a ``tvfast denoise``, for linear algebra
+    the solver never compiles. The command owns its process, so it lets that
+    check fail (the module is hidden while Numba's array support is imported,
+    then unhidden: SciPy itself imports normally afterwards). A library call
+    never does this: ``tvfast.pdhg`` leaves Numba as the user configured it.
+    """
+    if "numba.np.arraymath" in sys.modules or "scipy.linalg.cython_blas" in sys.modules:
+        return
+    sys.modules["scipy.linalg.cython_blas"] = None  # an import of it raises ImportError, before SciPy loads
+    try:
+        import numba.np.arraymath  # noqa: F401
+    except ImportError:  # no Numba: the solver warns and takes its PyTorch path
+        pass
+    finally:
+        del sys.modules["scipy.linalg.cython_blas"]
+
+
 def _cmd_denoise(args) -> int:
     from tvfast.cli.denoise import UsageError, denoise_job, load_lambda_map, plan_jobs
 
@@ -126,6 +148,8 @@ def _cmd_denoise(args) -> int:
             require("matplotlib", f"tvfast denoise {flag}")
     jobs = plan_jobs(args.inputs, args.output, args.force, sidecars)
     device = resolve_device(args.device)
+    if device.type == "cpu":
+        _start_numba_without_scipy_blas()
     lam_map = load_lambda_map(args.lambda_map) if args.lambda_map else None
     model = None
     if args.lam is None and lam_map is None:
@@ -164,6 +188,8 @@ def _denoise_volumes(args) -> int:
     if out.suffix and not args.output.endswith("/") and out.suffix.lower() not in VOLUME_SUFFIXES:
         raise UsageError(f"-o {args.output}: a volume is written as {', '.join(VOLUME_SUFFIXES)} (or give a folder)")
     device = resolve_device(args.device)
+    if device.type == "cpu":
+        _start_numba_without_scipy_blas()
     lam_map = load_volume_lambda(args.lambda_map) if args.lambda_map else None
     jobs = plan_jobs(args.inputs, args.output, args.force, ("_lambda.npy",) if args.save_lambda else ())
     for job in jobs:  # every input is checked before anything is written
