@@ -500,3 +500,44 @@ def test_a_solve_leaves_torchs_thread_count_as_it_was(shape, gen):
             assert torch.get_num_threads() == threads
     finally:
         torch.set_num_threads(before)
+
+
+def test_solve_threads_take_the_cores_other_processes_leave(monkeypatch):
+    """One thread per 2¹³ pixels, at most torch's count, and never a core another process is using."""
+    from tvfast.solver import fused
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        monkeypatch.setattr(fused, "_cores", lambda: 2)
+        monkeypatch.setattr(fused, "busy_elsewhere", lambda: 0)
+        if fused.solve_threads(2**16) == 1:  # Numba was told to use one thread (NUMBA_NUM_THREADS)
+            pytest.skip("NUMBA_NUM_THREADS is 1 here")
+        assert fused.solve_threads(2**16) == 2
+        assert fused.solve_threads(2**13) == 1  # too small for a second thread
+        monkeypatch.setattr(fused, "busy_elsewhere", lambda: 1)
+        assert fused.solve_threads(2**16) == 1
+        monkeypatch.setattr(fused, "busy_elsewhere", lambda: 5)
+        assert fused.solve_threads(2**16) == 1
+        torch.set_num_threads(1)
+        monkeypatch.setattr(fused, "busy_elsewhere", lambda: 0)
+        assert fused.solve_threads(2**16) == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_busy_elsewhere_sees_a_spinning_process_and_not_this_ones_threads():
+    import time
+
+    from tvfast.solver import fused
+
+    spinner = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 20\nwhile time.time() < end: pass"])
+    try:
+        time.sleep(0.5)
+        seen = [fused.busy_elsewhere() for _ in range(20)]
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert max(seen) >= 1
+    assert min(seen) >= 0

@@ -23,6 +23,8 @@ both; small problems run on fewer (:data:`PIXELS_PER_THREAD`).
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
@@ -59,14 +61,57 @@ def _loaded():
     return _kernels
 
 
-# Pixels per pass from which a second thread pays: each pass is one parallel region, whose start and end cost
-# some microseconds, and on a loaded machine a thread that waits for a core holds up the whole pass. Measured on the
-# 2-core machine: at 256² (65k pixels) two threads gain under 5 % idle and lose 3× under load.
-PIXELS_PER_THREAD = 2**17
+# Pixels per thread: each pass is one parallel region, whose start and end cost some microseconds. Measured on the
+# 2-core machine (idle), 256 iterations: a second thread gains nothing at 32², 1.15× at 64², 1.5× at 128², 1.6× at
+# 256² and 1.9× at 512².
+PIXELS_PER_THREAD = 2**13
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def busy_elsewhere() -> int:
+    """Threads of other processes that are running or ready to run right now (0 where the system does not say).
+
+    Linux: the running count of ``/proc/loadavg`` (all runnable threads, read
+    at this instant) less this process's own runnable threads
+    (``/proc/self/task/*/stat``: torch's workers may still be spinning after
+    an op). A thread that waits for a core holds up every pass of a solve,
+    so the solve takes only the cores nobody else is using.
+    """
+    try:
+        with open("/proc/loadavg") as f:
+            running = int(f.read().split()[3].split("/")[0])
+        own = 0
+        for task in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{task}/stat") as f:
+                    stat = f.read()
+            except OSError:  # the thread ended meanwhile
+                continue
+            own += stat[stat.rindex(")") + 2] == "R"
+        return max(0, running - own)
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def solve_threads(pixels: int) -> int:
+    """Threads for a solve of ``pixels`` pixels: ``torch.get_num_threads()``, at most one per
+    :data:`PIXELS_PER_THREAD` pixels, and at most the cores that other processes leave free (at least 1)."""
+    import numba
+
+    n = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS, pixels // PIXELS_PER_THREAD)
+    if n > 1:
+        n = min(n, _cores() - busy_elsewhere())
+    return max(1, n)
 
 
 class _Threads:
-    """Run the passes on ``torch.get_num_threads()`` threads, one per :data:`PIXELS_PER_THREAD` pixels at most.
+    """Run the passes on :func:`solve_threads` threads.
 
     Numba's OpenMP threading layer shares the OpenMP runtime with torch, and
     setting its thread count sets torch's: the context restores torch's count
@@ -80,8 +125,7 @@ class _Threads:
         import numba
 
         self.torch_threads = torch.get_num_threads()
-        n = min(self.torch_threads, numba.config.NUMBA_NUM_THREADS, self.pixels // PIXELS_PER_THREAD)
-        numba.set_num_threads(max(1, n))
+        numba.set_num_threads(solve_threads(self.pixels))
         return self
 
     def __exit__(self, *exc):
