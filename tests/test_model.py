@@ -378,3 +378,15 @@ def test_bad_networks_and_inputs_are_named():
     for net in (small(), small3d()):
         with pytest.raises(TypeError, match="z: expected a torch.Tensor, got list"):
             net.lambda_map([[1.0]])
+
+
+def test_shipped_isotropic_model_solves_with_isotropic_tv():
+    """xray-denoise-isotropic: one Λ map, and its denoise is tvfast.pdhg(z, Λ, T, tv="isotropic")."""
+    model = tvfast.pretrained("xray-denoise-isotropic")
+    assert model.tv == "isotropic"
+    z = torch.rand(1, 1, 48, 40, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        x, lam = model.denoise(z, 32)
+        assert lam.shape[1] == 1
+        torch.testing.assert_close(x, tvfast.pdhg(z, lam, 32, tv="isotropic"), rtol=0, atol=0)
+        assert not torch.equal(x, tvfast.pdhg(z, lam, 32))  # not the anisotropic solve
