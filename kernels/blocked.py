@@ -55,12 +55,10 @@ import triton
 import triton.language as tl
 
 from tvfast.kernels.common import STATE_BITS, clip, clip_state, lambda_adjoint, load_step_sizes, pass_if_inside, state_of
+from tvfast.kernels.launch import MAX_ELEMENTS, MAX_GRID_YZ, step_sizes
+from tvfast.kernels.pdhg2d import PIXEL_BITS, PIXEL_FIELD
 
 __all__ = ["pdhg2d_forward_blocked", "pdhg2d_adjoint_blocked", "solve_forward", "solve_backward", "pick_blocking"]
-
-PIXEL_BITS: tl.constexpr = tl.constexpr(4)
-PIXEL_FIELD: tl.constexpr = tl.constexpr(15)
-
 
 @triton.jit
 def _window(H, W, K: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
@@ -268,8 +266,8 @@ def _grid(shape, k: int, block_h: int, block_w: int) -> tuple[int, int]:
 
 
 def _check(shape, name: str) -> None:
-    if len(shape) != 3 or shape[1] * shape[2] > 2**31 - 1 or shape[0] > 65535:
-        raise ValueError(f"{name}: expected (B, H, W) images, B <= 65535 and H·W < 2**31, got {tuple(shape)}")
+    if len(shape) != 3 or shape[1] * shape[2] > MAX_ELEMENTS or shape[0] > MAX_GRID_YZ:
+        raise ValueError(f"{name}: expected (B, H, W) images, B <= {MAX_GRID_YZ} and H·W < 2**31, got {tuple(shape)}")
 
 
 def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, keep_states: bool,
@@ -279,8 +277,6 @@ def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, k
     Same arguments and results (x_T and the (T, B, H, ⌈W/2⌉) clip states or
     None), the same values bit for bit under the interpreter.
     """
-    from tvfast.kernels.launch import step_sizes
-
     _check(tuple(z.shape), "z")
     if not z.is_contiguous():
         raise ValueError("z: expected a contiguous tensor")
@@ -316,8 +312,6 @@ def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, k
 def solve_backward(grad_x, clip_states, lam_channels: int, need_glam: bool, tau: float, sigma: float, theta: float,
                    iterations_per_launch: int | None = None):
     """:func:`tvfast.kernels.launch.solve_backward` for images, with up to K iterations per launch."""
-    from tvfast.kernels.launch import step_sizes
-
     _check(tuple(grad_x.shape), "grad_x")
     batch, height, width = grad_x.shape
     wp = (width + 1) // 2

@@ -262,11 +262,13 @@ def solve_backward(grad_x, clip_states, lam_channels: int, need_glam: bool, tau:
                 k.adjoint_run2d(gxn, gxbn, gpn, gzn, *gqn, glamn, records, scratch, prm)
             else:
                 k.adjoint_run3d(gxn, gxbn, gpn, gzn, *gqn, glamn, records, prm)
-        for step in range(n_iter if data_step is not None else 0):
-            # with an operator, a = gx + (1+θ)gx̄ (before the passes change them) goes through its adjoint data step
-            data = _as_parts(data_step(torch.add(gx, gx_bar, alpha=1.0 + theta)), n_axes)
-            adjoint_dual(records[n_iter - 1 - step])
-            (k.adjoint_primal2d_data if n_axes == 2 else k.adjoint_primal3d_data)(gxn, gxbn, data, *gqn, prm)
+        else:
+            for step in range(n_iter):
+                # with an operator, a = gx + (1+θ)gx̄ (before the passes change them) goes through its adjoint data
+                # step
+                data = _as_parts(data_step(torch.add(gx, gx_bar, alpha=1.0 + theta)), n_axes)
+                adjoint_dual(records[n_iter - 1 - step])
+                (k.adjoint_primal2d_data if n_axes == 2 else k.adjoint_primal3d_data)(gxn, gxbn, data, *gqn, prm)
         gz.add_(gx).add_(gx_bar)
     return gz, (glam if need_glam else None)
 
