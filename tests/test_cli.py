@@ -728,23 +728,73 @@ def test_denoise_needs_no_extra(tmp_path):
 def test_denoise_does_not_load_scipy_linalg_and_leaves_it_importable(tmp_path):
     """Numba's start-up check for SciPy's BLAS (0.2–0.3 s) is skipped by the command; SciPy still imports after."""
     pytest.importorskip("scipy.linalg")
-    write_png8(tmp_path / "a.png")
+    write_png8(tmp_path / "a.png", shape=(1024, 1024))  # work enough to start the fused kernels at the first solve
     code = ("import sys\n"
             "from tvfast.cli.main import main\n"
-            "assert main(['denoise', 'a.png', '-o', 'b.png', '--lambda', '0.1', '--iters', '8']) == 0\n"
-            "import numba\n"
+            "assert main(['denoise', 'a.png', '-o', 'b.png', '--lambda', '0.1', '--iters', '256']) == 0\n"
+            "print('numba started:', 'numba.np.arraymath' in sys.modules)\n"
             "print('linalg loaded:', 'scipy.linalg' in sys.modules)\n"
             "import scipy.linalg, scipy.linalg.cython_blas\n"
             "print('det', scipy.linalg.det([[2.0, 0.0], [0.0, 3.0]]))\n")
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert_ok(r)
+    assert "numba started: True" in r.stdout
     assert "linalg loaded: False" in r.stdout
     assert "det 6.0" in r.stdout
 
 
+def test_denoise_of_one_small_image_does_not_start_numba(tmp_path):
+    """One 64² image is cheaper on the plain PyTorch loop than starting the fused kernels: Numba is never imported,
+    and the image is the fused path's, bit for bit."""
+    write_png8(tmp_path / "a.png")
+    code = ("import sys\n"
+            "from tvfast.cli.main import main\n"
+            "assert main(['denoise', 'a.png', '-o', 'b.png', '--lambda', '0.1']) == 0\n"
+            "print('numba imported:', 'numba' in sys.modules)\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert_ok(r)
+    assert "numba imported: False" in r.stdout
+    import skimage.io
+    import torch
+
+    import tvfast
+
+    z = torch.from_numpy(skimage.io.imread(tmp_path / "a.png").astype(np.float32) / 255.0)
+    fused = tvfast.pdhg(z, 0.1, 256, backend="numba").numpy()
+    written = skimage.io.imread(tmp_path / "b.png")
+    assert np.array_equal(written, np.rint(np.clip(fused, 0, 1) * 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize("how", ["lambda", "model"])
+def test_denoise_rents_the_plain_loop_then_starts_the_fused_kernels(tmp_path, monkeypatch, tiny_weights, how):
+    """A folder's solves run on the plain loop until their estimated time would exceed the start of the fused
+    kernels, then on the fused kernels (tvfast.solver.start_policy)."""
+    import tvfast
+    from tvfast.cli.main import main
+    from tvfast.solver import fused, start_policy
+
+    monkeypatch.setattr(fused, "started", lambda: False)  # as in a new process (earlier tests started them here)
+    rent = H * W * 4 * start_policy.PLAIN_S_PER_PIXEL_ITERATION[2]
+    monkeypatch.setattr(start_policy, "START_S", 2.5 * rent)  # two images' rent fit, the third's does not
+    asked = []
+    solve = tvfast.pdhg
+
+    def recording_pdhg(*args, **kwargs):
+        asked.append(kwargs.get("backend"))
+        return solve(*args, **kwargs)
+
+    monkeypatch.setattr(tvfast, "pdhg", recording_pdhg)
+    (tmp_path / "in").mkdir()
+    for seed in range(4):
+        write_png8(tmp_path / "in" / f"{seed}.png", seed=seed)
+    how_args = ["--lambda", "0.05"] if how == "lambda" else ["--weights", str(tiny_weights)]
+    assert main(["denoise", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--iters", "4", *how_args]) == 0
+    assert asked == ["torch", "torch", "auto", "auto"]
+
+
 @pytest.mark.parametrize("how", ["lambda", "model"])
 def test_denoise_makes_the_default_call(tmp_path, monkeypatch, tiny_weights, how):
-    """Every solve of a job is the default call (the fused CPU path; no compile request)."""
+    """Every solve of a job makes no compile request (the backend is the job's, tvfast.solver.start_policy)."""
     import tvfast
     from tvfast.cli.main import main
 

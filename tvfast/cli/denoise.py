@@ -126,13 +126,22 @@ def load_lambda_map(path: str) -> np.ndarray:
     return lam
 
 
+def _backend(start, z: torch.Tensor, n_iter: int, tv: str) -> str:
+    """The solver backend of one solve of z: the job's ski-rental account (``start``) decides on the CPU."""
+    if start is None or z.device.type != "cpu" or tv != "anisotropic":
+        return "auto"
+    return start.backend(z.numel(), n_iter, z.dim() - 2, z.element_size())
+
+
 def denoise_job(job: DenoiseJob, *, model=None, lam_value=None, lam_map=None, n_iter: int = 256,
                 save_lambda: bool = False, compare: bool = False, device="cpu", compile: bool | None = None,
-                tv: str = "anisotropic") -> None:
+                tv: str = "anisotropic", start=None) -> None:
     """Denoise one file. Exactly one of ``model``, ``lam_value``, ``lam_map`` is given.
 
     ``compile`` and ``tv`` are passed to :func:`tvfast.pdhg` for ``lam_value`` / ``lam_map``
-    (a ``model`` solves with its own ``solver_compile`` and ``tv``).
+    (a ``model`` solves with its own ``solver_compile`` and ``tv``). ``start``: the command's
+    :class:`tvfast.solver.start_policy.FusedStart`, which picks the CPU backend of each solve
+    (None: the default backend).
     """
     image = read_image(job.source)
     pixels = image.pixels
@@ -141,7 +150,7 @@ def denoise_job(job: DenoiseJob, *, model=None, lam_value=None, lam_map=None, n_
     height, width = z.shape[-2:]
     with torch.no_grad():
         if model is not None:
-            x, lam = model.denoise(z, n_iter)
+            x, lam = model.denoise(z, n_iter, backend=_backend(start, z, n_iter, model.tv))
         elif lam_map is not None:
             if lam_map.shape[-2:] != (height, width):
                 raise UsageError(f"--lambda-map: map is {lam_map.shape[-2]}×{lam_map.shape[-1]}, "
@@ -150,7 +159,7 @@ def denoise_job(job: DenoiseJob, *, model=None, lam_value=None, lam_map=None, n_
         else:
             lam = float(lam_value)
         if model is None:
-            x = tvfast.pdhg(z, lam, n_iter, compile=compile, tv=tv)
+            x = tvfast.pdhg(z, lam, n_iter, compile=compile, tv=tv, backend=_backend(start, z, n_iter, tv))
     result = x[:, 0].cpu().numpy()
     result = result[0] if pixels.ndim == 2 else np.moveaxis(result, 0, -1)
     write_image(job.target, result, image.dtype)
@@ -217,7 +226,7 @@ def load_volume_lambda(path: str) -> np.ndarray:
 
 def denoise_volume(source: Path, target: Path, *, lam_value: float | None = None, lam_map: np.ndarray | None = None,
                    model=None, n_iter: int = 256, device="cpu", save_lambda: bool = False,
-                   tv: str = "anisotropic") -> np.ndarray:
+                   tv: str = "anisotropic", start=None) -> np.ndarray:
     """Denoise the volume file ``source`` into ``target`` with 3-D TV (docs/method.md §9).
 
     Exactly one of ``lam_value``, ``lam_map`` ((1|3, D, H, W)) or ``model`` (a
@@ -226,22 +235,22 @@ def denoise_volume(source: Path, target: Path, *, lam_value: float | None = None
     is read by :func:`tvfast.io.volumes.read_volume` and written back in its
     format and sample type. With ``save_lambda`` the Λ used is written next to
     the target as ``NAME_lambda.npy`` ((1|3, D, H, W)). Returns the denoised
-    (D, H, W) array.
+    (D, H, W) array. ``start``: as for :func:`denoise_job`.
     """
     volume = read_volume(source)
     z = torch.from_numpy(volume.pixels).to(device)[None, None]  # (1, 1, D, H, W)
     with torch.no_grad():
         if model is not None:
-            x, lam = model.denoise(z, n_iter)
+            x, lam = model.denoise(z, n_iter, backend=_backend(start, z, n_iter, model.tv))
         elif lam_map is not None:
             if lam_map.shape[1:] != tuple(z.shape[2:]):
                 raise ValueError(f"--lambda-map: map is {'×'.join(map(str, lam_map.shape[1:]))}, volume {source} is "
                                  f"{'×'.join(map(str, z.shape[2:]))}")
             lam = torch.from_numpy(lam_map).to(device)[None]
-            x = tvfast.pdhg(z, lam, n_iter, tv=tv)
+            x = tvfast.pdhg(z, lam, n_iter, tv=tv, backend=_backend(start, z, n_iter, tv))
         else:
             lam = float(lam_value)
-            x = tvfast.pdhg(z, lam, n_iter, tv=tv)
+            x = tvfast.pdhg(z, lam, n_iter, tv=tv, backend=_backend(start, z, n_iter, tv))
     result = x[0, 0].cpu().numpy()
     write_volume(target, result, volume.dtype)
     if save_lambda:

@@ -320,7 +320,8 @@ class LambdaNet(nn.Module):
             lam = torch.stack((lam_t, lam_xy, lam_xy), dim=1)
         return lam
 
-    def denoise(self, z: torch.Tensor, n_iter: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def denoise(self, z: torch.Tensor, n_iter: int | None = None, *,
+                backend: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Denoise and return the map used: ``(x_T, Λ_Θ)``.
 
         Parameters
@@ -329,6 +330,9 @@ class LambdaNet(nn.Module):
             As for :meth:`lambda_map`.
         n_iter : int, optional
             PDHG iterations (default: the model's ``n_iter``).
+        backend : str, optional
+            The solver backend of this call (:func:`tvfast.pdhg`'s ``backend``;
+            default: the model's ``solver_backend``).
 
         Returns
         -------
@@ -344,7 +348,8 @@ class LambdaNet(nn.Module):
             zb = self._pad_hw(zb, r)
         lam = self.lambda_map(zb)
         T = self.n_iter if n_iter is None else n_iter
-        x = tvfast.pdhg(zb, lam, n_iter=T, backend=self.solver_backend, compile=self.solver_compile, tv=self.tv)
+        x = tvfast.pdhg(zb, lam, n_iter=T, backend=self.solver_backend if backend is None else backend,
+                        compile=self.solver_compile, tv=self.tv)
         if r:
             x = x[..., r : r + H, r : r + W]
             lam = lam[..., r : r + H, r : r + W]

@@ -30,7 +30,7 @@ import torch
 
 from tvfast.solver.clip_states import packed_width
 
-__all__ = ["available", "solve_forward", "solve_backward", "to_complex", "data_dual", "data_adjoint", "scaled",
+__all__ = ["available", "started", "solve_forward", "solve_backward", "to_complex", "data_dual", "data_adjoint", "scaled",
            "RecomputeEngine"]
 
 _kernels = None
@@ -47,6 +47,11 @@ def available() -> bool:
             _kernels = fused_kernels
         except Exception as exc:  # no numba, or a numba that does not match this numpy/Python
             _import_error = exc
+    return _kernels is not None
+
+
+def started() -> bool:
+    """Whether this process has loaded the compiled kernels already (never imports anything)."""
     return _kernels is not None
 
 
