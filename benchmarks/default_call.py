@@ -17,7 +17,8 @@ Every case runs in its own new process (``--case NAME --threads N``), which
 
 Separately, one process with an empty kernel cache (a fresh
 ``NUMBA_CACHE_DIR``) times the first 2-D forward+backward: what a new
-install pays once. Loss L = Σ x² (Σ |x|² for MRI); gradients with respect to
+install pays once; and the whole ``tvfast denoise`` of one 256² PNG takes
+turns with ``python -c "import torch"`` (whole processes, medians). Loss L = Σ x² (Σ |x|² for MRI); gradients with respect to
 the data and Λ. Every row names the machine and the threads it ran on.
 
 Cases (Λ a per-pixel map):
@@ -146,6 +147,33 @@ def first_call_empty_cache(threads: int = 2) -> dict:
             "threads": threads, "n_iter": 256, "median_s": float(out.stdout.split()[-1]), "machine": machine_name()}
 
 
+def denoise_command_row(rounds: int = 5) -> dict:
+    """The whole ``tvfast denoise`` of one 256² PNG (the bundled X-ray, the shipped model) against
+    ``python -c "import torch"``: whole processes, taking turns, medians of ``rounds`` pairs."""
+    import statistics
+
+    from tvfast.evaluation.report import machine_name
+
+    image = HERE.parent / "tvfast" / "data" / "chest_xray_IM-0129-0001.png"
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / "out.png"
+        commands = {"import torch": [sys.executable, "-c", "import torch"],
+                    "tvfast denoise": [sys.executable, "-c", "import sys; from tvfast.cli.main import main; "
+                                       f"sys.exit(main(['denoise', {str(image)!r}, '-o', {str(target)!r}, "
+                                       "'--force']))"]}
+        times = {name: [] for name in commands}
+        for _ in range(rounds + 1):  # the first pair warms the file cache and is dropped
+            for name, cmd in commands.items():
+                start = time.perf_counter()
+                subprocess.run(cmd, check=True, capture_output=True, cwd=tmp)
+                times[name].append(time.perf_counter() - start)
+    med = {name: statistics.median(values[1:]) for name, values in times.items()}
+    return {"case": "2d", "pass": "whole tvfast denoise of one 256² PNG (shipped model) vs python -c 'import torch'",
+            "impl": "default", "threads": os.cpu_count(), "n_iter": 256, "median_s": med["tvfast denoise"],
+            "import_torch_s": med["import torch"], "ratio_to_import_torch": med["tvfast denoise"] / med["import torch"],
+            "machine": machine_name()}
+
+
 def train_step_rows(rounds: int = 3) -> list[dict]:
     """The seed model's training step (U-Net → Λ → solver → MSE → backward → Adam), 256², T = 256, one process:
     the default call (now) against ``compile=True`` (what the trainer asked for before: the torch.compile path,
@@ -176,7 +204,10 @@ def table(rows: list[dict]) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         plain = f"{r['plain_loop_s'] * 1e3:.1f} ms" if "plain_loop_s" in r else ""
-        if "speedup" in r:
+        if "ratio_to_import_torch" in r:
+            plain = f"{r['import_torch_s'] * 1e3:.0f} ms (import torch)"
+            ratio = f"{r['ratio_to_import_torch']:.2f}× import torch"
+        elif "speedup" in r:
             ratio = f"{r['speedup']:.1f}×"
         elif "speedup_vs_skimage" in r:
             ratio = f"{r['speedup_vs_skimage']:.1f}× vs scikit-image ({r['skimage_s'] * 1e3:.1f} ms)"
@@ -216,6 +247,7 @@ def main(argv=None) -> int:
         rows += json.loads(out.stdout.strip().splitlines()[-1])
         print(table(rows[-1:]).splitlines()[-1], flush=True)
     rows.append(first_call_empty_cache())
+    rows.append(denoise_command_row(args.rounds))
     print(table(rows))
     if args.out:
         _write(args.out, rows)
