@@ -29,6 +29,16 @@ def _fixed_seed():
     torch.manual_seed(SEED)
 
 
+@pytest.fixture(autouse=True)
+def _fused_kernels_compile_in_the_test(monkeypatch):
+    """The fused CPU kernels compile in the test's own process, never in a background child (which would let the
+    first solves of a fresh kernel cache run on the PyTorch steps, and the kernels go untested);
+    tests/test_start_policy.py tests the background compilation in its own processes."""
+    from tvfast.solver import fused
+
+    monkeypatch.setattr(fused, "compile_in_background", False)
+
+
 def _poison(t: torch.Tensor) -> torch.Tensor:
     if t.is_floating_point():
         t.fill_(float("nan"))

@@ -1,4 +1,9 @@
-"""The ski-rental start of the fused CPU kernels (tvfast.solver.start_policy) and the plain loop it rents."""
+"""Starting the fused CPU kernels: the ski rental of a command (tvfast.solver.start_policy), the plain loop it
+rents, and the background compilation of a machine's first solves (tvfast.solver.fused)."""
+
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -56,3 +61,51 @@ def test_plain_forward_is_the_steps_bit_for_bit(case, dtype, gen):
     x_steps, states = cpu.solve_forward(z, lam, 17, step, step, 1.0, keep_states=True, compile=False)
     assert states is not None
     assert torch.equal(x, x_steps)
+
+
+_FIRST_SOLVES = r"""
+import sys, time, torch
+import tvfast
+from tvfast.solver import fused
+from tvfast.solver import fused_kernels as k
+
+gen = torch.Generator().manual_seed(0)
+z = torch.rand(2, 1, 24, 20, generator=gen, dtype=torch.float64)
+lam = 0.1 * torch.rand(2, 2, 24, 20, generator=gen, dtype=torch.float64)
+
+def solve():
+    zz, ll = z.clone().requires_grad_(), lam.clone().requires_grad_()
+    x = tvfast.pdhg(zz, ll, 30)
+    x.square().sum().backward()
+    return x.detach(), zz.grad, ll.grad
+
+first = solve()
+print("compiling after the first solve:", fused.compiling())
+print("kernels in this process:", len(k.run2d_states.overloads) + len(k.adjoint_run2d.overloads))
+deadline = time.time() + 240
+while fused.compiling() and time.time() < deadline:
+    time.sleep(0.2)
+later = solve()
+print("kernels in this process:", len(k.run2d_states.overloads) + len(k.adjoint_run2d.overloads))
+print("same bits:", all(torch.equal(a, b) for a, b in zip(first, later)))
+"""
+
+
+def test_first_solves_on_a_new_machine_run_while_a_child_compiles_the_kernels(tmp_path):
+    """With an empty kernel cache the first solve (forward and backward) runs on the PyTorch steps while a child
+    process compiles the kernels into the cache; the solve after the child is done runs the kernels, loaded from
+    the cache, and gives the same bits (x and both gradients)."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "-c", _FIRST_SOLVES], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines == ["compiling after the first solve: True", "kernels in this process: 0",
+                     "kernels in this process: 2", "same bits: True"], r.stdout
+    assert any(name.endswith(".nbi") for _, _, files in os.walk(tmp_path / "cache") for name in files)
+
+def test_without_background_compilation_the_first_solve_compiles_in_the_process(tmp_path):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
+    code = _FIRST_SOLVES.replace("first = solve()", "fused.compile_in_background = False\nfirst = solve()")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[:2] == ["compiling after the first solve: False", "kernels in this process: 2"]

@@ -16,6 +16,17 @@ first solve on a machine pays the compilation (a few seconds), and a new
 process loads them in well under a second. Where Numba cannot be imported
 :func:`tvfast.solver.arguments.resolve_backend` falls back to the PyTorch path with one warning.
 
+First use on a machine. Compiling the kernels of a solve takes seconds
+(3–4 s for a forward with clip states and as much for its adjoint on the
+2-core AMD EPYC machine), once per machine. When a denoising solve finds
+its kernels neither loaded nor in the on-disk cache, a child process
+compiles them into the cache (:func:`warm`) while this process runs the
+solve — and every later one of that kind until the child is done — on the
+PyTorch steps of :mod:`tvfast.solver.cpu`, which give the same bits (x_T and
+clip states); then the kernels load from the cache. Set
+:data:`compile_in_background` to False to compile in the calling process
+instead (the tests do, to exercise the kernels themselves).
+
 Threads: each solve runs its passes on up to ``torch.get_num_threads()``
 threads (capped by Numba's pool), so ``torch.set_num_threads`` governs
 both; small problems run on fewer (:data:`PIXELS_PER_THREAD`).
@@ -24,13 +35,15 @@ both; small problems run on fewer (:data:`PIXELS_PER_THREAD`).
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import torch
 
 from tvfast.solver.clip_states import packed_width
 
-__all__ = ["available", "started", "solve_forward", "solve_backward", "to_complex", "data_dual", "data_adjoint", "scaled",
+__all__ = ["available", "started", "warm", "compiling", "compile_in_background", "solve_forward", "solve_backward", "to_complex", "data_dual", "data_adjoint", "scaled",
            "RecomputeEngine"]
 
 _kernels = None
@@ -48,6 +61,68 @@ def available() -> bool:
         except Exception as exc:  # no numba, or a numba that does not match this numpy/Python
             _import_error = exc
     return _kernels is not None
+
+
+# Whether a denoising solve whose kernels are not compiled yet has them compiled in a child process (and runs on the
+# PyTorch steps meanwhile) rather than compiling them itself; see the module docstring.
+compile_in_background = True
+
+# The child processes compiling kernels, by what they serve: (dtype name, spatial axes, with clip states).
+_compiling: dict[tuple, subprocess.Popen] = {}
+
+
+def warm(dtype: str, n_axes: int, states: bool) -> None:
+    """Compile (or load) the kernels of a denoising solve into the on-disk cache: the forward with clip states and
+    its adjoint when ``states``, else the forward without; ``dtype`` "float32" or "float64", ``n_axes`` 2 or 3.
+
+    Runs tiny solves of that kind in this process, so the kernels are compiled for exactly the argument types the
+    solves pass. The child process of a background compilation runs this."""
+    global compile_in_background
+    compile_in_background = False  # this process compiles
+    kind = getattr(torch, dtype)
+    z = torch.zeros((1,) + (4,) * n_axes, dtype=kind)
+    lam = torch.ones((1, 1) + (4,) * n_axes, dtype=kind)
+    x, record = solve_forward(z, lam, 2, 0.25, 0.25, 1.0, keep_states=states)
+    if states:
+        solve_backward(x, record, 1, True, 0.25, 0.25, 1.0)
+
+
+def compiling() -> bool:
+    """Whether a child process is compiling kernels for this one right now (see the module docstring)."""
+    for serves, child in list(_compiling.items()):
+        if child.poll() is not None:
+            del _compiling[serves]
+    return bool(_compiling)
+
+
+def _ready(kernel, args, serves: tuple) -> bool:
+    """Whether ``kernel`` can run on ``args`` now: compiled in this process, or in the on-disk cache (then it loads
+    on the call). Else, with :data:`compile_in_background`, starts (once) a child process that compiles the kernels
+    of ``serves`` = (dtype name, axes, states) and says False while it runs."""
+    import numba
+
+    signature = tuple(numba.typeof(a) for a in args)
+    if signature in kernel.overloads or not compile_in_background:
+        return True
+    child = _compiling.get(serves)
+    if child is not None:
+        if child.poll() is None:
+            return False
+        del _compiling[serves]  # done (or failed: then the call compiles here, as without a child)
+        return True
+    try:
+        if kernel._cache.load_overload(signature, kernel.targetctx) is not None:  # Numba's own cache lookup
+            return True
+    except Exception:  # a Numba without this lookup: compile here
+        return True
+    code = f"from tvfast.solver.fused import warm; warm({serves[0]!r}, {serves[1]}, {serves[2]})"
+    try:
+        _compiling[serves] = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL,
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                              env=dict(os.environ, OMP_NUM_THREADS="1"))
+    except OSError:  # no new process allowed here: compile in this one
+        return True
+    return False
 
 
 def started() -> bool:
@@ -139,6 +214,23 @@ class _Threads:
         return False
 
 
+class _TorchThreads:
+    """Run torch's ops on :func:`solve_threads` threads (the cores the compiling child leaves free), restored on
+    exit: torch's workers spin-wait for each other, and one that waits for a busy core slows every op."""
+
+    def __init__(self, pixels: int):
+        self.pixels = pixels
+
+    def __enter__(self):
+        self.torch_threads = torch.get_num_threads()
+        torch.set_num_threads(solve_threads(self.pixels))
+        return self
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.torch_threads)
+        return False
+
+
 def _kind(dtype: torch.dtype):
     """The NumPy scalar type of a real solve's dtype (float32 or float64)."""
     return np.float32 if dtype == torch.float32 else np.float64
@@ -220,15 +312,22 @@ def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, k
     else:
         def dual(it):
             k.dual3d_states(xbn, *qn, lam_np, record_np[it], prm)
+    if data_step is None:  # denoising: the whole loop in one compiled call
+        if not keep_states:
+            kernel, args = (k.run2d if n_axes == 2 else k.run3d), (xn, xbn, pn, *qn, zn, lam_np, prm, n_iter)
+        elif n_axes == 2:
+            kernel, args = k.run2d_states, (xn, xbn, pn, *qn, zn, lam_np, record_np, scratch, prm)
+        else:
+            kernel, args = k.run3d_states, (xn, xbn, pn, *qn, zn, lam_np, record_np, prm)
+        if not _ready(kernel, args, (str(dtype).removeprefix("torch."), n_axes, keep_states)):
+            from tvfast.solver import cpu  # the same bits while the kernels compile in the background
+
+            with _TorchThreads(z.numel()):
+                return cpu.solve_forward(z, lam, n_iter, tau, sigma, theta, keep_states, compile=False)
+        with torch.no_grad(), _Threads(z.numel()):
+            kernel(*args)
+        return x, record
     with torch.no_grad(), _Threads(z.numel()):
-        if data_step is None:  # denoising: the whole loop in one compiled call
-            if not keep_states:
-                (k.run2d if n_axes == 2 else k.run3d)(xn, xbn, pn, *qn, zn, lam_np, prm, n_iter)
-            elif n_axes == 2:
-                k.run2d_states(xn, xbn, pn, *qn, zn, lam_np, record_np, scratch, prm)
-            else:
-                k.run3d_states(xn, xbn, pn, *qn, zn, lam_np, record_np, prm)
-            return x, record
         for it in range(n_iter):  # with an operator: its data step in PyTorch between the passes
             data = _as_parts(data_step(x_bar), n_axes)  # Aᴴp_{k+1} from x̄_k, before x̄ changes
             dual(it)
@@ -261,19 +360,27 @@ def solve_backward(grad_x, clip_states, lam_channels: int, need_glam: bool, tau:
     else:
         def adjoint_dual(record):
             k.adjoint_dual3d(gxn, gxbn, *gqn, glamn, record, prm)
-    with torch.no_grad(), _Threads(gx.numel()):
-        if data_step is None:  # denoising: the whole loop in one compiled call
-            if n_axes == 2:
-                k.adjoint_run2d(gxn, gxbn, gpn, gzn, *gqn, glamn, records, scratch, prm)
-            else:
-                k.adjoint_run3d(gxn, gxbn, gpn, gzn, *gqn, glamn, records, prm)
+    if data_step is None:  # denoising: the whole loop in one compiled call
+        if n_axes == 2:
+            kernel, args = k.adjoint_run2d, (gxn, gxbn, gpn, gzn, *gqn, glamn, records, scratch, prm)
         else:
-            for step in range(n_iter):
-                # with an operator, a = gx + (1+θ)gx̄ (before the passes change them) goes through its adjoint data
-                # step
-                data = _as_parts(data_step(torch.add(gx, gx_bar, alpha=1.0 + theta)), n_axes)
-                adjoint_dual(records[n_iter - 1 - step])
-                (k.adjoint_primal2d_data if n_axes == 2 else k.adjoint_primal3d_data)(gxn, gxbn, data, *gqn, prm)
+            kernel, args = k.adjoint_run3d, (gxn, gxbn, gpn, gzn, *gqn, glamn, records, prm)
+        if not _ready(kernel, args, (str(dtype).removeprefix("torch."), n_axes, True)):
+            from tvfast.solver import cpu  # the same bits while the kernels compile in the background
+
+            with _TorchThreads(gx.numel()):
+                return cpu.solve_backward(grad_x, clip_states, lam_channels, need_glam, tau, sigma, theta,
+                                          compile=False)
+        with torch.no_grad(), _Threads(gx.numel()):
+            kernel(*args)
+            gz.add_(gx).add_(gx_bar)
+        return gz, (glam if need_glam else None)
+    with torch.no_grad(), _Threads(gx.numel()):
+        for step in range(n_iter):
+            # with an operator, a = gx + (1+θ)gx̄ (before the passes change them) goes through its adjoint data step
+            data = _as_parts(data_step(torch.add(gx, gx_bar, alpha=1.0 + theta)), n_axes)
+            adjoint_dual(records[n_iter - 1 - step])
+            (k.adjoint_primal2d_data if n_axes == 2 else k.adjoint_primal3d_data)(gxn, gxbn, data, *gqn, prm)
         gz.add_(gx).add_(gx_bar)
     return gz, (glam if need_glam else None)
 
