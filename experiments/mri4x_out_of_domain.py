@@ -19,8 +19,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -29,17 +27,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from natural_images import GREY_IMAGES, _image  # noqa: E402  (the same image list and loading)
-    from PIL import Image
+    from ood_images import write_ood_images  # noqa: E402  (the images of natural_images.py as PNGs)
 
     from tvfast.training.evaluate_reconstruction import main as evaluate
 
     images = args.out / "images"
-    images.mkdir(parents=True, exist_ok=True)
-    for name in GREY_IMAGES:
-        target = images / f"{name}.png"
-        if not target.exists():
-            Image.fromarray(np.rint(np.clip(_image(name, 256), 0, 1) * 255).astype(np.uint8)).save(target)
+    write_ood_images(images, 256)
     for n_iter in args.iters:
         code = evaluate(["--task", "mri4x", "--data", str(images), "--iters", str(n_iter), "--examples", "2",
                          "--out", str(args.out / f"T{n_iter}")])

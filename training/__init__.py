@@ -9,6 +9,7 @@ distributed    : the process group of a run (one process, or several under torch
 data           : the datasets' shared base (seeded samples, cache, noise) and the image-folder dataset.
 sequences      : synthetic (x, y, t) sequences from images, and ready-made (D, H, W) sequence files.
 tasks          : the simulated reconstruction tasks (mri4x, ct60): their samples, model call and loss.
+synthetic      : synthetic clean images made on the fly (dead leaves, object supports) for varied training samples.
 evaluate       : learned Λ vs the best scalar λ (``tvfast evaluate``), denoising.
 evaluate_reconstruction : the same for the reconstruction tasks (``tvfast evaluate --task mri4x|ct60``).
 evaluate3d     : a dynamic model vs the best pair of scalars (λ_xy, λ_t).

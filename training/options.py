@@ -11,10 +11,11 @@ from tvfast.cli.parser import CommandParser
 from tvfast.device import resolve_device
 from tvfast.io.images import read_grayscale
 from tvfast.models.precision import PRECISIONS
+from tvfast.models.reconstruction_net import NORMALISATIONS
 from tvfast.training.checkpoint import CHECKPOINT
 from tvfast.training.data import list_images
 from tvfast.training.sequences import VolumeFolderDataset
-from tvfast.training.tasks import TASKS, task_spec
+from tvfast.training.tasks import RECONSTRUCTION_TASKS, TASKS, task_spec
 
 __all__ = ["RECIPES", "UsageError", "apply_recipe", "build_parser", "resumed_arguments", "explicit_options",
            "resolve_task_defaults", "check_arguments"]
@@ -97,12 +98,40 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frames per sequence (with --sequences; with --volume a window of consecutive frames)")
     g.add_argument("--pool-time", action="store_true", help="the 3-D U-Net also pools along time (--sequences)")
 
+    g = p.add_argument_group("sample variation (reconstruction tasks; training samples only, all off by default)")
+    g.add_argument("--synthetic-fraction", type=float, default=0.0, metavar="F",
+                   help="replace each training image with probability F by a synthetic dead-leaves image of the "
+                        "same size (training/synthetic.py), resized, cropped and flipped like the others")
+    g.add_argument("--resize-range", type=int, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                   help="resize each training image so that its shorter side is S ~ U{LOW..HIGH} pixels before "
+                        "the --patch-size crop (a zoom by S/--size; all crops keep --patch-size, so batches "
+                        "stay one size); needs --patch-size <= LOW")
+    g.add_argument("--background-max", type=float, default=0.0, metavar="B",
+                   help="set everything outside a random ellipse to 0, a fraction beta ~ U[0, B] of each "
+                        "training sample (an object on an empty background, as in MRI); 0 <= B < 1")
+    g.add_argument("--intensity-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                   help="multiply each clean training image by a ~ U[LOW, HIGH], 0 < LOW <= HIGH <= 1 (with "
+                        "relative noise and the scale-equivariant model this only reweighs samples in the loss)")
+    g.add_argument("--centre-fraction", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                   help="mri4x: draw the fully sampled centre fraction of each training mask from U[LOW, HIGH] "
+                        "(default: 0.08, the task's); 0 < LOW <= HIGH <= 0.25 (a 4x mask samples a quarter of "
+                        "the rows, the centre included)")
+
     g = p.add_argument_group("model")
     g.add_argument("--iters", type=int, default=None, help="PDHG iterations T (default: 256; 128 for mri4x, ct60)")
     g.add_argument("--up-bound", type=float, default=0.0,
                    help="0: Λ = 0.1·softplus(o); b > 0: Λ = b·sigmoid(o)")
     g.add_argument("--directional", action="store_true",
                    help="two maps (vertical, horizontal differences); for mri4x they follow the row-wise aliasing")
+    g.add_argument("--normalisation", choices=NORMALISATIONS, default="mean",
+                   help="reconstruction models: the scale c of the start x0 that divides the U-Net's input and "
+                        "multiplies Λ: the mean of |x0| (the shipped weights) or its 0.98 quantile, which does "
+                        "not depend on how much of the image is empty background; a new run's choice, also with "
+                        "--init (a fine-tune may switch it); a resumed run keeps its checkpoint's")
+    g.add_argument("--iters-range", type=int, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                   help="reconstruction tasks: each training step solves with T ~ U{LOW..HIGH} PDHG iterations, "
+                        "drawn from (--seed, epoch, step) so that resumed runs draw the same; validation and "
+                        "the saved model keep --iters. A step costs about proportionally to T")
     g.add_argument("--tv", choices=("anisotropic", "isotropic"), default="anisotropic",
                    help="the TV of the solver (denoising model; isotropic takes one map, not --directional)")
     g.add_argument("--base-channels", type=int, default=32, help="U-Net width")
@@ -160,7 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
 # Options that define the stream of training samples: a resumed run must use the checkpoint's
 # values (a different one would break exact resumption), so giving another value is an error.
 SAMPLE_OPTIONS = ("task", "batch_size", "max_steps_per_epoch", "seed", "size", "patch_size", "noise", "noise_min",
-                  "noise_max", "augment", "sequences", "volume", "frames")
+                  "noise_max", "augment", "sequences", "volume", "frames", "synthetic_fraction", "resize_range",
+                  "background_max", "intensity_range", "centre_fraction", "iters_range")
+# Options of the reconstruction tasks only (ReconstructionNet and TaskDataset).
+RECONSTRUCTION_OPTIONS = ("synthetic_fraction", "resize_range", "background_max", "intensity_range",
+                          "centre_fraction", "normalisation", "iters_range")
 # Options of the optimisation that a resumed run takes from the checkpoint unless given again.
 SCHEDULE_OPTIONS = ("recipe", "lr", "lr_schedule", "warmup_epochs", "precision", "solver_backend")
 
@@ -262,6 +295,14 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -
             if getattr(args, key) != getattr(defaults, key):
                 parser.error(f"--{key.replace('_', '-')} is for the denoising model; it does not apply with "
                              f"--task {args.task}")
+    if spec.model_kind == "reconstruction":
+        _check_variation(parser, args)
+    else:
+        defaults = build_parser().parse_args(["--data", "x"])
+        for key in RECONSTRUCTION_OPTIONS:
+            if getattr(args, key) != getattr(defaults, key):
+                parser.error(f"--{key.replace('_', '-')} is for the reconstruction tasks "
+                             f"({', '.join(RECONSTRUCTION_TASKS)}); it does not apply with --task {args.task}")
     if spec.model_kind == "lambdanet3d":
         defaults = resolve_task_defaults(build_parser().parse_args(["--data", "x"]))
         for key in ("patch_size", "augment", "directional", "up_bound", "normalize_input", "solve_pad", "tv"):
@@ -291,3 +332,33 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -
         parser.error("--max-steps-per-epoch must be >= 1")
     if not 0 <= args.noise_min <= args.noise_max:
         parser.error("need 0 <= --noise-min <= --noise-max")
+
+
+def _check_variation(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The sample-variation options and --iters-range of a reconstruction task: one usage error each."""
+    if not 0 <= args.synthetic_fraction <= 1:
+        parser.error(f"--synthetic-fraction must be in [0, 1], got {args.synthetic_fraction:g}")
+    if args.resize_range is not None:
+        low, high = args.resize_range
+        if args.patch_size is None:
+            parser.error("--resize-range needs --patch-size (the crop that gives every sample of a batch one size)")
+        if not args.patch_size <= low <= high:
+            parser.error(f"--resize-range needs --patch-size <= LOW <= HIGH, got {low} {high} with --patch-size "
+                         f"{args.patch_size}")
+    if not 0 <= args.background_max < 1:
+        parser.error(f"--background-max must be in [0, 1), got {args.background_max:g}")
+    if args.intensity_range is not None:
+        low, high = args.intensity_range
+        if not 0 < low <= high <= 1:
+            parser.error(f"--intensity-range needs 0 < LOW <= HIGH <= 1, got {low:g} {high:g}")
+    if args.centre_fraction is not None:
+        low, high = args.centre_fraction
+        if args.task != "mri4x":
+            parser.error(f"--centre-fraction is for the row masks of --task mri4x; it does not apply with "
+                         f"--task {args.task}")
+        if not 0 < low <= high <= 0.25:
+            parser.error(f"--centre-fraction needs 0 < LOW <= HIGH <= 0.25, got {low:g} {high:g}")
+    if args.iters_range is not None:
+        low, high = args.iters_range
+        if not 1 <= low <= high:
+            parser.error(f"--iters-range needs 1 <= LOW <= HIGH, got {low} {high}")

@@ -26,7 +26,11 @@ about the task; adding a task is adding an entry.
 These are simulations built from X-ray images, not scanner data. A
 sample's randomness (crop, mask, phase, noise level, noise) comes from the
 dataset's seeded stream (:class:`~tvfast.training.data.NoisyFolderDataset`),
-so runs and resumed runs see the same samples.
+so runs and resumed runs see the same samples. For models meant to work
+beyond X-rays, :class:`TaskDataset` can vary training samples further
+(synthetic dead-leaves images, zoom, zero background, intensity, the mask's
+centre fraction; ``tvfast train --synthetic-fraction`` etc.), from the same
+stream.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from tvfast.models.unet import UNet
 from tvfast.physics import MaskedFFT
 from tvfast.training.data import ImageFolderDataset
 from tvfast.training.sequences import SequenceFolderDataset, VolumeFolderDataset
+from tvfast.training.synthetic import dead_leaves, object_support
 
 __all__ = ["TASKS", "RECONSTRUCTION_TASKS", "TaskSpec", "task_spec", "load_task_model", "TaskDataset", "Task"]
 
@@ -61,11 +66,43 @@ class TaskDataset(ImageFolderDataset):
     The clean image is drawn as by :class:`ImageFolderDataset` (crop, flips),
     then s ~ U[s_min, s_max], then the simulation's own draws, all from the
     sample's stream.
+
+    Training samples can be varied further, for models that have to work
+    beyond the images of the folder (each off by default; each draws from
+    the stream only when it is on, so the samples of a run without them are
+    unchanged):
+
+    * ``synthetic_fraction`` F: with probability F (u ~ U[0, 1) < F) the
+      image is replaced by a dead-leaves image of the same size
+      (:func:`~tvfast.training.synthetic.dead_leaves`), which then goes
+      through the same resizing, crop and flips;
+    * ``resize_range`` (lo, hi): the image is resized (bicubic, antialiased)
+      so that its shorter side is S ~ U{lo, …, hi} pixels before the
+      ``patch_size`` crop — a zoom by S / (shorter side), so that structures
+      come at other scales relative to the mask's band of frequencies and
+      the network's receptive field; the crop keeps every sample of a batch
+      the same size (``patch_size`` is needed, lo ≥ ``patch_size``);
+    * ``background_max`` B: everything outside a random ellipse is set to 0,
+      a fraction β ~ U[0, B] of the sample
+      (:func:`~tvfast.training.synthetic.object_support`);
+    * ``intensity_range`` (lo, hi): the clean image is multiplied by
+      a ~ U[lo, hi] (0 < lo ≤ hi ≤ 1);
+    * ``centre_fraction`` (lo, hi), ``mri4x``: the fully sampled centre
+      fraction of the row mask is f ~ U[lo, hi] instead of 0.08.
+
+    A training sample draws, in this order: [u, then the dead-leaves image
+    when u < F], [S], the crop's row and column, the flip and the rotation,
+    [β, then the ellipse], [a], the level s, [f], then the simulation's
+    draws (the bracketed ones only when their option is on). Evaluation
+    items (``train=False``) are never varied.
     """
 
     def __init__(self, root: str | os.PathLike, task: str, size: int | None = 256, patch_size: int | None = None,
                  noise_level: float | tuple[float, float] | None = None, train: bool = True, seed: int = 0,
-                 augment: bool = False) -> None:
+                 augment: bool = False, *, synthetic_fraction: float = 0.0,
+                 resize_range: tuple[int, int] | None = None, background_max: float = 0.0,
+                 intensity_range: tuple[float, float] | None = None,
+                 centre_fraction: tuple[float, float] | None = None) -> None:
         spec = task_spec(task)
         if spec.operator is None:
             raise ValueError(f"task: expected a reconstruction task, one of {RECONSTRUCTION_TASKS}, got {task!r}")
@@ -75,6 +112,27 @@ class TaskDataset(ImageFolderDataset):
                          augment=augment)
         self.task = task
         self._projectors: dict = {}
+        if not 0 <= synthetic_fraction <= 1:
+            raise ValueError(f"synthetic_fraction: expected a number in [0, 1], got {synthetic_fraction!r}")
+        if resize_range is not None:
+            low, high = resize_range
+            if patch_size is None or not patch_size <= low <= high:
+                raise ValueError(f"resize_range: needs a patch_size and patch_size <= low <= high, got "
+                                 f"{resize_range!r} with patch_size {patch_size!r}")
+        if not 0 <= background_max < 1:
+            raise ValueError(f"background_max: expected a number in [0, 1), got {background_max!r}")
+        if intensity_range is not None and not 0 < intensity_range[0] <= intensity_range[1] <= 1:
+            raise ValueError(f"intensity_range: need 0 < low <= high <= 1, got {intensity_range!r}")
+        if centre_fraction is not None:
+            if task != "mri4x":
+                raise ValueError(f"centre_fraction: is for the mri4x task's row masks, not {task!r}")
+            if not 0 < centre_fraction[0] <= centre_fraction[1] <= 1:
+                raise ValueError(f"centre_fraction: need 0 < low <= high <= 1, got {centre_fraction!r}")
+        self.synthetic_fraction = float(synthetic_fraction)
+        self.resize_range = None if resize_range is None else tuple(int(v) for v in resize_range)
+        self.background_max = float(background_max)
+        self.intensity_range = None if intensity_range is None else tuple(float(v) for v in intensity_range)
+        self.centre_fraction = None if centre_fraction is None else tuple(float(v) for v in centre_fraction)
 
     def projector(self, height: int, width: int):
         """The CT operator for (H, W) images (made once per size)."""
@@ -85,18 +143,40 @@ class TaskDataset(ImageFolderDataset):
             self._projectors[key] = ParallelBeam((height, width), n_views=CT_VIEWS)
         return self._projectors[key]
 
+    def _clean(self, index: int, g: torch.Generator | None) -> torch.Tensor:
+        """The clean image of a sample: the file's or a synthetic one, resized, cropped, flipped, varied."""
+        x = self._source(index)
+        varied = self.train
+        if varied and self.synthetic_fraction > 0 and float(torch.rand((), generator=g)) < self.synthetic_fraction:
+            x = dead_leaves(*x.shape[-2:], generator=g)
+        if varied and self.resize_range is not None:
+            side = int(torch.randint(self.resize_range[0], self.resize_range[1] + 1, (1,), generator=g))
+            x = _resize(x, side)
+        x = self._draw(index, x, g)
+        if varied and self.background_max > 0:
+            beta = self.background_max * float(torch.rand((), generator=g))
+            x = x * object_support(*x.shape[-2:], beta, generator=g)
+        if varied and self.intensity_range is not None:
+            low, high = self.intensity_range
+            x = x * (low + (high - low) * float(torch.rand((), generator=g)))
+        return x.contiguous()
+
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} {self.item_name}")
         g = self._generator(index)
-        x = self._draw(index, self._source(index), g).contiguous()
+        x = self._clean(index, g)
         lo, hi = self.noise_range
         s = lo + (hi - lo) * float(torch.rand((), generator=g))
         item = {"clean": x, "s": torch.tensor(s, dtype=torch.float32), "index": index}
         if self.task == "mri4x":
             from tvfast.physics.mri import simulate_mri
 
-            data = simulate_mri(x[None], s, generator=g)
+            mask_options = {}
+            if self.train and self.centre_fraction is not None:
+                low, high = self.centre_fraction
+                mask_options["centre_fraction"] = low + (high - low) * float(torch.rand((), generator=g))
+            data = simulate_mri(x[None], s, generator=g, **mask_options)
             item.update(y=data.y[0], mask=data.mask[0])
         else:
             from tvfast.physics.tomography import simulate_ct
@@ -104,6 +184,16 @@ class TaskDataset(ImageFolderDataset):
             y, _ = simulate_ct(x[None], s, operator=self.projector(*x.shape[-2:]), generator=g)
             item.update(y=y[0])
         return item
+
+
+def _resize(x: torch.Tensor, side: int) -> torch.Tensor:
+    """``x`` (1, H, W) resized (bicubic, antialiased, clipped to [0, 1]) so that its shorter side is ``side``."""
+    H, W = x.shape[-2:]
+    if min(H, W) == side:
+        return x
+    size = (max(1, round(H * side / min(H, W))), max(1, round(W * side / min(H, W))))
+    out = F.interpolate(x[None], size=size, mode="bicubic", antialias=True, align_corners=False)[0]
+    return out.clamp(0.0, 1.0)
 
 
 class Task:
@@ -120,16 +210,20 @@ class Task:
         H, W = batch["clean"].shape[-2:]
         return self.dataset.projector(H, W)
 
-    def run(self, model, batch: dict, device) -> torch.Tensor:
-        """The model's estimate for ``batch`` (real: |x̂| for MRI)."""
+    def run(self, model, batch: dict, device, n_iter: int | None = None) -> torch.Tensor:
+        """The model's estimate for ``batch`` (real: |x̂| for MRI), with T = ``n_iter`` (reconstruction tasks)
+        or the model's own."""
         if self.spec.operator is None:
+            if n_iter is not None:
+                raise ValueError(f"n_iter: the {self.name} task solves with the model's own T")
             return model(batch["noisy"].to(device, non_blocking=True))
-        out = model(batch["y"].to(device, non_blocking=True), self.operator(batch, device))
+        extra = () if n_iter is None else (n_iter,)
+        out = model(batch["y"].to(device, non_blocking=True), self.operator(batch, device), *extra)
         return out.abs() if out.is_complex() else out
 
-    def loss(self, model, batch: dict, device) -> torch.Tensor:
+    def loss(self, model, batch: dict, device, n_iter: int | None = None) -> torch.Tensor:
         """Mean squared error of :meth:`run` against the clean images."""
-        return F.mse_loss(self.run(model, batch, device), batch["clean"].to(device, non_blocking=True))
+        return F.mse_loss(self.run(model, batch, device, n_iter), batch["clean"].to(device, non_blocking=True))
 
     @torch.no_grad()
     def start(self, model, batch: dict, device) -> torch.Tensor:
@@ -160,7 +254,8 @@ def _reconstruction_model(operator: str, in_channels: int) -> Callable[[argparse
     def build(args: argparse.Namespace) -> nn.Module:
         return ReconstructionNet(operator, UNet(in_channels=in_channels, base_channels=args.base_channels,
                                                 depth=args.depth),
-                                 n_iter=args.iters, directional=args.directional, **_solver(args))
+                                 n_iter=args.iters, directional=args.directional,
+                                 normalisation=args.normalisation, **_solver(args))
 
     return build
 
@@ -182,7 +277,9 @@ def _sequence_datasets(args: argparse.Namespace):
 def _reconstruction_datasets(args: argparse.Namespace):
     options = {"size": args.size or None, "seed": args.seed}
     train = TaskDataset(args.data, args.task, patch_size=args.patch_size, train=True, augment=args.augment,
-                        noise_level=(args.noise_min, args.noise_max), **options)
+                        noise_level=(args.noise_min, args.noise_max), synthetic_fraction=args.synthetic_fraction,
+                        resize_range=args.resize_range, background_max=args.background_max,
+                        intensity_range=args.intensity_range, centre_fraction=args.centre_fraction, **options)
     # validation at the task's evaluation level, fixed per image
     return train, (TaskDataset(args.val, args.task, train=False, **options) if args.val else None)
 

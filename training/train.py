@@ -33,7 +33,8 @@ Outputs in ``--out``:
 
 Exact resumption: the order of samples in epoch ``e`` is a permutation seeded
 by ``(seed, e)`` (``DistributedSampler``), the noise and crop of sample ``i``
-in epoch ``e`` come from a generator seeded by ``(seed, e, i)``, and PDHG is
+in epoch ``e`` come from a generator seeded by ``(seed, e, i)``, the T of step
+``k`` of epoch ``e`` (``--iters-range``) from one seeded by ``(seed, e, k)``, and PDHG is
 deterministic, so a run stopped after any step and resumed reproduces the
 uninterrupted run (up to floating-point non-determinism of the backend).
 
@@ -54,6 +55,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
@@ -71,10 +73,11 @@ from tvfast.training.data import NoisyFolderDataset
 from tvfast.training.distributed import ProcessGroup
 from tvfast.training.tasks import Task, task_spec
 
-__all__ = ["build_parser", "train", "main"]
+__all__ = ["build_parser", "train", "training_iters", "main"]
 
 _now = time.monotonic  # the trainer's clock (time limits, budgets, elapsed times)
 BEST = "best.safetensors"
+_ITERS_STREAM = 1  # tells the seed of a step's T apart from the (seed, epoch, index) of the samples
 
 # ---------------------------------------------------------------- run state
 @dataclass
@@ -123,6 +126,11 @@ def _build_model(args: argparse.Namespace, ckpt: dict | None, env: ProcessGroup)
     if ckpt is None:
         model = task_spec(args.task).new_model(args)
     elif ckpt.get("model_kind", "lambdanet") == "reconstruction":
+        saved = ckpt["model_config"].get("normalisation", "mean")
+        if "normalisation" in getattr(args, "explicit", set()) and args.normalisation != saved:
+            raise UsageError(f"--normalisation {args.normalisation} differs from the checkpoint's model ({saved}); "
+                             "start a new run from its weights with --init to switch")
+        args.normalisation = saved  # the run's record (last.pt's args) names the model's own
         model = ReconstructionNet.from_config({**ckpt["model_config"], **solver})
         model.load_state_dict(ckpt["model"])
     else:
@@ -344,7 +352,8 @@ class _Trainer:
             lr = scheduled_lr(a, st.global_step / self.steps_per_epoch, st.total_epochs)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            loss = self.task.loss(self.ddp, batch, env.device)
+            n_iter = training_iters(a, st.epoch, st.step)
+            loss = self.task.loss(self.ddp, batch, env.device, n_iter)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -359,6 +368,8 @@ class _Trainer:
             if self.writer is not None and st.global_step % max(1, a.log_every) == 0:
                 self.writer.add_scalar("train/loss", mean_loss, st.global_step)
             shown = {"loss": f"{mean_loss:.3e}", "lr": f"{lr:.1e}"}
+            if n_iter is not None:
+                shown["T"] = str(n_iter)
             if last_val.get("val_psnr") is not None:
                 shown["val_psnr"] = f"{last_val['val_psnr']:.2f}"
             bar.set_postfix(**shown)
@@ -416,6 +427,16 @@ class _Trainer:
             self._save()
             tqdm.write(f"--time-budget-min {a.time_budget_min:g}: {epoch_seconds:.1f} s per epoch, "
                        f"training {st.total_epochs} epochs")
+
+
+def training_iters(args: argparse.Namespace, epoch: int, step: int) -> int | None:
+    """T of training step ``step`` (0-based, within epoch ``epoch``): None (the model's own T) without
+    ``--iters-range``, else an integer uniform in [LOW, HIGH] drawn by a generator seeded from
+    ``(seed, epoch, step)`` — the same on every rank and in a resumed run."""
+    if getattr(args, "iters_range", None) is None:
+        return None
+    low, high = args.iters_range
+    return int(np.random.default_rng([args.seed, epoch, step, _ITERS_STREAM]).integers(low, high + 1))
 
 
 def scheduled_lr(args: argparse.Namespace, epoch: float, total_epochs: int) -> float:

@@ -4,7 +4,7 @@ For data y of a linear forward operator A (single-coil Cartesian MRI,
 ``task="mri"``; parallel-beam CT, ``task="ct"``)::
 
     x₀  = Aᴴy (MRI: the zero-filled image)  or  FBP(y) (CT: filtered back-projection)
-    c   = mean |x₀|                                       per sample (detached)
+    c   = mean |x₀|  or  the 0.98 quantile of |x₀|        per sample (detached; ``normalisation``)
     o   = crop₄( UNet( reflect_pad₄(x₀ / c) ) )           MRI: 2 input channels (Re, Im); CT: 1
     Λ_Θ = c · 0.1 · softplus(o₀)                          (B, 1, H, W), real
     Λ_Θ = c · 0.1 · softplus((o₀, o₁))                    (B, 2, H, W) with ``directional=True``
@@ -15,10 +15,25 @@ map. Since min_x ½‖Ax − αy‖² + ‖αΛ∘∇x‖₁ is solved by αx̂ 
 iterates scale the same way), the reconstruction is equivariant to the
 scale of the data: k-space and sinograms come in arbitrary units, and a
 model trained on images in [0, 1] reconstructs data of any scale as it
-reconstructs the rescaled data. The mean magnitude is used (not the
-maximum) because it is insensitive to a few bright pixels or to the
-zero-filled image's aliasing peaks; c is detached (a constant of the
+reconstructs the rescaled data. c is detached (a constant of the
 sample), so the gradient flows through the network only.
+
+The scale c. ``normalisation="mean"`` (the shipped weights): the mean
+magnitude, insensitive to a few bright pixels or to the zero-filled
+image's aliasing peaks, unlike the maximum. But it is proportional to the
+share of the image the object fills: the same object on a zero background
+of 90 % of the image has a ten times smaller mean, so the U-Net sees ten
+times brighter inputs than in training on images filled edge to edge.
+``normalisation="quantile"``: the q-quantile of |x₀| over the pixels
+(q = ``quantile``, 0.98 by default; nearest rank, the ⌈q·N⌉-th smallest of
+the N magnitudes). Zero background moves it little — for a fraction β of
+zeros it is the object's own quantile of level 1 − (1 − q)/(1 − β), near
+its bright end — and bright outliers in under 2 % of the pixels move it
+at most up to the largest of the other magnitudes. Measured on
+4× zero-filled chest X-rays (s = 0.05) padded with zeros to a background
+of 50 / 75 / 90 %: the mean falls to 0.52 / 0.27 / 0.11 of its value, the
+0.98 quantile to 0.95 / 0.91 / 0.83. Both statistics scale with the data,
+so the model stays equivariant to the data's scale either way.
 
 Directional maps. With ``directional=True`` channel 0 weights the vertical
 differences ∂_H and channel 1 the horizontal ones ∂_W. Undersampling whole
@@ -40,8 +55,9 @@ anything), so τ = σ = 0.99/√(‖A‖² + 8) without a power iteration per ma
 
 from __future__ import annotations
 
+import math
 import os
-from numbers import Integral
+from numbers import Integral, Real
 from pathlib import Path
 
 import torch
@@ -54,13 +70,16 @@ from tvfast.models.precision import Precision
 from tvfast.models.unet import UNet, pad_mode
 from tvfast.solver.arguments import operator_step
 
-__all__ = ["ReconstructionNet", "TASKS", "FORMAT", "mri_steps"]
+__all__ = ["ReconstructionNet", "TASKS", "NORMALISATIONS", "FORMAT", "mri_steps"]
 
 FORMAT = "tvfast-reconstructionnet"
 _FORMAT_VERSION = 1
 
 TASKS = {"mri": 2, "ct": 1}
 """Tasks and the number of U-Net input channels of each."""
+
+NORMALISATIONS = ("mean", "quantile")
+"""The statistics of x₀ that scale the U-Net's input and Λ (module docstring)."""
 
 
 
@@ -101,13 +120,19 @@ class ReconstructionNet(nn.Module):
     directional : bool
         Two maps (vertical, horizontal differences) instead of one; needs a
         network with ≥ 2 output channels (the default U-Net has 2).
+    normalisation : {"mean", "quantile"}
+        The scale c of x₀ (module docstring): its mean magnitude (the
+        shipped weights) or its ``quantile`` quantile, which does not depend
+        on how much of the image is zero background.
+    quantile : float
+        q ∈ (0, 1] of ``normalisation="quantile"``.
     solver_backend, solver_compile
         ``backend`` and ``compile`` of :func:`tvfast.pdhg`.
     """
 
     def __init__(self, task: str, unet: nn.Module | None = None, n_iter: int = 128, pad: int = 4,
-                 directional: bool = False, *, solver_backend: str = "auto",
-                 solver_compile: bool | None = None) -> None:
+                 directional: bool = False, *, normalisation: str = "mean", quantile: float = 0.98,
+                 solver_backend: str = "auto", solver_compile: bool | None = None) -> None:
         super().__init__()
         if task not in TASKS:
             raise ValueError(f"task: expected one of {tuple(TASKS)}, got {task!r}")
@@ -123,6 +148,12 @@ class ReconstructionNet(nn.Module):
         if not isinstance(directional, bool):
             raise ValueError(f"directional: expected True or False, got {directional!r}")
         self.directional = directional
+        if normalisation not in NORMALISATIONS:
+            raise ValueError(f"normalisation: expected one of {NORMALISATIONS}, got {normalisation!r}")
+        if isinstance(quantile, bool) or not isinstance(quantile, Real) or not 0 < quantile <= 1:
+            raise ValueError(f"quantile: expected a number in (0, 1], got {quantile!r}")
+        self.normalisation = normalisation
+        self.quantile = float(quantile)
         self.solver_backend = solver_backend
         self.solver_compile = solver_compile
         self.unet = unet if unet is not None else UNet(in_channels=TASKS[task])
@@ -149,8 +180,11 @@ class ReconstructionNet(nn.Module):
         if not isinstance(self.unet, UNet):
             raise TypeError(f"config: only defined for a tvfast.models.unet.UNet network, got "
                             f"{type(self.unet).__name__}")
+        scale = {"normalisation": self.normalisation}
+        if self.normalisation == "quantile":
+            scale["quantile"] = self.quantile
         return {"task": self.task, "n_iter": self.n_iter, "pad": self.pad, "directional": self.directional,
-                "solver_backend": self.solver_backend,
+                **scale, "solver_backend": self.solver_backend,
                 "solver_compile": self.solver_compile, "unet": self.unet.config}
 
     @classmethod
@@ -167,6 +201,8 @@ class ReconstructionNet(nn.Module):
             raise ValueError(f"config['unet']: {exc}") from exc
         return cls(config["task"], unet, n_iter=config["n_iter"], pad=config.get("pad", 4),
                    directional=config.get("directional", False),
+                   normalisation=config.get("normalisation", "mean"),  # files written before the option: mean
+                   quantile=config.get("quantile", 0.98),
                    solver_backend=config.get("solver_backend", "auto"),
                    solver_compile=config.get("solver_compile"))
 
@@ -181,6 +217,17 @@ class ReconstructionNet(nn.Module):
             return fbp(y)
         return operator.adjoint(y)
 
+    def scale(self, x0: torch.Tensor) -> torch.Tensor:
+        """The scale c (B, 1, 1, 1) of x0 (B, 1, H, W) (``normalisation``, module docstring), at least 1e-12."""
+        magnitude = x0.detach().abs()
+        if self.normalisation == "quantile":
+            flat = magnitude.flatten(1)
+            rank = max(1, math.ceil(self.quantile * flat.shape[1]))
+            c = flat.kthvalue(rank, dim=1).values.reshape(-1, 1, 1, 1)
+        else:
+            c = magnitude.mean(dim=(1, 2, 3), keepdim=True)
+        return c.clamp_min(1e-12)
+
     def lambda_map(self, x0: torch.Tensor) -> torch.Tensor:
         """Λ_Θ (B, 1, H, W), or (B, 2, H, W) when directional, real and strictly positive, for x0 (B, 1, H, W)."""
         if not isinstance(x0, torch.Tensor) or x0.ndim != 4 or x0.shape[1] != 1:
@@ -190,7 +237,7 @@ class ReconstructionNet(nn.Module):
             raise ValueError(f"x0: the {self.task!r} task expects a {'complex' if self.task == 'mri' else 'real'} "
                              f"image, got {x0.dtype}")
         x0 = x0.detach()
-        scale = x0.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+        scale = self.scale(x0)
         inp = x0 / scale
         if inp.is_complex():
             inp = torch.cat((inp.real, inp.imag), dim=1)
@@ -218,9 +265,10 @@ class ReconstructionNet(nn.Module):
                         compile=self.solver_compile, **steps)
         return x, lam, x0
 
-    def forward(self, y: torch.Tensor, operator) -> torch.Tensor:
-        """x_T for data ``y`` of ``operator`` (MRI: complex; CT: real), (B, 1, H, W)."""
-        return self.solve(y, operator)[0]
+    def forward(self, y: torch.Tensor, operator, n_iter: int | None = None) -> torch.Tensor:
+        """x_T for data ``y`` of ``operator`` (MRI: complex; CT: real), (B, 1, H, W); T = ``n_iter`` or the
+        model's."""
+        return self.solve(y, operator, n_iter)[0]
 
     def reconstruct(self, y: torch.Tensor, mask: torch.Tensor, n_iter: int | None = None) -> torch.Tensor:
         """MRI: the complex image (B, 1, H, W) from k-space ``y`` (B, 1, H, W) and the sampling ``mask``.
