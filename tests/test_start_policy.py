@@ -109,3 +109,14 @@ def test_without_background_compilation_the_first_solve_compiles_in_the_process(
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[:2] == ["compiling after the first solve: False", "kernels in this process: 2"]
+
+
+def test_the_first_solve_of_a_process_keeps_torchs_thread_count():
+    """Numba's threading layer, started by the first solve, shares OpenMP with torch: torch's count stays as set."""
+    code = ("import torch; torch.set_num_threads(1); import tvfast\n"
+            "z = torch.rand(1, 1, 128, 128)\n"
+            "tvfast.pdhg(z, 0.1, 4); print(torch.get_num_threads())\n"
+            "z.requires_grad_(); tvfast.pdhg(z, 0.1, 4).sum().backward(); print(torch.get_num_threads())\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["1", "1"]

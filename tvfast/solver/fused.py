@@ -319,14 +319,14 @@ def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, k
             kernel, args = k.run2d_states, (xn, xbn, pn, *qn, zn, lam_np, record_np, scratch, prm)
         else:
             kernel, args = k.run3d_states, (xn, xbn, pn, *qn, zn, lam_np, record_np, prm)
-        if not _ready(kernel, args, (str(dtype).removeprefix("torch."), n_axes, keep_states)):
-            from tvfast.solver import cpu  # the same bits while the kernels compile in the background
+        with torch.no_grad(), _Threads(z.numel()):  # first: Numba's start may set torch's threads, _Threads restores
+            if _ready(kernel, args, (str(dtype).removeprefix("torch."), n_axes, keep_states)):
+                kernel(*args)
+                return x, record
+        from tvfast.solver import cpu  # the same bits while the kernels compile in the background
 
-            with _TorchThreads(z.numel()):
-                return cpu.solve_forward(z, lam, n_iter, tau, sigma, theta, keep_states, compile=False)
-        with torch.no_grad(), _Threads(z.numel()):
-            kernel(*args)
-        return x, record
+        with _TorchThreads(z.numel()):
+            return cpu.solve_forward(z, lam, n_iter, tau, sigma, theta, keep_states, compile=False)
     with torch.no_grad(), _Threads(z.numel()):
         for it in range(n_iter):  # with an operator: its data step in PyTorch between the passes
             data = _as_parts(data_step(x_bar), n_axes)  # Aᴴp_{k+1} from x̄_k, before x̄ changes
@@ -365,16 +365,15 @@ def solve_backward(grad_x, clip_states, lam_channels: int, need_glam: bool, tau:
             kernel, args = k.adjoint_run2d, (gxn, gxbn, gpn, gzn, *gqn, glamn, records, scratch, prm)
         else:
             kernel, args = k.adjoint_run3d, (gxn, gxbn, gpn, gzn, *gqn, glamn, records, prm)
-        if not _ready(kernel, args, (str(dtype).removeprefix("torch."), n_axes, True)):
-            from tvfast.solver import cpu  # the same bits while the kernels compile in the background
-
-            with _TorchThreads(gx.numel()):
-                return cpu.solve_backward(grad_x, clip_states, lam_channels, need_glam, tau, sigma, theta,
-                                          compile=False)
         with torch.no_grad(), _Threads(gx.numel()):
-            kernel(*args)
-            gz.add_(gx).add_(gx_bar)
-        return gz, (glam if need_glam else None)
+            if _ready(kernel, args, (str(dtype).removeprefix("torch."), n_axes, True)):
+                kernel(*args)
+                gz.add_(gx).add_(gx_bar)
+                return gz, (glam if need_glam else None)
+        from tvfast.solver import cpu  # the same bits while the kernels compile in the background
+
+        with _TorchThreads(gx.numel()):
+            return cpu.solve_backward(grad_x, clip_states, lam_channels, need_glam, tau, sigma, theta, compile=False)
     with torch.no_grad(), _Threads(gx.numel()):
         for step in range(n_iter):
             # with an operator, a = gx + (1+θ)gx̄ (before the passes change them) goes through its adjoint data step
