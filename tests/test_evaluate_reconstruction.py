@@ -90,6 +90,7 @@ def _check_outputs(out, task):
         assert float(r["lambda_learned_mean"]) > 0 and r["lambda_at_edge"] in ("0", "1")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["task"] == task and summary["n_images"] == N_IMAGES and summary["iters"] == ITERS
+    assert summary["scalar_iters"] == ITERS
     assert summary["size"] == SIZE and summary["metrics"]["psnr_learned"][0] == pytest.approx(
         np.mean([float(r["psnr_learned"]) for r in rows]), abs=1e-4)
     table = (out / "results.md").read_text()
@@ -129,6 +130,24 @@ def test_noise_level_option(task, model, images, weights, tmp_path):
         assert f"| noise level s | {expected:g} |" in (out / "results.md").read_text()
         psnr_start[level] = np.mean([float(r["psnr_start"]) for r in rows])
     assert psnr_start["0.3"] < psnr_start[None]  # more noise, a worse start
+
+
+def test_scalar_iters_solves_the_baseline_at_its_own_T(images, weights, tmp_path):
+    """--scalar-iters T_s: the scalar column is the one a run at T = T_s gives, the learned column the one at T."""
+    runs = {}
+    for name, extra in (("model T", ()), ("scalar 2T", ("--scalar-iters", str(2 * ITERS))),
+                        ("both 2T", ("--iters", str(2 * ITERS)))):
+        out = tmp_path / name.replace(" ", "_")
+        assert main(_argv("mri4x", images, weights["mri"], out, "--no-figures", *extra)) == 0
+        runs[name] = (_read_csv(out / "per_image.csv"), json.loads((out / "summary.json").read_text()),
+                      (out / "results.md").read_text())
+    rows, summary, table = runs["scalar 2T"]
+    assert summary["iters"] == ITERS and summary["scalar_iters"] == 2 * ITERS
+    assert f"| PDHG iterations T | learned Λ {ITERS}, scalar λ {2 * ITERS} |" in table
+    for row, model_t, both_2t in zip(rows, runs["model T"][0], runs["both 2T"][0]):
+        assert row["psnr_learned"] == model_t["psnr_learned"]
+        assert row["psnr_best_scalar"] == both_2t["psnr_best_scalar"]
+        assert row["psnr_best_scalar"] != model_t["psnr_best_scalar"]
 
 
 def test_figures(images, weights, tmp_path):
