@@ -157,3 +157,27 @@ BACKWARD_TOL = {torch.float32: (1e-4, 1e-4), torch.float64: (1e-10, 1e-9)}
 @pytest.fixture
 def tolerances():
     return {"forward": FORWARD_TOL, "backward": BACKWARD_TOL}
+
+
+@pytest.fixture(scope="session")
+def rectangle_images(tmp_path_factory):
+    """A factory of image folders for trainer tests: ``make(n_train, n_val)`` writes ``train/`` and ``val/`` of
+    32² 8-bit PNGs, three random rectangles on grey each, and returns the root."""
+    import numpy as np
+    from PIL import Image
+
+    def make(n_train: int, n_val: int):
+        root = tmp_path_factory.mktemp("images")
+        rng = np.random.default_rng(0)
+        for split, n in (("train", n_train), ("val", n_val)):
+            (root / split).mkdir()
+            for i in range(n):
+                a = np.full((32, 32), 0.2)
+                for _ in range(3):
+                    r, col = rng.integers(0, 24, 2)
+                    h, w = rng.integers(4, 14, 2)
+                    a[r : r + h, col : col + w] = rng.random()
+                Image.fromarray((a * 255).astype(np.uint8)).save(root / split / f"im{i}.png")
+        return root
+
+    return make

@@ -765,53 +765,46 @@ def test_denoise_of_one_small_image_does_not_start_numba(tmp_path):
     assert np.array_equal(written, np.rint(np.clip(fused, 0, 1) * 255).astype(np.uint8))
 
 
+def _denoise_folder_recording_calls(tmp_path, monkeypatch, tiny_weights, how: str, n_images: int) -> list[dict]:
+    """Run ``tvfast denoise`` on a folder of ``n_images`` PNGs (``how``: --lambda or the tiny model); returns the
+    keyword arguments of every ``tvfast.pdhg`` call it made."""
+    import tvfast
+    from tvfast.cli.main import main
+
+    calls = []
+    solve = tvfast.pdhg
+
+    def recording_pdhg(*args, **kwargs):
+        calls.append(kwargs)
+        return solve(*args, **kwargs)
+
+    monkeypatch.setattr(tvfast, "pdhg", recording_pdhg)
+    (tmp_path / "in").mkdir()
+    for seed in range(n_images):
+        write_png8(tmp_path / "in" / f"{seed}.png", seed=seed)
+    how_args = ["--lambda", "0.05"] if how == "lambda" else ["--weights", str(tiny_weights)]
+    assert main(["denoise", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--iters", "4", *how_args]) == 0
+    return calls
+
+
 @pytest.mark.parametrize("how", ["lambda", "model"])
 def test_denoise_rents_the_plain_loop_then_starts_the_fused_kernels(tmp_path, monkeypatch, tiny_weights, how):
     """A folder's solves run on the plain loop until their estimated time would exceed the start of the fused
     kernels, then on the fused kernels (tvfast.solver.start_policy)."""
-    import tvfast
-    from tvfast.cli.main import main
     from tvfast.solver import fused, start_policy
 
     monkeypatch.setattr(fused, "started", lambda: False)  # as in a new process (earlier tests started them here)
     rent = H * W * 4 * start_policy.PLAIN_S_PER_PIXEL_ITERATION[2]
     monkeypatch.setattr(start_policy, "START_S", 2.5 * rent)  # two images' rent fit, the third's does not
-    asked = []
-    solve = tvfast.pdhg
-
-    def recording_pdhg(*args, **kwargs):
-        asked.append(kwargs.get("backend"))
-        return solve(*args, **kwargs)
-
-    monkeypatch.setattr(tvfast, "pdhg", recording_pdhg)
-    (tmp_path / "in").mkdir()
-    for seed in range(4):
-        write_png8(tmp_path / "in" / f"{seed}.png", seed=seed)
-    how_args = ["--lambda", "0.05"] if how == "lambda" else ["--weights", str(tiny_weights)]
-    assert main(["denoise", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--iters", "4", *how_args]) == 0
-    assert asked == ["torch", "torch", "auto", "auto"]
+    calls = _denoise_folder_recording_calls(tmp_path, monkeypatch, tiny_weights, how, 4)
+    assert [c.get("backend") for c in calls] == ["torch", "torch", "auto", "auto"]
 
 
 @pytest.mark.parametrize("how", ["lambda", "model"])
 def test_denoise_makes_the_default_call(tmp_path, monkeypatch, tiny_weights, how):
     """Every solve of a job makes no compile request (the backend is the job's, tvfast.solver.start_policy)."""
-    import tvfast
-    from tvfast.cli.main import main
-
-    asked = []
-    solve = tvfast.pdhg
-
-    def recording_pdhg(*args, **kwargs):
-        asked.append(kwargs.get("compile"))
-        return solve(*args, **kwargs)
-
-    monkeypatch.setattr(tvfast, "pdhg", recording_pdhg)
-    (tmp_path / "in").mkdir()
-    for seed in range(2):
-        write_png8(tmp_path / "in" / f"{seed}.png", seed=seed)
-    how_args = ["--lambda", "0.05"] if how == "lambda" else ["--weights", str(tiny_weights)]
-    assert main(["denoise", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--iters", "4", *how_args]) == 0
-    assert asked == [None, None]
+    calls = _denoise_folder_recording_calls(tmp_path, monkeypatch, tiny_weights, how, 2)
+    assert [c.get("compile") for c in calls] == [None, None]
 
 
 def test_isotropic_scalar_denoising(tmp_path):

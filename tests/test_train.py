@@ -33,19 +33,8 @@ def _eager_solver(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 6), ("val", 2)):
-        (root / split).mkdir()
-        for i in range(n):
-            a = np.full((32, 32), 0.2)
-            for _ in range(3):
-                r, c = rng.integers(0, 24, 2)
-                h, w = rng.integers(4, 14, 2)
-                a[r : r + h, c : c + w] = rng.random()
-            Image.fromarray((a * 255).astype(np.uint8)).save(root / split / f"im{i}.png")
-    return root
+def data(rectangle_images):
+    return rectangle_images(6, 2)
 
 
 def run(data, out, *extra):
