@@ -191,43 +191,32 @@ def solve_threads(pixels: int) -> int:
 
 
 class _Threads:
-    """Run the passes on :func:`solve_threads` threads.
+    """Run a solve on :func:`solve_threads` threads: the fused passes (``torch_ops`` False) or torch's own ops (True:
+    the PyTorch steps while a child compiles; torch's workers spin-wait for each other, and one that waits for a
+    busy core slows every op).
 
     Numba's OpenMP threading layer shares the OpenMP runtime with torch, and
     setting its thread count sets torch's: the context restores torch's count
     on exit, so a solve never changes what ``torch.get_num_threads()`` says.
     """
 
-    def __init__(self, pixels: int):
+    def __init__(self, pixels: int, torch_ops: bool = False):
         self.pixels = pixels
+        self.torch_ops = torch_ops
 
     def __enter__(self):
-        import numba
-
         self.torch_threads = torch.get_num_threads()
-        numba.set_num_threads(solve_threads(self.pixels))
+        if self.torch_ops:
+            torch.set_num_threads(solve_threads(self.pixels))
+        else:
+            import numba
+
+            numba.set_num_threads(solve_threads(self.pixels))
         return self
 
     def __exit__(self, *exc):
         if torch.get_num_threads() != self.torch_threads:
             torch.set_num_threads(self.torch_threads)
-        return False
-
-
-class _TorchThreads:
-    """Run torch's ops on :func:`solve_threads` threads (the cores the compiling child leaves free), restored on
-    exit: torch's workers spin-wait for each other, and one that waits for a busy core slows every op."""
-
-    def __init__(self, pixels: int):
-        self.pixels = pixels
-
-    def __enter__(self):
-        self.torch_threads = torch.get_num_threads()
-        torch.set_num_threads(solve_threads(self.pixels))
-        return self
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self.torch_threads)
         return False
 
 
@@ -325,7 +314,7 @@ def solve_forward(z, lam, n_iter: int, tau: float, sigma: float, theta: float, k
                 return x, record
         from tvfast.solver import cpu  # the same bits while the kernels compile in the background
 
-        with _TorchThreads(z.numel()):
+        with _Threads(z.numel(), torch_ops=True):
             return cpu.solve_forward(z, lam, n_iter, tau, sigma, theta, keep_states, compile=False)
     with torch.no_grad(), _Threads(z.numel()):
         for it in range(n_iter):  # with an operator: its data step in PyTorch between the passes
@@ -372,7 +361,7 @@ def solve_backward(grad_x, clip_states, lam_channels: int, need_glam: bool, tau:
                 return gz, (glam if need_glam else None)
         from tvfast.solver import cpu  # the same bits while the kernels compile in the background
 
-        with _TorchThreads(gx.numel()):
+        with _Threads(gx.numel(), torch_ops=True):
             return cpu.solve_backward(grad_x, clip_states, lam_channels, need_glam, tau, sigma, theta, compile=False)
     with torch.no_grad(), _Threads(gx.numel()):
         for step in range(n_iter):
