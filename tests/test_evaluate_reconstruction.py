@@ -150,6 +150,23 @@ def test_scalar_iters_solves_the_baseline_at_its_own_T(images, weights, tmp_path
         assert row["psnr_best_scalar"] != model_t["psnr_best_scalar"]
 
 
+def test_scalar_step_balance_changes_only_the_scalar_column(images, weights, tmp_path):
+    """--scalar-step-balance b: the scalar baseline runs with τ = b·s, σ = s/b, the learned column is untouched,
+    and the table names both balances."""
+    runs = {}
+    for name, extra in (("model", ()), ("balanced", ("--scalar-step-balance", "10"))):
+        out = tmp_path / name
+        assert main(_argv("mri4x", images, weights["mri"], out, "--no-figures", *extra)) == 0
+        runs[name] = (_read_csv(out / "per_image.csv"), json.loads((out / "summary.json").read_text()),
+                      (out / "results.md").read_text())
+    rows, summary, table = runs["balanced"]
+    assert summary["scalar_step_balance"] == 10.0 and summary["model_step_balance"] == 1.0
+    assert "b = 10; the model's b = 1" in table and "(the model's)" in runs["model"][2]
+    for row, plain in zip(rows, runs["model"][0]):
+        assert row["psnr_learned"] == plain["psnr_learned"]
+        assert row["psnr_best_scalar"] != plain["psnr_best_scalar"]
+
+
 def test_figures(images, weights, tmp_path):
     pytest.importorskip("matplotlib")
     out = tmp_path / "eval"
@@ -262,6 +279,11 @@ def test_bad_arguments(images, weights, tmp_path, capsys):
     for bad in ("-0.1", "nan", "inf"):
         err = _error(capsys, lambda: main(_argv("mri4x", images, weights["mri"], out, "--noise-level", bad)))
         assert "--noise-level" in err and ">= 0" in err
+    for bad in ("0", "nan"):
+        err = _error(capsys, lambda: main(_argv("mri4x", images, weights["mri"], out, "--scalar-step-balance", bad)))
+        assert "--scalar-step-balance: expected a finite number > 0" in err
+    err = _error(capsys, lambda: main(_argv("ct60", images, weights["ct"], out, "--scalar-step-balance", "10")))
+    assert "--scalar-step-balance sets the MRI steps" in err
     err = _error(capsys, lambda: main(["--task", "ct60", "--data", str(images)]))
     assert "--weights" in err and "no weights of the ct60 task are shipped" in err
     err = _error(capsys, lambda: denoise_evaluate.main(["--task", "mri5x", "--data", str(images)]))

@@ -4,6 +4,7 @@ a resumed run with its checkpoint's, and the checks that turn bad options into o
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from pathlib import Path
 
@@ -128,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "multiplies Λ: the mean of |x0| (the shipped weights) or its 0.98 quantile, which does "
                         "not depend on how much of the image is empty background; a new run's choice, also with "
                         "--init (a fine-tune may switch it); a resumed run keeps its checkpoint's")
+    g.add_argument("--step-balance", type=float, default=1.0, metavar="B",
+                   help="mri4x: PDHG steps tau = B*s, sigma = s/B (s = 0.99/sqrt(9)); 1: tau = sigma (the shipped "
+                        "weights), 10: near convergence at T = 128-256; a new run's choice, also with --init")
     g.add_argument("--iters-range", type=int, nargs=2, default=None, metavar=("LOW", "HIGH"),
                    help="reconstruction tasks: each training step solves with T ~ U{LOW..HIGH} PDHG iterations, "
                         "drawn from (--seed, epoch, step) so that resumed runs draw the same; validation and "
@@ -193,7 +197,7 @@ SAMPLE_OPTIONS = ("task", "batch_size", "max_steps_per_epoch", "seed", "size", "
                   "background_max", "intensity_range", "centre_fraction", "iters_range")
 # Options of the reconstruction tasks only (ReconstructionNet and TaskDataset).
 RECONSTRUCTION_OPTIONS = ("synthetic_fraction", "resize_range", "background_max", "intensity_range",
-                          "centre_fraction", "normalisation", "iters_range")
+                          "centre_fraction", "normalisation", "iters_range", "step_balance")
 # Options of the optimisation that a resumed run takes from the checkpoint unless given again.
 SCHEDULE_OPTIONS = ("recipe", "lr", "lr_schedule", "warmup_epochs", "precision", "solver_backend")
 
@@ -358,6 +362,10 @@ def _check_variation(parser: argparse.ArgumentParser, args: argparse.Namespace) 
                          f"--task {args.task}")
         if not 0 < low <= high <= 0.25:
             parser.error(f"--centre-fraction needs 0 < LOW <= HIGH <= 0.25, got {low:g} {high:g}")
+    if not (math.isfinite(args.step_balance) and args.step_balance > 0):
+        parser.error(f"--step-balance must be a finite number > 0, got {args.step_balance:g}")
+    if args.step_balance != 1 and args.task != "mri4x":
+        parser.error(f"--step-balance sets the MRI steps; it does not apply with --task {args.task}")
     if args.iters_range is not None:
         low, high = args.iters_range
         if not 1 <= low <= high:

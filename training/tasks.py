@@ -255,7 +255,8 @@ def _reconstruction_model(operator: str, in_channels: int) -> Callable[[argparse
         return ReconstructionNet(operator, UNet(in_channels=in_channels, base_channels=args.base_channels,
                                                 depth=args.depth),
                                  n_iter=args.iters, directional=args.directional,
-                                 normalisation=args.normalisation, **_solver(args))
+                                 normalisation=args.normalisation,
+                                 step_balance=getattr(args, "step_balance", 1.0), **_solver(args))
 
     return build
 

@@ -131,6 +131,11 @@ def _build_model(args: argparse.Namespace, ckpt: dict | None, env: ProcessGroup)
             raise UsageError(f"--normalisation {args.normalisation} differs from the checkpoint's model ({saved}); "
                              "start a new run from its weights with --init to switch")
         args.normalisation = saved  # the run's record (last.pt's args) names the model's own
+        balance = ckpt["model_config"].get("step_balance", 1.0)
+        if "step_balance" in getattr(args, "explicit", set()) and args.step_balance != balance:
+            raise UsageError(f"--step-balance {args.step_balance:g} differs from the checkpoint's model "
+                             f"({balance:g}); start a new run from its weights with --init to switch")
+        args.step_balance = balance
         model = ReconstructionNet.from_config({**ckpt["model_config"], **solver})
         model.load_state_dict(ckpt["model"])
     else:
