@@ -338,8 +338,8 @@ def _markdown(summary: dict, meta: dict) -> str:
         f"| oracle grid | {grid['coarse_steps']} log-spaced λ in [{grid['lambda_min']:g}, {grid['lambda_max']:g}], "
         f"then {grid['fine_steps']} between the neighbours of the best; per image, against the clean image |",
         f"| steps of the scalar baseline | {meta['steps']} ("
-        + ("the model's" if meta.get('scalar_step_balance', 1.0) == meta.get('model_step_balance', 1.0)
-           else f"b = {meta.get('scalar_step_balance', 1.0):g}; the model's b = {meta.get('model_step_balance', 1.0):g}")
+        + ("the model's" if meta["scalar_step_balance"] == meta["model_step_balance"]
+           else f"b = {meta['scalar_step_balance']:g}; the model's b = {meta['model_step_balance']:g}")
         + ") |",
         f"| machine | {meta['machine']['processor']} ({meta['machine']['node']}), device {meta['device']}, "
         f"torch {meta['machine']['torch']} |",
@@ -420,8 +420,7 @@ def evaluate(args: argparse.Namespace) -> dict:
                          f"{spec.operator!r}")
     T = model.n_iter if args.iters is None else args.iters
     T_scalar = T if args.scalar_iters is None else args.scalar_iters
-    scalar_balance = getattr(model, "step_balance", 1.0) if args.scalar_step_balance is None \
-        else args.scalar_step_balance
+    scalar_balance = model.step_balance if args.scalar_step_balance is None else args.scalar_step_balance
     size = args.size or spec.size
     out = Path(args.out or f"runs/evaluate_{args.task}")
     fig_dir = out / "figures"
@@ -489,7 +488,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         "iters": T, "scalar_iters": T_scalar, "size": size, "data_shape": data_shape, "noise_level": noise_level,
         "seed": args.seed,
         "n_images": n, "steps": steps_used, "scalar_step_balance": scalar_balance,
-        "model_step_balance": getattr(model, "step_balance", 1.0), "device": str(device),
+        "model_step_balance": model.step_balance, "device": str(device),
         "grid": {"lambda_min": args.lambda_min, "lambda_max": args.lambda_max, "coarse_steps": args.lambda_steps,
                  "fine_steps": args.fine_steps, "spacing": "log"},
         "lambda_at_edge": [r["image"] for r in rows if r["lambda_at_edge"]],

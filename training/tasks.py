@@ -256,7 +256,7 @@ def _reconstruction_model(operator: str, in_channels: int) -> Callable[[argparse
                                                 depth=args.depth),
                                  n_iter=args.iters, directional=args.directional,
                                  normalisation=args.normalisation,
-                                 step_balance=getattr(args, "step_balance", 1.0), **_solver(args))
+                                 step_balance=args.step_balance, **_solver(args))
 
     return build
 
