@@ -131,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "--init (a fine-tune may switch it); a resumed run keeps its checkpoint's")
     g.add_argument("--step-balance", type=float, default=1.0, metavar="B",
                    help="mri4x: PDHG steps tau = B*s, sigma = s/B (s = 0.99/sqrt(9)); 1: tau = sigma (the shipped "
-                        "weights), 10: near convergence at T = 128-256; a new run's choice, also with --init")
+                        "weights), 30: near convergence at T = 256-512, also for small Λ; a new run's choice, also "
+                        "with --init")
     g.add_argument("--iters-range", type=int, nargs=2, default=None, metavar=("LOW", "HIGH"),
                    help="reconstruction tasks: each training step solves with T ~ U{LOW..HIGH} PDHG iterations, "
                         "drawn from (--seed, epoch, step) so that resumed runs draw the same; validation and "
