@@ -126,12 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="two maps (vertical, horizontal differences); for mri4x they follow the row-wise aliasing")
     g.add_argument("--normalisation", choices=NORMALISATIONS, default="mean",
                    help="reconstruction models: the scale c of the start x0 that divides the U-Net's input and "
-                        "multiplies Λ: the mean of |x0| (the shipped weights) or its 0.98 quantile, which does "
+                        "multiplies Λ: the mean of |x0| or its 0.98 quantile (the shipped mri4x), which does "
                         "not depend on how much of the image is empty background; a new run's choice, also with "
                         "--init (a fine-tune may switch it); a resumed run keeps its checkpoint's")
     g.add_argument("--step-balance", type=float, default=1.0, metavar="B",
-                   help="mri4x: PDHG steps tau = B*s, sigma = s/B (s = 0.99/sqrt(9)); 1: tau = sigma (the shipped "
-                        "weights), 30: near convergence at T = 256-512, also for small Λ; a new run's choice, also "
+                   help="mri4x: PDHG steps tau = B*s, sigma = s/B (s = 0.99/sqrt(9)); 1: tau = sigma, 30 (the shipped "
+                        "mri4x): near convergence at T = 256-512, also for small Λ; a new run's choice, also "
                         "with --init")
     g.add_argument("--iters-range", type=int, nargs=2, default=None, metavar=("LOW", "HIGH"),
                    help="reconstruction tasks: each training step solves with T ~ U{LOW..HIGH} PDHG iterations, "

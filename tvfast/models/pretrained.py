@@ -36,8 +36,9 @@ SHIPPED: dict[str, tuple[str, str]] = {
     ),
     "mri4x": (
         "mri4x.safetensors",
-        "4x-accelerated single-coil Cartesian MRI (whole phase-encode rows, 8 % fully sampled centre; trained on "
-        "MRI simulated from chest X-rays, s = 0.02–0.1): model.reconstruct(y, mask) -> complex image, any H × W.",
+        "4x-accelerated single-coil Cartesian MRI (whole phase-encode rows, 4–12 % fully sampled centre; trained on "
+        "MRI simulated from chest X-rays and synthetic dead-leaves images, s = 0.03–0.08, T = 256): "
+        "model.reconstruct(y, mask) -> complex image, any H × W.",
     ),
     "ct60": (
         "ct60.safetensors",

@@ -18,7 +18,7 @@ model trained on images in [0, 1] reconstructs data of any scale as it
 reconstructs the rescaled data. c is detached (a constant of the
 sample), so the gradient flows through the network only.
 
-The scale c. ``normalisation="mean"`` (the shipped weights): the mean
+The scale c. ``normalisation="mean"`` (the default): the mean
 magnitude, insensitive to a few bright pixels or to the zero-filled
 image's aliasing peaks, unlike the maximum. But it is proportional to the
 share of the image the object fills: the same object on a zero background
@@ -88,7 +88,7 @@ def mri_steps(operator, balance: float = 1.0) -> dict:
     magnitude, and b = ``balance`` (τσ‖K‖² stays below 1 for every b); {} (the power iteration of
     :func:`tvfast.pdhg`) for other operators.
 
-    b = 1 (τ = σ, the shipped weights) converges slowly on MRI: the image is of order 1 while the dual
+    b = 1 (τ = σ, the default) converges slowly on MRI: the image is of order 1 while the dual
     variable is bounded by Λ ≈ 10⁻⁴–10⁻², and PDHG moves fastest when τ/σ = b² matches the ratio of their
     scales, so small Λ wants a large b (docs/method.md §11). With b = 30, T = 512 is within 0.1 dB of the
     minimiser's PSNR for every λ in [3·10⁻⁴, 3·10⁻³]; b = 10 only for λ ≥ 10⁻³.
@@ -128,14 +128,14 @@ class ReconstructionNet(nn.Module):
         Two maps (vertical, horizontal differences) instead of one; needs a
         network with ≥ 2 output channels (the default U-Net has 2).
     normalisation : {"mean", "quantile"}
-        The scale c of x₀ (module docstring): its mean magnitude (the
-        shipped weights) or its ``quantile`` quantile, which does not depend
-        on how much of the image is zero background.
+        The scale c of x₀ (module docstring): its mean magnitude or its ``quantile`` quantile
+        (the shipped ``mri4x``), which does not depend on how much of the
+        image is zero background.
     quantile : float
         q ∈ (0, 1] of ``normalisation="quantile"``.
     step_balance : float
         MRI: b of the steps τ = b·s, σ = s/b (:func:`mri_steps`). 1 (the
-        shipped ``mri4x``) solves far from convergence at T = 256; 30 solves
+        default) solves far from convergence at T = 256; 30 (the shipped ``mri4x``) solves
         near the minimiser of the Λ-weighted problem at T = 256–512, also
         where Λ is small (docs/method.md §11).
     solver_backend, solver_compile
