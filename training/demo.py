@@ -164,7 +164,7 @@ def build_parser() -> CommandParser:
     p.add_argument("-o", "--output", default=None, help="output folder (default tvfast_demo, or tvfast_demo_TASK)")
     p.add_argument("--noise", type=float, default=None, help="noise level s (default: the task's evaluation level)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
-    p.add_argument("--iters", type=int, default=None, help="PDHG iterations (default: the task's T)")
+    p.add_argument("--iters", type=int, default=None, help="PDHG iterations (default: the model's T)")
     p.add_argument("--weights", default=None, help="a model from 'tvfast train --task TASK' instead of the shipped one")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="U-Net arithmetic (bf16 autocast where faster); the solver is always float32")
@@ -179,15 +179,15 @@ def main(argv: list[str] | None = None) -> int:
         require("matplotlib", "tvfast demo")  # the comparison figures
         require("skimage", "tvfast demo")  # PSNR and SSIM
         noise = spec.eval_noise if args.noise is None else args.noise
-        iters = spec.n_iter if args.iters is None else args.iters
-        if iters < 1:
-            raise ValueError(f"--iters: expected a positive integer, got {iters}")
+        if args.iters is not None and args.iters < 1:
+            raise ValueError(f"--iters: expected a positive integer, got {args.iters}")
         if not noise >= 0:
             raise ValueError(f"--noise: expected a non-negative level, got {noise}")
         default_task = build_parser().get_default("task")
         out = Path(args.output or ("tvfast_demo" if args.task == default_task else f"tvfast_demo_{args.task}"))
         model = load_task_model(spec, args.weights)
         model.set_precision(resolve_precision(args.precision, torch.device("cpu")))
+        iters = args.iters or getattr(model, "n_iter", spec.n_iter)  # a shipped model's own T by default
         print(f"tvfast demo: {spec.description}; 3 bundled chest X-rays, s = {noise}, T = {iters}")
         rows = spec.demo(out, model, noise_level=noise, seed=args.seed, n_iter=iters)
     except (MissingExtraError, ValueError, FileNotFoundError) as exc:
