@@ -17,7 +17,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from tvfast.io.atomic import atomic_write_text
+from tvfast.io.atomic import atomic_write, atomic_write_text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,10 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("weights: the files hold different tensors")
     average = {k: sum(s[k].double() for s in states).div(len(states)).to(states[0][k].dtype).contiguous()
                for k in states[0]}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    save_file(average, str(tmp))
-    tmp.replace(args.out)
+    atomic_write(args.out, lambda tmp: save_file(average, tmp))
     atomic_write_text(args.out.with_suffix(".json"), json.dumps(configs[0], indent=2, sort_keys=True) + "\n")
     print(f"wrote {args.out}: the average of {len(states)} models, {len(average)} tensors")
     return 0

@@ -39,9 +39,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def _per_image(folder: Path) -> dict[str, float]:
+def _rows(folder: Path) -> dict[str, dict[str, str]]:
+    """The rows of an evaluation's per-image CSV, by image."""
     with open(folder / "per_image.csv", newline="") as f:
-        return {row["image"]: float(row["gain_psnr"]) for row in csv.DictReader(f)}
+        return {row["image"]: row for row in csv.DictReader(f)}
+
+
+def _per_image(folder: Path) -> dict[str, float]:
+    return {image: float(row["gain_psnr"]) for image, row in _rows(folder).items()}
 
 
 def _summary_line(name: str, model: str, gains: dict[str, float], summary: dict) -> str:
@@ -86,9 +91,9 @@ def _noise_units(ood: Path, names: list[str], summaries: dict[str, dict], out: P
         item = ds[i]
         sigma[ds.files[i].name] = float(item["s"]) * float(torch.std(item["clean"]))
     rows = {m: _rows(out / f"ood_{m.split()[-1]}") for m in names}
-    lines = ["", "The oracle's λ in noise units (σ = s·std(x), the simulation's noise level) and each model's mean Λ "
-             "over that λ. A good map's mean lies above λ* (it smooths flat regions harder than one scalar can and "
-             "spares the edges); the losses are where it stays far above a small λ*.", "",
+    lines = ["", ("The oracle's λ in noise units (σ = s·std(x), the simulation's noise level) and each model's mean Λ "
+                  "over that λ. A good map's mean lies above λ* (it smooths flat regions harder than one scalar can "
+                  "and spares the edges); the losses are where it stays far above a small λ*."), "",
              "| image | λ*/σ | " + " | ".join(f"Λ̄/λ*, {m}" for m in names) + " |",
              "|---|---:|" + "---:|" * len(names)]
     for image, row in rows[names[0]].items():
@@ -96,11 +101,6 @@ def _noise_units(ood: Path, names: list[str], summaries: dict[str, dict], out: P
         ratios = " | ".join(f"{float(rows[m][image]['lambda_learned_mean']) / best:.1f}" for m in names)
         lines.append(f"| {image} | {best / sigma[image]:.3f} | {ratios} |")
     return lines
-
-
-def _rows(folder: Path) -> dict[str, dict[str, str]]:
-    with open(folder / "per_image.csv", newline="") as f:
-        return {row["image"]: row for row in csv.DictReader(f)}
 
 
 def main(argv: list[str] | None = None) -> int:

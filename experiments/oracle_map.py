@@ -87,7 +87,7 @@ def main(argv=None) -> int:
         item = ds[i]
         clean = item["clean"][None]
         y = item["y"][None]
-        batch = {"clean": clean, "y": y} if args.task == "ct60" else {"clean": clean, "y": y, "mask": item["mask"][None]}
+        batch = {"clean": clean, **({"mask": item["mask"][None]} if "mask" in item else {})}
         operator = Task(args.task, ds).operator(batch, torch.device("cpu"))
         with torch.no_grad():
             x0 = operator.fbp(y) if args.task == "ct60" else operator.adjoint(y)
@@ -96,7 +96,8 @@ def main(argv=None) -> int:
             converged = scalar_search(y, clean[0], operator, x0, args.converged_iters, steps)
         best, lam, curve = oracle_map(y, clean, operator, x0, steps, scalar["lambda_best_psnr"], args.iters,
                                       args.steps, args.lr)
-        rows.append({"image": ds.files[i].name, "start": _psnr(x0.abs() if x0.is_complex() else x0, clean), "scalar": scalar["psnr_best"],
+        start = x0.abs() if x0.is_complex() else x0
+        rows.append({"image": ds.files[i].name, "start": _psnr(start, clean), "scalar": scalar["psnr_best"],
                      "lambda": scalar["lambda_best_psnr"], "scalar_converged": converged["psnr_best"],
                      "oracle_map": best, "map_mean": float(lam.mean()), "map_std": float(lam.std()),
                      "last_10_steps_gain": curve[-1] - curve[-11] if len(curve) > 10 else float("nan")})

@@ -132,7 +132,10 @@ def test_shipped_mri4x_uses_the_quantile_scale_and_balanced_steps():
             out = model.unet(inp).float()[..., 4:-4, 4:-4]
         assert torch.equal(lam, scale * 0.1 * F.softplus(out[:, :2]))
         x = model.reconstruct(data.y, data.mask, n_iter=64)
-    error = lambda image: float((image.abs() - clean).square().mean())  # noqa: E731
+
+    def error(image: torch.Tensor) -> float:
+        return float((image.abs() - clean).square().mean())
+
     assert error(x) < 0.75 * error(x0)  # a third of the zero-filled error goes (0.66 of it is left at 64 iterations)
 
 
