@@ -3,8 +3,7 @@
     python experiments/mri4x_generalisation.py --new experiments/runs_mri4x_general/best.safetensors \
         runs/mri4x_balanced/best.safetensors --out experiments/results/mri4x_generalisation --reuse
 
-For each model (``--old``: the shipped ``mri4x`` by default; every ``--new``,
-named by its folder) and each set, ``tvfast evaluate --task mri4x`` with the
+For each model (every ``--new``, named by its folder) and each set, ``tvfast evaluate --task mri4x`` with the
 model at its own steps and T = ``--iters``, and the oracle best scalar λ at
 T = ``--scalar-iters`` with steps of balance ``--scalar-step-balance``
 (τ = b·s, σ = s/b): b = 30 and T = 512 solve the scalar problem to within
@@ -22,7 +21,8 @@ Writes each evaluation's folder (per-image CSV, results.md) under ``OUT`` and
 ``OUT/README.md``: per set and model the mean gain over the scalar, the worst
 image, the share of images better than the scalar, and every out-of-domain
 image. ``--reuse`` keeps an evaluation whose folder already holds a
-``summary.json`` of the same setting; ``--limit`` evaluates only the first N
+``summary.json`` of the same setting and of the same weights (their SHA-256,
+so that a file replaced at the same path is evaluated again); ``--limit`` evaluates only the first N
 images of each set (a smoke run); ``--ood-only`` names models of ``--new``
 that are evaluated on the out-of-domain set only (the X-ray split takes about
 12 minutes per model on two CPU cores).
@@ -35,6 +35,8 @@ import csv
 import json
 import sys
 from pathlib import Path
+
+from tvfast.models.files import weights_digest
 
 HERE = Path(__file__).resolve().parent
 
@@ -58,13 +60,13 @@ def _summary_line(name: str, model: str, gains: dict[str, float], summary: dict)
             f"{gains[worst]:+.2f} (`{worst}`) | {better}/{len(values)} |")
 
 
-def _same_setting(folder: Path, args: argparse.Namespace, weights: str | None) -> bool:
+def _same_setting(folder: Path, args: argparse.Namespace, weights: str) -> bool:
     """Whether ``folder`` holds an evaluation of ``weights`` with this run's T, scalar T and steps, and images."""
     try:
         meta = json.loads((folder / "summary.json").read_text())
     except (OSError, ValueError):
         return False
-    same_weights = weights is None or Path(meta.get("weights", "")).resolve() == Path(weights).resolve()
+    same_weights = meta.get("weights_sha256") == weights_digest(weights)  # the file's content, not its path
     return (same_weights and meta.get("iters") == args.iters and meta.get("scalar_iters") == args.scalar_iters
             and meta.get("scalar_step_balance") == args.scalar_step_balance
             and meta.get("grid", {}).get("coarse_steps") == args.lambda_steps
@@ -90,7 +92,7 @@ def _noise_units(ood: Path, names: list[str], summaries: dict[str, dict], out: P
     for i in range(len(ds)):
         item = ds[i]
         sigma[ds.files[i].name] = float(item["s"]) * float(torch.std(item["clean"]))
-    rows = {m: _rows(out / f"ood_{m.split()[-1]}") for m in names}
+    rows = {m: _rows(out / f"ood_{m}") for m in names}
     lines = ["", ("The oracle's λ in noise units (σ = s·std(x), the simulation's noise level) and each model's mean Λ "
                   "over that λ. A good map's mean lies above λ* (it smooths flat regions harder than one scalar can "
                   "and spares the edges); the losses are where it stays far above a small λ*."), "",
@@ -106,8 +108,7 @@ def _noise_units(ood: Path, names: list[str], summaries: dict[str, dict], out: P
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--new", required=True, nargs="+",
-                        help="the new models' weights (.safetensors with its .json), each named by its folder")
-    parser.add_argument("--old", default=None, help="the model to compare with (default: the shipped mri4x)")
+                        help="the models' weights (.safetensors with its .json), each named by its folder")
     parser.add_argument("--test", type=Path, default=HERE.parent.parent / "shared" / "data" / "chest_xray" / "test")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--iters", type=int, default=256, help="T of the models")
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     for weights in args.ood_only:
         if weights not in args.new:
             parser.error(f"--ood-only: {weights} is not one of --new")
-    names = ["shipped mri4x" if args.old is None else "old"] + [Path(n).parent.name for n in args.new]
+    names = [Path(n).parent.name for n in args.new]
     if len(set(names)) != len(names):
         parser.error(f"--new: the models need distinct folder names, got {names}")
     if not args.test.is_dir():
@@ -144,20 +145,19 @@ def main(argv: list[str] | None = None) -> int:
 
     ood = args.out / "ood_images"
     write_ood_images(ood, 256, phantom=True, dipy_t1=True)
-    models = dict(zip(names, [args.old, *args.new]))
+    models = dict(zip(names, args.new))
     sets = {"ood": ood, "xray": args.test}
     results: dict[tuple[str, str], tuple[dict, dict]] = {}
     for set_name, data in sets.items():
         for model_name, weights in models.items():
             if set_name == "xray" and weights in args.ood_only:
                 continue
-            folder = args.out / f"{set_name}_{model_name.split()[-1]}"
+            folder = args.out / f"{set_name}_{model_name}"
             argv_eval = ["--task", "mri4x", "--data", str(data), "--iters", str(args.iters),
                          "--scalar-iters", str(args.scalar_iters), "--scalar-step-balance",
                          str(args.scalar_step_balance), "--lambda-steps", str(args.lambda_steps),
-                         "--fine-steps", str(args.fine_steps), "--examples", "2", "--out", str(folder)]
-            if weights is not None:
-                argv_eval += ["--weights", str(weights)]
+                         "--fine-steps", str(args.fine_steps), "--examples", "2", "--out", str(folder),
+                         "--weights", str(weights)]
             if args.limit is not None:
                 argv_eval += ["--limit", str(args.limit)]
             if not (args.reuse and _same_setting(folder, args, weights)):

@@ -1,7 +1,9 @@
 """Reconstruction evaluation (tvfast evaluate --task mri4x / ct60): oracle scalar λ, outputs, dispatch, errors."""
 
 import csv
+import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,6 +93,8 @@ def _check_outputs(out, task):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["task"] == task and summary["n_images"] == N_IMAGES and summary["iters"] == ITERS
     assert summary["scalar_iters"] == ITERS
+    # the record names the weights by content (their SHA-256), not only by their path
+    assert summary["weights_sha256"] == hashlib.sha256(Path(summary["weights"]).read_bytes()).hexdigest()
     assert summary["size"] == SIZE and summary["metrics"]["psnr_learned"][0] == pytest.approx(
         np.mean([float(r["psnr_learned"]) for r in rows]), abs=1e-4)
     table = (out / "results.md").read_text()

@@ -117,6 +117,78 @@ def test_bad_input():
         _tiny("ct")(torch.zeros(1, 1, 12, 23), MaskedFFT(torch.ones(16, 1)))
 
 
+def _tiny_pilot(**kw) -> ReconstructionNet:
+    torch.manual_seed(0)
+    unet = UNet(in_channels=4, base_channels=4, depth=1)
+    return ReconstructionNet("mri", unet, n_iter=6, solver_compile=False, pilot=2e-3, pilot_iters=5, **kw)
+
+
+def test_pilot_is_a_scalar_tv_solve_the_unet_sees():
+    """x_p = PDHG_{T_p}(y, κ·c) with the model's steps; the U-Net's channels 2-3 are x_p / c, and a model
+    whose pilot channels have zero weight gives the maps of the same model without a pilot."""
+    model = _tiny_pilot(normalisation="quantile", step_balance=30)
+    _, data = _mri_data()
+    A = MaskedFFT(data.mask)
+    with torch.no_grad():
+        x0 = model.start(data.y, A)
+        pilot = model.pilot_image(data.y, A, x0)
+        c = model.scale(x0)
+        s = 0.99 / 3.0
+        for b in range(2):
+            expected = pdhg_reference(data.y[b:b + 1], float(2e-3 * c[b]), 5, operator=MaskedFFT(data.mask[b:b + 1]),
+                                      x0=x0[b:b + 1], tau=30 * s, sigma=s / 30)
+            assert torch.allclose(pilot[b:b + 1], expected, atol=1e-5)
+        seen = []
+        handle = model.unet.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+        lam, x0_again = model.estimate(data.y, A)
+        handle.remove()
+        p = model.pad
+        inner = seen[0][..., p:-p, p:-p]
+        assert inner.shape[1] == 4 and torch.equal(x0_again, x0)
+        assert torch.allclose(inner[:, 2], (pilot / c).real[:, 0]) and torch.allclose(inner[:, 3], (pilot / c).imag[:, 0])
+        assert torch.allclose(inner[:, 0], (x0 / c).real[:, 0])
+
+        plain = _tiny("mri", normalisation="quantile", step_balance=30)
+        state = plain.state_dict()
+        widened = {k: (torch.cat((v, torch.zeros_like(v)), 1) if v.shape != model.state_dict()[k].shape else v)
+                   for k, v in state.items()}
+        model.load_state_dict(widened)
+        assert torch.allclose(model.estimate(data.y, A)[0], plain.estimate(data.y, A)[0], atol=1e-6)
+
+
+def test_pilot_model_is_scale_equivariant_and_saves_its_pilot(tmp_path):
+    model = _tiny_pilot(directional=True)
+    _, data = _mri_data(batch=1)
+    A = MaskedFFT(data.mask)
+    with torch.no_grad():
+        x, x_scaled = model(data.y, A), model(7.0 * data.y, A)
+    assert torch.allclose(x_scaled, 7.0 * x, rtol=1e-4, atol=1e-5)
+    model.save_pretrained(tmp_path / "m.safetensors")
+    loaded = ReconstructionNet.load_pretrained(tmp_path / "m.safetensors")
+    assert (loaded.pilot, loaded.pilot_iters, loaded.unet.in_channels) == (2e-3, 5, 4)
+    with torch.no_grad():
+        assert torch.equal(loaded.reconstruct(data.y, data.mask), model.reconstruct(data.y, data.mask))
+
+
+def test_pilot_bad_input():
+    with pytest.raises(ValueError, match="pilot:"):
+        ReconstructionNet("mri", pilot=0.0)
+    with pytest.raises(ValueError, match="pilot:"):
+        ReconstructionNet("mri", pilot=float("nan"))
+    with pytest.raises(ValueError, match="pilot_iters"):
+        ReconstructionNet("mri", pilot=1e-3, pilot_iters=0)
+    with pytest.raises(ValueError, match=r"unet: .*4 input channel\(s\) \(x₀ and the pilot\)"):
+        ReconstructionNet("mri", UNet(in_channels=2, base_channels=4, depth=1), pilot=1e-3)
+    _, data = _mri_data()
+    x0 = MaskedFFT(data.mask).adjoint(data.y)
+    with pytest.raises(ValueError, match="pilot: this model's U-Net also sees"):
+        _tiny_pilot().lambda_map(x0)
+    with pytest.raises(ValueError, match="pilot: expected the shape"):
+        _tiny_pilot().lambda_map(x0, x0[:1])
+    with pytest.raises(ValueError, match="pilot: this model has no pilot"):
+        _tiny("mri").lambda_map(x0, x0)
+
+
 def test_registry():
     listed = tvfast.pretrained_models()
     assert "xray-denoise" in listed and all(isinstance(v, str) and v for v in listed.values())

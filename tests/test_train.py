@@ -475,6 +475,35 @@ def test_reconstruction_tasks_train_resume_and_save(data, tmp_path, task):
     assert model.directional == (task == "mri4x") and model.solver_compile is None
 
 
+def test_pilot_run_starts_from_a_model_without_one(data, tmp_path, capsys):
+    """--pilot with --init from a model without a pilot: the old weights in place, the pilot's input channels
+    at zero weight, so the first maps are the old model's; the saved model has the pilot."""
+    from safetensors.torch import load_file
+
+    first, piloted = tmp_path / "first", tmp_path / "piloted"
+    run(data, first, "--task", "mri4x", "--epochs", "1", "--normalisation", "quantile")
+    run(data, piloted, "--task", "mri4x", "--epochs", "1", "--normalisation", "quantile", "--max-steps-per-epoch",
+        "1", "--lr", "1e-12", "--pilot", "2e-3", "--pilot-iters", "3", "--init", str(first / "best.safetensors"))
+    old, new = load_file(first / "best.safetensors"), load_file(piloted / "best.safetensors")
+    for k in old:
+        value = new[k][:, : old[k].shape[1]] if new[k].shape != old[k].shape else new[k]
+        torch.testing.assert_close(value, old[k], rtol=1e-6, atol=1e-8)
+    widened = [k for k in old if new[k].shape != old[k].shape]
+    assert widened == ["unet.inc.0.weight"] and new[widened[0]].shape[1] == 4
+    assert float(new[widened[0]][:, 2:].abs().max()) < 1e-8
+    from tvfast.models.reconstruction_net import ReconstructionNet
+
+    model = ReconstructionNet.load_pretrained(piloted / "best.safetensors")
+    assert (model.pilot, model.pilot_iters) == (2e-3, 3)
+    assert load(piloted)["history"][-1]["val_psnr"] == pytest.approx(load(first)["history"][-1]["val_psnr"], abs=1e-3)
+    for bad, message in ((["--task", "mri4x", "--pilot", "0"], "--pilot must be a finite number > 0"),
+                         (["--task", "mri4x", "--pilot", "1e-3", "--pilot-iters", "0"], "--pilot-iters must be >= 1"),
+                         (["--pilot", "1e-3"], "--pilot is for the reconstruction tasks")):
+        with pytest.raises(SystemExit):
+            run(data, tmp_path / "bad", *bad)
+        assert message in capsys.readouterr().err
+
+
 def test_reconstruction_tasks_refuse_denoising_options(data, tmp_path, capsys):
     with pytest.raises(SystemExit):
         run(data, tmp_path / "x", "--task", "mri4x", "--normalize-input")

@@ -80,7 +80,7 @@ from tvfast.cli.parser import CommandParser
 from tvfast.device import resolve_device
 from tvfast.evaluation.grid_search import image_scores, log_grid, oracle_search, scored_image
 from tvfast.evaluation.report import mean_std, processor_name, write_results
-from tvfast.models.files import read_model_config
+from tvfast.models.files import read_model_config, weights_digest
 from tvfast.models.reconstruction_net import FORMAT, ReconstructionNet, mri_steps
 from tvfast.physics.linear import operator_norm
 from tvfast.solver.arguments import operator_step
@@ -485,6 +485,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     meta = {
         "task": args.task, "model_task": model.task, "description": spec.description,
         "start": spec.start, "data": str(args.data), "weights": str(args.weights),
+        "weights_sha256": weights_digest(args.weights),
         "iters": T, "scalar_iters": T_scalar, "size": size, "data_shape": data_shape, "noise_level": noise_level,
         "seed": args.seed,
         "n_images": n, "steps": steps_used, "scalar_step_balance": scalar_balance,

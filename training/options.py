@@ -133,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mri4x: PDHG steps tau = B*s, sigma = s/B (s = 0.99/sqrt(9)); 1: tau = sigma, 30 (the shipped "
                         "mri4x): near convergence at T = 256-512, also for small Λ; a new run's choice, also "
                         "with --init")
+    g.add_argument("--pilot", type=float, default=None, metavar="KAPPA",
+                   help="reconstruction tasks: the U-Net also sees a scalar-TV image solved with λ = KAPPA·c "
+                        "(c: the scale of x0; docs/method.md §11), which shows the edges that aliasing hides; "
+                        "with --init from a model without one, the new input channels start at zero weight, so "
+                        "the run starts from that model's maps; a new run's choice")
+    g.add_argument("--pilot-iters", type=int, default=64, metavar="N",
+                   help="PDHG iterations of the --pilot solve (no gradient)")
     g.add_argument("--iters-range", type=int, nargs=2, default=None, metavar=("LOW", "HIGH"),
                    help="reconstruction tasks: each training step solves with T ~ U{LOW..HIGH} PDHG iterations, "
                         "drawn from (--seed, epoch, step) so that resumed runs draw the same; validation and "
@@ -198,7 +205,8 @@ SAMPLE_OPTIONS = ("task", "batch_size", "max_steps_per_epoch", "seed", "size", "
                   "background_max", "intensity_range", "centre_fraction", "iters_range")
 # Options of the reconstruction tasks only (ReconstructionNet and TaskDataset).
 RECONSTRUCTION_OPTIONS = ("synthetic_fraction", "resize_range", "background_max", "intensity_range",
-                          "centre_fraction", "normalisation", "iters_range", "step_balance")
+                          "centre_fraction", "normalisation", "iters_range", "step_balance", "pilot",
+                          "pilot_iters")
 # Options of the optimisation that a resumed run takes from the checkpoint unless given again.
 SCHEDULE_OPTIONS = ("recipe", "lr", "lr_schedule", "warmup_epochs", "precision", "solver_backend")
 
@@ -367,6 +375,10 @@ def _check_variation(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         parser.error(f"--step-balance must be a finite number > 0, got {args.step_balance:g}")
     if args.step_balance != 1 and args.task != "mri4x":
         parser.error(f"--step-balance sets the MRI steps; it does not apply with --task {args.task}")
+    if args.pilot is not None and not (math.isfinite(args.pilot) and args.pilot > 0):
+        parser.error(f"--pilot must be a finite number > 0, got {args.pilot:g}")
+    if args.pilot_iters < 1:
+        parser.error(f"--pilot-iters must be >= 1, got {args.pilot_iters}")
     if args.iters_range is not None:
         low, high = args.iters_range
         if not 1 <= low <= high:

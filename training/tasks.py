@@ -226,11 +226,11 @@ class Task:
         return F.mse_loss(self.run(model, batch, device, n_iter), batch["clean"].to(device, non_blocking=True))
 
     @torch.no_grad()
-    def start(self, model, batch: dict, device) -> torch.Tensor:
-        """The model's input: the noisy image, or the initial reconstruction x₀."""
+    def lambda_map(self, model, batch: dict, device) -> torch.Tensor:
+        """The model's Λ for ``batch``: from the noisy image, or from the data (x₀ and, if any, the pilot)."""
         if self.spec.operator is None:
-            return batch["noisy"].to(device)
-        return model.start(batch["y"].to(device), self.operator(batch, device))
+            return model.lambda_map(batch["noisy"].to(device))
+        return model.estimate(batch["y"].to(device), self.operator(batch, device))[0]
 
 
 # ----------------------------------------------------------------------------------------------- the registry
@@ -252,11 +252,12 @@ def _sequence_model(args: argparse.Namespace) -> nn.Module:
 
 def _reconstruction_model(operator: str, in_channels: int) -> Callable[[argparse.Namespace], nn.Module]:
     def build(args: argparse.Namespace) -> nn.Module:
-        return ReconstructionNet(operator, UNet(in_channels=in_channels, base_channels=args.base_channels,
+        feeds = in_channels * (1 if args.pilot is None else 2)  # x₀, and the pilot's channels
+        return ReconstructionNet(operator, UNet(in_channels=feeds, base_channels=args.base_channels,
                                                 depth=args.depth),
                                  n_iter=args.iters, directional=args.directional,
-                                 normalisation=args.normalisation,
-                                 step_balance=args.step_balance, **_solver(args))
+                                 normalisation=args.normalisation, step_balance=args.step_balance,
+                                 pilot=args.pilot, pilot_iters=args.pilot_iters, **_solver(args))
 
     return build
 

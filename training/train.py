@@ -136,6 +136,11 @@ def _build_model(args: argparse.Namespace, ckpt: dict | None, env: ProcessGroup)
             raise UsageError(f"--step-balance {args.step_balance:g} differs from the checkpoint's model "
                              f"({balance:g}); start a new run from its weights with --init to switch")
         args.step_balance = balance
+        pilot = ckpt["model_config"].get("pilot")
+        if "pilot" in getattr(args, "explicit", set()) and args.pilot != pilot:
+            raise UsageError(f"--pilot {args.pilot:g} differs from the checkpoint's model ({pilot}); start a new "
+                             "run from its weights with --init to switch")
+        args.pilot, args.pilot_iters = pilot, ckpt["model_config"].get("pilot_iters", 64)
         model = ReconstructionNet.from_config({**ckpt["model_config"], **solver})
         model.load_state_dict(ckpt["model"])
     else:
@@ -154,15 +159,33 @@ def _build_model(args: argparse.Namespace, ckpt: dict | None, env: ProcessGroup)
 
 
 def _init_weights(model, args: argparse.Namespace) -> None:
-    """Load ``--init`` weights into a new run's model (strict: the same parameters and shapes)."""
+    """Load ``--init`` weights into a new run's model: the same parameters and shapes, except that a
+    reconstruction model with a ``--pilot`` may start from one without: the first convolution's new input
+    channels (the pilot's, after x₀'s) start at zero weight, so the run starts from the old model's maps."""
     if getattr(args, "init", None) is None or args.resume is not None:
         return
     from safetensors.torch import load_file
 
+    weights = load_file(args.init)
+    if isinstance(model, ReconstructionNet) and model.pilot is not None:
+        weights = _widen_first_convolution(weights, model.state_dict())
     try:
-        model.load_state_dict(load_file(args.init))
+        model.load_state_dict(weights)
     except RuntimeError as exc:
         raise UsageError(f"--init {args.init}: the weights do not fit this run's model ({exc})") from None
+
+
+def _widen_first_convolution(weights: dict, target: dict) -> dict:
+    """``weights`` with each convolution kernel that has fewer input channels than ``target``'s (and is
+    otherwise the same shape) padded with zero input channels at the end; other tensors unchanged."""
+    out = dict(weights)
+    for key, value in weights.items():
+        want = target.get(key)
+        if (want is not None and value.ndim >= 3 and value.ndim == want.ndim and value.shape[0] == want.shape[0]
+                and value.shape[2:] == want.shape[2:] and value.shape[1] < want.shape[1]):
+            pad = value.new_zeros((value.shape[0], want.shape[1] - value.shape[1], *value.shape[2:]))
+            out[key] = torch.cat((value, pad), dim=1)
+    return out
 
 
 def _checkpoint(model: LambdaNet, optimizer, state: RunState, args: argparse.Namespace) -> dict:
@@ -211,7 +234,7 @@ def _lambda_image(model: LambdaNet, dataset: NoisyFolderDataset, device, task: T
     (directional maps side by side: vertical | horizontal)."""
     model.eval()
     with torch.no_grad():
-        lam = model.lambda_map(task.start(model, _as_batch(dataset[0]), device))[0].float().cpu()
+        lam = task.lambda_map(model, _as_batch(dataset[0]), device)[0].float().cpu()
     model.train()
     if lam.ndim == 4:  # (Λ_t, Λ_xy, Λ_xy) of a sequence: its middle frame, Λ_t | Λ_xy
         lam = lam[:2, lam.shape[1] // 2]

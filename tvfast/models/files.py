@@ -8,6 +8,7 @@ sequences) so that a reader refuses files of another kind with a clear message.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -18,7 +19,7 @@ from torch import nn
 
 from tvfast.io.atomic import atomic_write, atomic_write_text
 
-__all__ = ["pretrained_paths", "save_model_files", "read_model_config", "load_model_weights"]
+__all__ = ["pretrained_paths", "save_model_files", "read_model_config", "load_model_weights", "weights_digest"]
 
 
 def pretrained_paths(path: str | os.PathLike) -> tuple[Path, Path]:
@@ -96,3 +97,14 @@ def load_model_weights(model: nn.Module, weights: Path, map_location: str | torc
     state = load_file(str(weights), device=str(torch.device(map_location)))
     model.load_state_dict(state, strict=True)
     return model.to(map_location)
+
+
+def weights_digest(path: str | os.PathLike) -> str:
+    """The SHA-256 of a model's weights file (``path`` as for :func:`pretrained_paths`), in hex: it names the
+    weights themselves, so a record of an evaluation stays tied to them when a file at the same path changes."""
+    weights, _ = pretrained_paths(path)
+    digest = hashlib.sha256()
+    with open(weights, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

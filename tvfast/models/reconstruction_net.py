@@ -10,6 +10,21 @@ For data y of a linear forward operator A (single-coil Cartesian MRI,
     Λ_Θ = c · 0.1 · softplus((o₀, o₁))                    (B, 2, H, W) with ``directional=True``
     x_T = PDHG_T(y, Λ_Θ; A, x₀)                           ``tvfast.pdhg(y, Λ, operator=A, x0=x₀)``
 
+With ``pilot=κ`` the U-Net also sees a scalar-TV image (the pilot)::
+
+    x_p = PDHG_{T_p}(y, κ·c; A, x₀)                       no gradient; T_p = ``pilot_iters``
+    o   = crop₄( UNet( reflect_pad₄((x₀, x_p) / c) ) )    MRI: 4 input channels; CT: 2
+
+The pilot. Λ should be small on edges and large on flat regions, and the
+zero-filled image shows edges only through its aliasing (4× rows: each edge
+folded onto three ghosts along H). One scalar-TV solve removes most of the
+aliasing and the noise, so the network reads the anatomy from x_p and the
+undersampling artefacts from x₀. κ is in units of c (the solve is
+equivariant to the data's scale like the rest of the model) and need not be
+each image's best scalar: the pilot only has to show the edges. It runs
+without autograd, once per forward pass; T_p = 64 iterations cost a small
+fraction of a training step, whose T iterations also run backward.
+
 Input normalisation. The U-Net sees x₀ / c, and Λ is c times the network's
 map. Since min_x ½‖Ax − αy‖² + ‖αΛ∘∇x‖₁ is solved by αx̂ (and PDHG's
 iterates scale the same way), the reconstruction is equivariant to the
@@ -138,14 +153,20 @@ class ReconstructionNet(nn.Module):
         default) solves far from convergence at T = 256; 30 (the shipped ``mri4x``) solves
         near the minimiser of the Λ-weighted problem at T = 256–512, also
         where Λ is small (docs/method.md §11).
+    pilot : float, optional
+        κ > 0: the U-Net also sees the scalar-TV pilot x_p solved with λ = κ·c
+        (module docstring); its network takes twice the task's input channels.
+        None (the default): x₀ alone.
+    pilot_iters : int
+        T_p, the pilot's PDHG iterations (with the model's steps).
     solver_backend, solver_compile
         ``backend`` and ``compile`` of :func:`tvfast.pdhg`.
     """
 
     def __init__(self, task: str, unet: nn.Module | None = None, n_iter: int = 128, pad: int = 4,
                  directional: bool = False, *, normalisation: str = "mean", quantile: float = 0.98,
-                 step_balance: float = 1.0, solver_backend: str = "auto",
-                 solver_compile: bool | None = None) -> None:
+                 step_balance: float = 1.0, pilot: float | None = None, pilot_iters: int = 64,
+                 solver_backend: str = "auto", solver_compile: bool | None = None) -> None:
         super().__init__()
         if task not in TASKS:
             raise ValueError(f"task: expected one of {tuple(TASKS)}, got {task!r}")
@@ -174,12 +195,20 @@ class ReconstructionNet(nn.Module):
             raise ValueError(f"step_balance: sets the MRI steps (τ = b·s, σ = s/b); the {task!r} task takes "
                              f"the default steps, got {step_balance!r}")
         self.step_balance = float(step_balance)
+        if pilot is not None and (isinstance(pilot, bool) or not isinstance(pilot, Real)
+                                  or not math.isfinite(pilot) or pilot <= 0):
+            raise ValueError(f"pilot: expected None or a finite number > 0 (the pilot's λ in units of c), "
+                             f"got {pilot!r}")
+        self.pilot = None if pilot is None else float(pilot)
+        self.pilot_iters = _int_at_least("pilot_iters", pilot_iters, 1)
         self.solver_backend = solver_backend
         self.solver_compile = solver_compile
-        self.unet = unet if unet is not None else UNet(in_channels=TASKS[task])
-        channels = getattr(self.unet, "in_channels", TASKS[task])
-        if channels != TASKS[task]:
-            raise ValueError(f"unet: the {task!r} task feeds {TASKS[task]} input channel(s), the network takes "
+        feeds = TASKS[task] * (1 if self.pilot is None else 2)
+        self.unet = unet if unet is not None else UNet(in_channels=feeds)
+        channels = getattr(self.unet, "in_channels", feeds)
+        if channels != feeds:
+            what = "x₀ and the pilot" if self.pilot is not None else "x₀"
+            raise ValueError(f"unet: the {task!r} task feeds {feeds} input channel(s) ({what}), the network takes "
                              f"{channels}")
         if directional and getattr(self.unet, "out_channels", 2) < 2:
             raise ValueError("directional: maps per direction need a network with >= 2 output channels")
@@ -204,7 +233,8 @@ class ReconstructionNet(nn.Module):
         if self.normalisation == "quantile":
             scale["quantile"] = self.quantile
         return {"task": self.task, "n_iter": self.n_iter, "pad": self.pad, "directional": self.directional,
-                **scale, "step_balance": self.step_balance, "solver_backend": self.solver_backend,
+                **scale, "step_balance": self.step_balance, "pilot": self.pilot, "pilot_iters": self.pilot_iters,
+                "solver_backend": self.solver_backend,
                 "solver_compile": self.solver_compile, "unet": self.unet.config}
 
     @classmethod
@@ -224,6 +254,7 @@ class ReconstructionNet(nn.Module):
                    normalisation=config.get("normalisation", "mean"),  # files written before the option: mean
                    quantile=config.get("quantile", 0.98),
                    step_balance=config.get("step_balance", 1.0),  # files written before the option: τ = σ
+                   pilot=config.get("pilot"), pilot_iters=config.get("pilot_iters", 64),  # before: no pilot
                    solver_backend=config.get("solver_backend", "auto"),
                    solver_compile=config.get("solver_compile"))
 
@@ -249,19 +280,41 @@ class ReconstructionNet(nn.Module):
             c = magnitude.mean(dim=(1, 2, 3), keepdim=True)
         return c.clamp_min(1e-12)
 
-    def lambda_map(self, x0: torch.Tensor) -> torch.Tensor:
-        """Λ_Θ (B, 1, H, W), or (B, 2, H, W) when directional, real and strictly positive, for x0 (B, 1, H, W)."""
+    def pilot_image(self, y: torch.Tensor, operator, x0: torch.Tensor) -> torch.Tensor | None:
+        """The pilot x_p = PDHG_{T_p}(y, κ·c; A, x₀) (B, 1, H, W), without gradient; None without a pilot."""
+        if self.pilot is None:
+            return None
+        with torch.no_grad():
+            x0 = x0.detach()
+            lam = (self.pilot * self.scale(x0)).flatten().float()  # (B,): one scalar per sample
+            return tvfast.pdhg(y.detach(), lam, self.pilot_iters, operator=operator, x0=x0,
+                               backend=self.solver_backend, compile=self.solver_compile,
+                               **mri_steps(operator, self.step_balance))
+
+    def lambda_map(self, x0: torch.Tensor, pilot: torch.Tensor | None = None) -> torch.Tensor:
+        """Λ_Θ (B, 1, H, W), or (B, 2, H, W) when directional, real and strictly positive, for x0 (B, 1, H, W)
+        and, for a model with a pilot, ``pilot`` (:meth:`pilot_image`, the shape and dtype of x0)."""
         if not isinstance(x0, torch.Tensor) or x0.ndim != 4 or x0.shape[1] != 1:
             shape = tuple(x0.shape) if isinstance(x0, torch.Tensor) else type(x0).__name__
             raise ValueError(f"x0: expected (B, 1, H, W), got {shape}")
         if (self.task == "mri") != x0.is_complex():
             raise ValueError(f"x0: the {self.task!r} task expects a {'complex' if self.task == 'mri' else 'real'} "
                              f"image, got {x0.dtype}")
+        if self.pilot is None and pilot is not None:
+            raise ValueError("pilot: this model has no pilot (pilot=None); its U-Net sees x₀ alone")
+        if self.pilot is not None:
+            if not isinstance(pilot, torch.Tensor):
+                raise ValueError("pilot: this model's U-Net also sees the scalar-TV pilot; pass "
+                                 "pilot=model.pilot_image(y, operator, x0), or call model.estimate(y, operator)")
+            if pilot.shape != x0.shape or pilot.dtype != x0.dtype:
+                raise ValueError(f"pilot: expected the shape and dtype of x0 {tuple(x0.shape)} {x0.dtype}, got "
+                                 f"{tuple(pilot.shape)} {pilot.dtype}")
         x0 = x0.detach()
         scale = self.scale(x0)
-        inp = x0 / scale
-        if inp.is_complex():
-            inp = torch.cat((inp.real, inp.imag), dim=1)
+        # channels: x₀ (Re, Im for MRI), then the pilot's, so that a model widened for a pilot keeps
+        # its old channels in place (the new ones start at zero weight: training/train.py, --init)
+        parts = [x0 / scale] + ([] if pilot is None else [pilot.detach() / scale])
+        inp = torch.cat([c for t in parts for c in ((t.real, t.imag) if t.is_complex() else (t,))], dim=1)
         H, W = inp.shape[-2:]
         p = self.pad
         if p:
@@ -276,10 +329,14 @@ class ReconstructionNet(nn.Module):
             out = out[..., p : p + H, p : p + W]
         return scale.to(out.dtype) * 0.1 * F.softplus(out[:, : 2 if self.directional else 1])
 
+    def estimate(self, y: torch.Tensor, operator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(Λ_Θ, x₀)`` for data ``y`` of ``operator``: the start, the pilot if any, and the U-Net's map."""
+        x0 = self.start(y, operator)
+        return self.lambda_map(x0, self.pilot_image(y, operator, x0)), x0
+
     def solve(self, y: torch.Tensor, operator, n_iter: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(x_T, Λ_Θ, x₀)`` for data ``y`` of ``operator``."""
-        x0 = self.start(y, operator)
-        lam = self.lambda_map(x0)
+        lam, x0 = self.estimate(y, operator)
         T = self.n_iter if n_iter is None else n_iter
         steps = mri_steps(operator, self.step_balance)
         x = tvfast.pdhg(y, lam, T, operator=operator, x0=x0.detach(), backend=self.solver_backend,
