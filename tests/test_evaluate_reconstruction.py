@@ -217,7 +217,7 @@ def test_model_with_the_scalar_as_its_map_matches_the_oracle(task, images, monke
     search = scalar_search(y, clean, operator, x0, ITERS, solver_steps(operator, x0), coarse_steps=9,
                            fine_steps=2, lambda_max=0.1)
     lam = search["lambda_best_psnr"]
-    monkeypatch.setattr(model, "lambda_map", lambda start: torch.full((1, 1, SIZE, SIZE), lam))
+    monkeypatch.setattr(model, "lambda_map", lambda start, pilot=None: torch.full((1, 1, SIZE, SIZE), lam))
     with torch.no_grad():
         x_model, lam_map, x0_model = model.solve(y, operator, n_iter=ITERS)
     torch.testing.assert_close(x0_model, x0)

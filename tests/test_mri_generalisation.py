@@ -115,17 +115,22 @@ def test_dataset_variations_are_deterministic_batchable_and_take_effect(data):
 # ----------------------------------------------------------------------------- the model's scale
 @pytest.mark.skipif("mri4x" not in tvfast.pretrained_models(), reason="the mri4x weights are not installed")
 def test_shipped_mri4x_uses_the_quantile_scale_and_balanced_steps():
-    """The shipped map is c·0.1·softplus(U-Net(x0/c)) with c the 0.98 quantile of |x0|, solved with b = 30."""
+    """The shipped map is c·0.1·softplus(U-Net((x0, x_p)/c)) with c the 0.98 quantile of |x0| and x_p the
+    pilot, 64 iterations of scalar TV with λ = 2·10⁻³·c from x0; all solved with b = 30."""
     model = tvfast.pretrained("mri4x")
     assert (model.normalisation, model.quantile, model.step_balance, model.n_iter) == ("quantile", 0.98, 30.0, 256)
+    assert (model.pilot, model.pilot_iters) == (2e-3, 64)
     clean = dead_leaves(96, 96, torch.Generator().manual_seed(0))[None]
     data = simulate_mri(clean, 0.05, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        x0 = model.start(data.y, data.operator())
-        lam = model.lambda_map(x0)
+        A = data.operator()
+        lam, x0 = model.estimate(data.y, A)
         flat = x0.abs().flatten(1).sort(dim=1).values
         scale = flat[:, math.ceil(0.98 * flat.shape[1]) - 1].reshape(-1, 1, 1, 1)
-        inp = F.pad(torch.cat(((x0 / scale).real, (x0 / scale).imag), dim=1), (4, 4, 4, 4), mode="reflect")
+        s = 0.99 / 3.0
+        pilot = tvfast.pdhg(data.y, (2e-3 * scale).flatten(), 64, operator=A, x0=x0, tau=30 * s, sigma=s / 30)
+        parts = (x0 / scale, pilot / scale)
+        inp = F.pad(torch.cat([c for t in parts for c in (t.real, t.imag)], dim=1), (4, 4, 4, 4), mode="reflect")
         if model.precision.channels_last:
             inp = inp.contiguous(memory_format=torch.channels_last)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=model.precision.bf16):

@@ -78,6 +78,9 @@ def pretrained(name: str = "xray-denoise", device: str | torch.device = "cpu"):
     * ``"mri4x"``: :class:`~tvfast.models.reconstruction_net.ReconstructionNet`;
       ``model.reconstruct(y, mask)`` for complex k-space y (B, 1, H, W)
       (``fft2(x, norm="ortho")``, no shift) and a mask broadcastable to y.
+      Its U-Net sees the zero-filled image and a 64-iteration scalar-TV
+      solve of the same data (the pilot, docs/method.md §11); it runs at
+      T = 256 with step balance 30 (docs/results.md).
     * ``"ct60"`` (when installed): ``model(y, ParallelBeam((H, W)))``.
 
     Loaded from safetensors (no pickle).
