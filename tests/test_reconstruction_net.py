@@ -170,6 +170,25 @@ def test_pilot_model_is_scale_equivariant_and_saves_its_pilot(tmp_path):
         assert torch.equal(loaded.reconstruct(data.y, data.mask), model.reconstruct(data.y, data.mask))
 
 
+def test_ct_pilot_is_a_scalar_tv_solve_from_the_fbp():
+    """CT: a real pilot from the FBP with pdhg's default steps for the operator, and 2 U-Net channels."""
+    torch.manual_seed(0)
+    model = ReconstructionNet("ct", UNet(in_channels=2, out_channels=1, base_channels=4, depth=1), n_iter=4,
+                              solver_compile=False, pilot=2e-3, pilot_iters=5)
+    A = ParallelBeam((16, 16), n_views=12)
+    y = A(torch.rand(2, 1, 16, 16))
+    with torch.no_grad():
+        x0 = model.start(y, A)
+        pilot = model.pilot_image(y, A, x0)
+        c = model.scale(x0)
+        for b in range(2):
+            expected = tvfast.pdhg(y[b:b + 1], float(2e-3 * c[b]), 5, operator=A, x0=x0[b:b + 1])
+            assert torch.allclose(pilot[b:b + 1], expected, atol=1e-6)
+        x, lam, _ = model.solve(y, A)
+    assert not pilot.is_complex() and x.shape == (2, 1, 16, 16) and lam.shape == (2, 1, 16, 16)
+    assert "pilot" not in _tiny("ct").config and model.config["pilot"] == 2e-3
+
+
 def test_pilot_bad_input():
     with pytest.raises(ValueError, match="pilot:"):
         ReconstructionNet("mri", pilot=0.0)
@@ -183,7 +202,7 @@ def test_pilot_bad_input():
     x0 = MaskedFFT(data.mask).adjoint(data.y)
     with pytest.raises(ValueError, match="pilot: this model's U-Net also sees"):
         _tiny_pilot().lambda_map(x0)
-    with pytest.raises(ValueError, match="pilot: expected the shape"):
+    with pytest.raises(ValueError, match="pilot: expected the shape, dtype and device"):
         _tiny_pilot().lambda_map(x0, x0[:1])
     with pytest.raises(ValueError, match="pilot: this model has no pilot"):
         _tiny("mri").lambda_map(x0, x0)

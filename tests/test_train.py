@@ -498,10 +498,28 @@ def test_pilot_run_starts_from_a_model_without_one(data, tmp_path, capsys):
     assert load(piloted)["history"][-1]["val_psnr"] == pytest.approx(load(first)["history"][-1]["val_psnr"], abs=1e-3)
     for bad, message in ((["--task", "mri4x", "--pilot", "0"], "--pilot must be a finite number > 0"),
                          (["--task", "mri4x", "--pilot", "1e-3", "--pilot-iters", "0"], "--pilot-iters must be >= 1"),
+                         (["--task", "mri4x", "--pilot-iters", "8"], "--pilot-iters sets the iterations"),
                          (["--pilot", "1e-3"], "--pilot is for the reconstruction tasks")):
         with pytest.raises(SystemExit):
             run(data, tmp_path / "bad", *bad)
         assert message in capsys.readouterr().err
+    # a resumed run keeps its pilot; another value is an error, as for the other model options
+    run(data, piloted, "--task", "mri4x", "--resume", "--epochs", "2", "--max-steps-per-epoch", "1")
+    ckpt = load(piloted)
+    assert ckpt["epoch"] == 2 and (ckpt["model_config"]["pilot"], ckpt["model_config"]["pilot_iters"]) == (2e-3, 3)
+    for flag, value, kept in (("--pilot", "0.001", "0.002"), ("--pilot-iters", "4", "3")):
+        with pytest.raises(SystemExit):
+            run(data, piloted, "--task", "mri4x", "--resume", "--epochs", "3", "--max-steps-per-epoch", "1", flag, value)
+        assert f"{flag} {value} differs from the checkpoint's model ({kept})" in capsys.readouterr().err
+    # --init from a model of the other task, or into a run without the pilot: one clear error each
+    with pytest.raises(SystemExit):
+        run(data, tmp_path / "ct", "--task", "ct60", "--epochs", "1", "--pilot", "2e-3", "--init",
+            str(first / "best.safetensors"))
+    assert "a 'mri' model; this run trains a 'ct' one" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run(data, tmp_path / "plain", "--task", "mri4x", "--epochs", "1", "--normalisation", "quantile", "--init",
+            str(piloted / "best.safetensors"))
+    assert "a model with a pilot needs the run's --pilot" in capsys.readouterr().err
 
 
 def test_reconstruction_tasks_refuse_denoising_options(data, tmp_path, capsys):

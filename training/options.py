@@ -379,6 +379,8 @@ def _check_variation(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         parser.error(f"--pilot must be a finite number > 0, got {args.pilot:g}")
     if args.pilot_iters < 1:
         parser.error(f"--pilot-iters must be >= 1, got {args.pilot_iters}")
+    if args.pilot is None and args.pilot_iters != 64 and args.resume is None:
+        parser.error("--pilot-iters sets the iterations of the --pilot solve: give --pilot too")
     if args.iters_range is not None:
         low, high = args.iters_range
         if not 1 <= low <= high:

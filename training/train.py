@@ -136,11 +136,12 @@ def _build_model(args: argparse.Namespace, ckpt: dict | None, env: ProcessGroup)
             raise UsageError(f"--step-balance {args.step_balance:g} differs from the checkpoint's model "
                              f"({balance:g}); start a new run from its weights with --init to switch")
         args.step_balance = balance
-        pilot = ckpt["model_config"].get("pilot")
-        if "pilot" in getattr(args, "explicit", set()) and args.pilot != pilot:
-            raise UsageError(f"--pilot {args.pilot:g} differs from the checkpoint's model ({pilot}); start a new "
-                             "run from its weights with --init to switch")
-        args.pilot, args.pilot_iters = pilot, ckpt["model_config"].get("pilot_iters", 64)
+        saved_pilot = (ckpt["model_config"].get("pilot"), ckpt["model_config"].get("pilot_iters", 64))
+        for key, given, kept in (("pilot", args.pilot, saved_pilot[0]), ("pilot_iters", args.pilot_iters, saved_pilot[1])):
+            if key in getattr(args, "explicit", set()) and given != kept:
+                raise UsageError(f"--{key.replace('_', '-')} {given} differs from the checkpoint's model ({kept}); "
+                                 "start a new run from its weights with --init to switch")
+        args.pilot, args.pilot_iters = saved_pilot
         model = ReconstructionNet.from_config({**ckpt["model_config"], **solver})
         model.load_state_dict(ckpt["model"])
     else:
@@ -168,24 +169,41 @@ def _init_weights(model, args: argparse.Namespace) -> None:
 
     weights = load_file(args.init)
     if isinstance(model, ReconstructionNet) and model.pilot is not None:
-        weights = _widen_first_convolution(weights, model.state_dict())
+        saved = _init_config(args.init)
+        if saved.get("task") != model.task:
+            raise UsageError(f"--init {args.init}: a {saved.get('task')!r} model; this run trains a {model.task!r} one")
+        if saved.get("pilot") is None:
+            weights = _widen_first_convolution(weights, model.state_dict())
     try:
         model.load_state_dict(weights)
     except RuntimeError as exc:
-        raise UsageError(f"--init {args.init}: the weights do not fit this run's model ({exc})") from None
+        hint = ("; a model with a pilot needs the run's --pilot" if isinstance(model, ReconstructionNet)
+                and model.pilot is None and _FIRST_CONVOLUTION in str(exc) else "")
+        raise UsageError(f"--init {args.init}: the weights do not fit this run's model ({exc}){hint}") from None
+
+
+_FIRST_CONVOLUTION = "unet.inc.0.weight"
+
+
+def _init_config(path: str) -> dict:
+    """The configuration (the JSON beside the weights) of an ``--init`` reconstruction model."""
+    from tvfast.models.files import read_model_config
+    from tvfast.models.reconstruction_net import FORMAT
+
+    try:
+        return read_model_config(path, (FORMAT,))[1]
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--init {path}: a --pilot run reads the model's configuration beside its weights ({exc})"
+                         ) from None
 
 
 def _widen_first_convolution(weights: dict, target: dict) -> dict:
-    """``weights`` with each convolution kernel that has fewer input channels than ``target``'s (and is
-    otherwise the same shape) padded with zero input channels at the end; other tensors unchanged."""
-    out = dict(weights)
-    for key, value in weights.items():
-        want = target.get(key)
-        if (want is not None and value.ndim >= 3 and value.ndim == want.ndim and value.shape[0] == want.shape[0]
-                and value.shape[2:] == want.shape[2:] and value.shape[1] < want.shape[1]):
-            pad = value.new_zeros((value.shape[0], want.shape[1] - value.shape[1], *value.shape[2:]))
-            out[key] = torch.cat((value, pad), dim=1)
-    return out
+    """``weights`` with the U-Net's first convolution given the pilot's input channels, at zero weight, after
+    x₀'s: (C_out, C, k, k) → (C_out, 2C, k, k). Anything else that does not fit is left to the strict load."""
+    value, want = weights.get(_FIRST_CONVOLUTION), target.get(_FIRST_CONVOLUTION)
+    if value is None or want is None or want.shape != (value.shape[0], 2 * value.shape[1], *value.shape[2:]):
+        return weights
+    return {**weights, _FIRST_CONVOLUTION: torch.cat((value, torch.zeros_like(value)), dim=1)}
 
 
 def _checkpoint(model: LambdaNet, optimizer, state: RunState, args: argparse.Namespace) -> dict:

@@ -91,7 +91,7 @@ FORMAT = "tvfast-reconstructionnet"
 _FORMAT_VERSION = 1
 
 TASKS = {"mri": 2, "ct": 1}
-"""Tasks and the number of U-Net input channels of each."""
+"""Tasks and the number of U-Net input channels of each (twice that with a pilot)."""
 
 NORMALISATIONS = ("mean", "quantile")
 """The statistics of x₀ that scale the U-Net's input and Λ (module docstring)."""
@@ -132,9 +132,9 @@ class ReconstructionNet(nn.Module):
         start Aᴴy. ``"ct"``: real images, A a
         :class:`~tvfast.physics.tomography.ParallelBeam`, start ``A.fbp(y)``.
     unet : torch.nn.Module, optional
-        Maps ``(B, TASKS[task], H, W)`` to ``(B, C ≥ 1, H, W)`` logits.
-        Default: ``UNet(in_channels=TASKS[task])`` (the seed's width: 32
-        channels, depth 3).
+        Maps ``(B, N, H, W)`` to ``(B, C ≥ 1, H, W)`` logits, N = ``TASKS[task]``
+        (twice that with a ``pilot``). Default: ``UNet(in_channels=N)`` (the
+        seed's width: 32 channels, depth 3).
     n_iter : int
         PDHG iterations T of :meth:`forward`.
     pad : int
@@ -232,9 +232,11 @@ class ReconstructionNet(nn.Module):
         scale = {"normalisation": self.normalisation}
         if self.normalisation == "quantile":
             scale["quantile"] = self.quantile
+        # the pilot's keys only for a model with one, so that configurations of models without one stay as
+        # they were (experiments/average_weights.py compares configurations)
+        pilot = {} if self.pilot is None else {"pilot": self.pilot, "pilot_iters": self.pilot_iters}
         return {"task": self.task, "n_iter": self.n_iter, "pad": self.pad, "directional": self.directional,
-                **scale, "step_balance": self.step_balance, "pilot": self.pilot, "pilot_iters": self.pilot_iters,
-                "solver_backend": self.solver_backend,
+                **scale, "step_balance": self.step_balance, **pilot, "solver_backend": self.solver_backend,
                 "solver_compile": self.solver_compile, "unet": self.unet.config}
 
     @classmethod
@@ -306,9 +308,9 @@ class ReconstructionNet(nn.Module):
             if not isinstance(pilot, torch.Tensor):
                 raise ValueError("pilot: this model's U-Net also sees the scalar-TV pilot; pass "
                                  "pilot=model.pilot_image(y, operator, x0), or call model.estimate(y, operator)")
-            if pilot.shape != x0.shape or pilot.dtype != x0.dtype:
-                raise ValueError(f"pilot: expected the shape and dtype of x0 {tuple(x0.shape)} {x0.dtype}, got "
-                                 f"{tuple(pilot.shape)} {pilot.dtype}")
+            if pilot.shape != x0.shape or pilot.dtype != x0.dtype or pilot.device != x0.device:
+                raise ValueError(f"pilot: expected the shape, dtype and device of x0 {tuple(x0.shape)} {x0.dtype} "
+                                 f"{x0.device}, got {tuple(pilot.shape)} {pilot.dtype} {pilot.device}")
         x0 = x0.detach()
         scale = self.scale(x0)
         # channels: x₀ (Re, Im for MRI), then the pilot's, so that a model widened for a pilot keeps
