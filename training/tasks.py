@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tvfast.models.lambda_net import LambdaNet
-from tvfast.models.reconstruction_net import ReconstructionNet
+from tvfast.models.reconstruction_net import ReconstructionNet, unet_channels
 from tvfast.models.unet import UNet
 from tvfast.physics import MaskedFFT
 from tvfast.training.data import ImageFolderDataset
@@ -250,9 +250,9 @@ def _sequence_model(args: argparse.Namespace) -> nn.Module:
                           spatial_dims=3), n_iter=args.iters, **_solver(args))
 
 
-def _reconstruction_model(operator: str, in_channels: int) -> Callable[[argparse.Namespace], nn.Module]:
+def _reconstruction_model(operator: str) -> Callable[[argparse.Namespace], nn.Module]:
     def build(args: argparse.Namespace) -> nn.Module:
-        feeds = in_channels * (1 if args.pilot is None else 2)  # x₀, and the pilot's channels
+        feeds = unet_channels(operator, args.pilot)
         return ReconstructionNet(operator, UNet(in_channels=feeds, base_channels=args.base_channels,
                                                 depth=args.depth),
                                  n_iter=args.iters, directional=args.directional,
@@ -333,10 +333,10 @@ TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (
              _evaluation("evaluate3d")),
     TaskSpec("mri4x", "Simulated single-coil Cartesian MRI, 4× row undersampling (8 % centre rows), smooth random "
              "phase", "reconstruction", "mri", "zero-filled Aᴴy", (0.02, 0.1), 0.05, 256, 128, "mri4x",
-             _reconstruction_model("mri", 2), _reconstruction_datasets, _evaluation("evaluate_reconstruction"),
+             _reconstruction_model("mri"), _reconstruction_datasets, _evaluation("evaluate_reconstruction"),
              _demo("run_mri_demo")),
     TaskSpec("ct60", "Simulated sparse-view parallel-beam CT, 60 views over 180°", "reconstruction", "ct", "FBP",
-             (0.01, 0.04), 0.02, 128, 128, None, _reconstruction_model("ct", 1), _reconstruction_datasets,
+             (0.01, 0.04), 0.02, 128, 128, None, _reconstruction_model("ct"), _reconstruction_datasets,
              _evaluation("evaluate_reconstruction")),
 )}
 RECONSTRUCTION_TASKS = tuple(name for name, spec in TASKS.items() if spec.operator is not None)

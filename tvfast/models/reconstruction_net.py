@@ -85,7 +85,7 @@ from tvfast.models.precision import Precision
 from tvfast.models.unet import UNet, pad_mode
 from tvfast.solver.arguments import operator_step
 
-__all__ = ["ReconstructionNet", "TASKS", "NORMALISATIONS", "FORMAT", "mri_steps"]
+__all__ = ["ReconstructionNet", "TASKS", "NORMALISATIONS", "FORMAT", "mri_steps", "unet_channels"]
 
 FORMAT = "tvfast-reconstructionnet"
 _FORMAT_VERSION = 1
@@ -96,6 +96,11 @@ TASKS = {"mri": 2, "ct": 1}
 NORMALISATIONS = ("mean", "quantile")
 """The statistics of x₀ that scale the U-Net's input and Λ (module docstring)."""
 
+
+
+def unet_channels(task: str, pilot: float | None = None) -> int:
+    """The U-Net's input channels for ``task``: x₀'s (:data:`TASKS`), and as many again for a pilot."""
+    return TASKS[task] * (1 if pilot is None else 2)
 
 
 def mri_steps(operator, balance: float = 1.0) -> dict:
@@ -203,7 +208,7 @@ class ReconstructionNet(nn.Module):
         self.pilot_iters = _int_at_least("pilot_iters", pilot_iters, 1)
         self.solver_backend = solver_backend
         self.solver_compile = solver_compile
-        feeds = TASKS[task] * (1 if self.pilot is None else 2)
+        feeds = unet_channels(task, self.pilot)
         self.unet = unet if unet is not None else UNet(in_channels=feeds)
         channels = getattr(self.unet, "in_channels", feeds)
         if channels != feeds:
@@ -287,9 +292,8 @@ class ReconstructionNet(nn.Module):
         if self.pilot is None:
             return None
         with torch.no_grad():
-            x0 = x0.detach()
             lam = (self.pilot * self.scale(x0)).flatten().float()  # (B,): one scalar per sample
-            return tvfast.pdhg(y.detach(), lam, self.pilot_iters, operator=operator, x0=x0,
+            return tvfast.pdhg(y, lam, self.pilot_iters, operator=operator, x0=x0,
                                backend=self.solver_backend, compile=self.solver_compile,
                                **mri_steps(operator, self.step_balance))
 
