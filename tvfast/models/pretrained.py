@@ -37,7 +37,8 @@ SHIPPED: dict[str, tuple[str, str]] = {
     "mri4x": (
         "mri4x.safetensors",
         "4x-accelerated single-coil Cartesian MRI (whole phase-encode rows, 4–12 % fully sampled centre; trained on "
-        "MRI simulated from chest X-rays and synthetic dead-leaves images, s = 0.03–0.08, T = 256): "
+        "MRI simulated from chest X-rays and synthetic dead-leaves images, s = 0.03–0.08, T = 256, last on whole 256² "
+        "images): "
         "model.reconstruct(y, mask) -> complex image, any H × W.",
     ),
     "ct60": (
