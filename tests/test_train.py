@@ -387,11 +387,16 @@ def test_every_task_of_the_registry_builds_its_model_and_names_its_evaluation():
     from tvfast.training.tasks import TASKS, task_spec
 
     parser = build_parser()
+    assert {name: spec.size for name, spec in TASKS.items()} == {"denoise": 256, "sequences": 64, "mri4x": 256,
+                                                                 "ct60": 128}
     kinds = {"lambdanet": (LambdaNet, 2), "lambdanet3d": (LambdaNet, 3)}
     for name, spec in TASKS.items():
         args = resolve_task_defaults(parser.parse_args(["--data", "x", "--task", name, "--base-channels", "4",
                                                         "--depth", "1"]))
         assert (args.iters, (args.noise_min, args.noise_max)) == (spec.n_iter, spec.train_noise)
+        assert args.size == spec.size  # trained at the size it is evaluated at unless --size says otherwise
+        given = resolve_task_defaults(parser.parse_args(["--data", "x", "--task", name, "--size", "48"]))
+        assert given.size == 48
         model = spec.new_model(args)
         if spec.model_kind == "reconstruction":
             assert model.task == spec.operator

@@ -22,8 +22,11 @@ Protocol, for a folder of clean test images and a ``ReconstructionNet``
   τ = b·s, σ = s/b with s = 0.99/√(‖A‖² + 8), ‖A‖ from the mask and b the
   model's ``step_balance``, :func:`~tvfast.models.reconstruction_net.mri_steps`;
   ``--scalar-step-balance`` sets another b, and b = 30 with T_s = 512 solves
-  the scalar problem to within 0.1 dB of its minimiser for λ ≥ 3·10⁻⁴; CT: the power
-  iteration of :func:`tvfast.pdhg` on the model's start) and the
+  the scalar problem to within 0.1 dB of its minimiser for λ ≥ 3·10⁻⁴; CT:
+  s from the power iteration of :func:`tvfast.pdhg` on the model's start,
+  τ = σ = s for the model and ``--scalar-step-balance`` b again for the
+  scalar, where b = 10 with T_s = 512 is within 0.02 dB of the minimiser's
+  best PSNR, experiments/results/ct60_scalar_convergence.md) and the
   *same* start x₀ as the model; λ is chosen against the clean image, so it
   is an upper bound for any scalar-λ method. The search: a coarse grid of
   ``--lambda-steps`` (25) log-spaced values in [``--lambda-min``,
@@ -109,11 +112,11 @@ def solver_steps(operator, x0: torch.Tensor, balance: float = 1.0) -> dict:
 
     MRI (:class:`~tvfast.physics.MaskedFFT`): τ = b·s, σ = s/b with b = ``balance``
     (:func:`~tvfast.models.reconstruction_net.mri_steps`). Other
-    operators: the default of :func:`tvfast.pdhg`, 0.99/√(‖A‖² + 8), with
+    operators: s = 0.99/√(‖A‖² + 8), the default of :func:`tvfast.pdhg` (b = 1), with
     ‖A‖ the power iteration on x0's shape that ``pdhg`` runs (and caches in
     the operator) for the model's one-image call — computed here once, so
     that a batch of K copies gets exactly the same steps rather than a power
-    iteration started from a (K, …) random vector.
+    iteration started from a (K, …) random vector — and τ = b·s, σ = s/b.
     """
     steps = mri_steps(operator, balance)
     if steps:
@@ -121,7 +124,7 @@ def solver_steps(operator, x0: torch.Tensor, balance: float = 1.0) -> dict:
     with torch.no_grad():
         norm = operator_norm(operator, x0)
     step = operator_step(norm, x0.dim() - 2)
-    return {"tau": step, "sigma": step}
+    return {"tau": step * balance, "sigma": step / balance}
 
 
 def scalar_search(y: torch.Tensor, clean: torch.Tensor, operator, x0: torch.Tensor, n_iter: int, steps: dict, *,
@@ -199,9 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="PDHG iterations of the scalar baseline (default: --iters); more than the model's, such as "
                         "512, measures the gain against the scalar problem solved closer to convergence")
     p.add_argument("--scalar-step-balance", type=float, default=None, metavar="B",
-                   help="mri4x: the scalar baseline's steps tau = B*s, sigma = s/B (default: the model's, 1 for the "
-                        "shipped weights); 30 with --scalar-iters 512 solves the scalar problem to within 0.1 dB "
-                        "of its minimiser for lambda >= 3e-4, which tau = sigma needs thousands of iterations for")
+                   help="the scalar baseline's steps tau = B*s, sigma = s/B, s = 0.99/sqrt(|A|^2 + 8) (default: the "
+                        "model's, 30 for the shipped mri4x, 1 for ct60); with --scalar-iters 512, B = 30 solves the "
+                        "mri4x scalar problem to within 0.1 dB of its minimiser for lambda >= 3e-4 and B = 10 the "
+                        "ct60 one, which tau = sigma needs thousands of iterations for")
     p.add_argument("--seed", type=int, default=0, help="the data of image i are simulated with the seed SEED + i")
     p.add_argument("--noise-level", type=float, default=None, metavar="S",
                    help="noise level s of the simulated data, σ = s·std(x) "
@@ -254,8 +258,6 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
     if args.scalar_step_balance is not None:
         if not (math.isfinite(args.scalar_step_balance) and args.scalar_step_balance > 0):
             parser.error(f"--scalar-step-balance: expected a finite number > 0, got {args.scalar_step_balance:g}")
-        if args.task != "mri4x":
-            parser.error(f"--scalar-step-balance sets the MRI steps; it does not apply with --task {args.task}")
     if args.noise_level is not None and not (math.isfinite(args.noise_level) and args.noise_level >= 0):
         parser.error(f"--noise-level: expected a finite number >= 0, got {args.noise_level:g}")
     if not (0 < args.lambda_min <= args.lambda_max and math.isfinite(args.lambda_max)):

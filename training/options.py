@@ -75,8 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="; ".join(f"{name}: {spec.description}" for name, spec in TASKS.items()).replace("%", "%%"))
     g.add_argument("--data", required=True, help="folder of training images (PNG/JPEG/TIFF)")
     g.add_argument("--val", default=None, help="folder of validation images (fixed noise)")
-    g.add_argument("--size", type=int, default=256,
-                   help="images are centre-cropped and resized to SIZE×SIZE (0: full resolution, as read)")
+    g.add_argument("--size", type=int, default=None,
+                   help="images are centre-cropped and resized to SIZE×SIZE (0: full resolution, as read); default: "
+                        "the size the task is evaluated at (256; ct60 128, sequences 64)")
     g.add_argument("--patch-size", type=int, default=None, help="random training crops of this size")
     g.add_argument("--noise", choices=("relative", "absolute"), default="relative",
                    help="z = x + s·std(x)·n (relative) or z = x + s·n (absolute)")
@@ -246,7 +247,8 @@ def explicit_options(parser: argparse.ArgumentParser, argv: list[str]) -> set[st
 
 
 def resolve_task_defaults(args: argparse.Namespace) -> argparse.Namespace:
-    """Fill the options whose default depends on ``--task`` (noise range, T; :data:`TASKS`); returns ``args``.
+    """Fill the options whose default depends on ``--task`` (noise range, T, image size; :data:`TASKS`); returns
+    ``args``.
     ``--sequences`` is the task ``sequences``."""
     if getattr(args, "sequences", False) and args.task == "denoise":
         args.task = "sequences"
@@ -257,6 +259,8 @@ def resolve_task_defaults(args: argparse.Namespace) -> argparse.Namespace:
     args.noise_max = high if args.noise_max is None else args.noise_max
     if args.iters is None:
         args.iters = spec.n_iter
+    if args.size is None:
+        args.size = spec.size
     return args
 
 

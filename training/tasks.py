@@ -315,7 +315,7 @@ class TaskSpec:
     start: str  # what the model starts from and the baseline is compared with
     train_noise: tuple[float, float]  # s ~ U[low, high] in training
     eval_noise: float  # the evaluation's (default) level
-    size: int  # default image size (evaluation; training takes --size)
+    size: int  # default image size of training and evaluation (--size)
     n_iter: int  # default T
     weights: str | None  # the shipped weights (tvfast.pretrained name), if any
     new_model: Callable[[argparse.Namespace], nn.Module]
