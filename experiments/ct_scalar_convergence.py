@@ -7,7 +7,7 @@ For each of the first ``--limit`` test images, simulated as ``tvfast evaluate --
 them (128², 60 views, s = 0.02, image i from seed i, FBP start), and for each setting (b, T) of
 ``--settings``, the oracle best scalar λ (a ``--coarse``-value log grid over [10⁻⁴, 0.3] refined by
 ``--fine`` values around its best, against the clean image) solved with τ = b·s, σ = s/b,
-s = 0.99/√(‖A‖² + 8) (‖A‖ = 1, the operator is normalised). The last setting is the reference, taken
+s = 0.99/√(‖A‖² + 8) (the evaluation's steps, ``solver_steps``; ‖A‖ = 1, the operator is normalised). The last setting is the reference, taken
 as the minimiser: its best PSNR and the difference of every other setting's best PSNR to it are
 reported. b = 1 is the default step of ``tvfast.pdhg`` and of the ct60 model. The table is written
 atomically.
@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tvfast.evaluation.metrics import psnr
 from tvfast.evaluation.report import machine_name
 from tvfast.io.atomic import atomic_write_text
-from tvfast.solver.arguments import operator_step
-from tvfast.training.evaluate_reconstruction import scalar_search
+from tvfast.training.evaluate_reconstruction import scalar_search, solver_steps
 from tvfast.training.tasks import TASKS, Task, TaskDataset
 
 
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     spec = TASKS["ct60"]
     ds = TaskDataset(args.data, "ct60", size=spec.size, noise_level=spec.eval_noise, train=False, seed=0)
-    step = operator_step(1.0, 2)
+    task = Task("ct60", ds)
     settings = args.settings
     *others, reference = settings
     header = ("| image | FBP | " + " | ".join(f"b = {b:g}, T = {T}" for b, T in settings) + " |\n"
@@ -68,13 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(min(args.limit, len(ds))):
         item = ds[i]
         clean, y = item["clean"][None], item["y"][None]
-        operator = Task("ct60", ds).operator({"clean": clean}, torch.device("cpu"))
+        operator = task.operator({"clean": clean}, torch.device("cpu"))
         with torch.no_grad():
             x0 = operator.fbp(y)
-            fbp = 10 * np.log10(1.0 / float(((x0 - clean) ** 2).mean()))
+            fbp = psnr(clean, x0)
             best = {}
             for b, T in settings:
-                found = scalar_search(y, clean, operator, x0, T, {"tau": step * b, "sigma": step / b},
+                found = scalar_search(y, clean, operator, x0, T, solver_steps(operator, x0, b),
                                       coarse_steps=args.coarse, fine_steps=args.fine)
                 best[(b, T)] = (found["psnr_best"], found["lambda_best_psnr"])
         ref = best[reference][0]

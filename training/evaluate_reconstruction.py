@@ -25,7 +25,7 @@ Protocol, for a folder of clean test images and a ``ReconstructionNet``
   the scalar problem to within 0.1 dB of its minimiser for λ ≥ 3·10⁻⁴; CT:
   s from the power iteration of :func:`tvfast.pdhg` on the model's start,
   τ = σ = s for the model and ``--scalar-step-balance`` b again for the
-  scalar, where b = 10 with T_s = 512 is within 0.02 dB of the minimiser's
+  scalar, where b = 10 with T_s = 512 is within 0.01 dB of the minimiser's
   best PSNR, experiments/results/ct60_scalar_convergence.md) and the
   *same* start x₀ as the model; λ is chosen against the clean image, so it
   is an upper bound for any scalar-λ method. The search: a coarse grid of
